@@ -1,0 +1,253 @@
+//! Application state, router assembly and the HTTP server with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::http::json::BODY_LIMIT;
+use crate::http::middleware;
+use crate::infra::captcha::Turnstile;
+use crate::infra::email::Mailer;
+use crate::infra::google::GoogleClient;
+use crate::infra::redis::Redis;
+use crate::infra::storage::Storage;
+use crate::realtime::presence::Presence;
+use crate::realtime::typing::TypingRelay;
+use crate::realtime::{CloseReason, EventBus, Hub};
+
+/// Everything a handler may need. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+/// The services behind [`AppState`].
+pub struct Services {
+    pub cfg: Arc<Config>,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub storage: Arc<dyn Storage>,
+    pub mailer: Arc<dyn Mailer>,
+    pub captcha: Turnstile,
+    pub google: GoogleClient,
+    pub http: reqwest::Client,
+    pub hub: Arc<Hub>,
+    pub bus: EventBus,
+    pub presence: Presence,
+    pub typing: TypingRelay,
+}
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// A bound, ready-to-run API server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Connects to every dependency, migrates when `DB_MIGRATE=true`, starts
+    /// the event-bus subscriber and binds `APP_PORT` (0 picks a free port).
+    pub async fn build(mut cfg: Config) -> anyhow::Result<Self> {
+        let addr = SocketAddr::from(([0, 0, 0, 0], cfg.app_port));
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {addr}: {e}; is APP_PORT already in use?")
+        })?;
+        if cfg.app_url.is_empty() {
+            // Self-served URLs (local storage) need the real port.
+            let port = listener.local_addr()?.port();
+            cfg.app_url = format!("http://127.0.0.1:{port}");
+        }
+        for w in cfg.insecure_secret_warnings() {
+            tracing::warn!("{w}");
+        }
+        let db = crate::infra::db::connect(&cfg).await?;
+        if cfg.db_migrate {
+            crate::infra::db::migrate(&db).await?;
+            tracing::info!("database schema migrated");
+        } else {
+            tracing::info!("database migration skipped (DB_MIGRATE=false)");
+        }
+        let redis = Redis::connect(&cfg).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        let storage = crate::infra::storage::build(&cfg, http.clone())?;
+        let mailer = crate::infra::email::build(&cfg.smtp)?;
+        let captcha = Turnstile::new(
+            cfg.turnstile_secret_key.clone(),
+            cfg.turnstile_verify_url.clone(),
+            http.clone(),
+        );
+        let google = GoogleClient::new(cfg.google.clone(), http.clone());
+        let hub = Hub::new();
+        let bus = EventBus::new(redis.clone(), hub.clone());
+        let presence = Presence::new(db.clone(), redis.clone(), bus.clone());
+        let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        bus.start_subscriber(Duration::from_secs(5), shutdown_rx)
+            .await;
+
+        let state = AppState(Arc::new(Services {
+            cfg: Arc::new(cfg),
+            db,
+            redis,
+            storage,
+            mailer,
+            captcha,
+            google,
+            http,
+            hub,
+            bus,
+            presence,
+            typing,
+        }));
+        Ok(Self {
+            listener,
+            state,
+            shutdown_tx,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish, closes sockets with a close frame and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let grace = state.cfg.shutdown_grace;
+        let app = router(state.clone());
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let hub = state.hub.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets and finishing in-flight requests");
+            hub.close_all(CloseReason::Shutdown);
+            let _ = stop_tx.send(true);
+        });
+        tracing::info!(addr = %self.local_addr(), "AtoiTalk API listening");
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        });
+        serve.await?;
+        // Sockets were asked to close; give them the grace period to do so.
+        let deadline = tokio::time::Instant::now() + grace;
+        while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.shutdown_tx.send(true);
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::auth::routes::routes())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+
+    Router::new()
+        .route("/", get(|| async { "Welcome to AtoiTalkAPI" }))
+        .route("/healthz", get(crate::http::health::healthz))
+        .route("/readyz", get(crate::http::health::readyz))
+        .route("/ws", get(crate::realtime::ws::ws_handler))
+        .merge(crate::infra::storage::local_routes())
+        .merge(api)
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::client_ip,
+        ))
+        .layer(cors_layer(&state.cfg.cors_allowed_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                // The path only: query strings can carry tokens (`/ws?token=`).
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        // `*` with credentials is not allowed by browsers; mirror instead.
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::ACCEPT, header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([HeaderName::from_static("link")])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(300))
+}

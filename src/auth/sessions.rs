@@ -1,0 +1,137 @@
+//! Session state in Redis: the per-token logout blacklist and the per-user
+//! "revoked before T" marker. Key shapes match the reference (tests and
+//! operators read them directly).
+
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::infra::redis::{Redis, RedisUnavailable};
+
+/// Whether this exact token was logged out.
+pub async fn is_blacklisted(redis: &Redis, token: &str) -> Result<bool, RedisUnavailable> {
+    let mut c = redis.conn();
+    let exists: bool = c.exists(redis.key(&format!("blacklist:{token}"))).await?;
+    Ok(exists)
+}
+
+/// Blacklists one token for `ttl_secs`.
+pub async fn blacklist(redis: &Redis, token: &str, ttl_secs: i64) -> Result<(), RedisUnavailable> {
+    let mut c = redis.conn();
+    let _: () = c
+        .set_ex(
+            redis.key(&format!("blacklist:{token}")),
+            "revoked",
+            ttl_secs.max(1) as u64,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Parses a revoke marker: `<ms>:<uuid>`, or a bare number (seconds when it
+/// is too small to be milliseconds).
+pub fn parse_marker(value: &str) -> Option<i64> {
+    let head = match value.find(':') {
+        Some(i) if i > 0 => &value[..i],
+        _ => value,
+    };
+    let n: i64 = head.trim().parse().ok()?;
+    Some(if n < 1_000_000_000_000 { n * 1000 } else { n })
+}
+
+/// The latest revoke-all time of a user, in ms. `Err` when Redis fails or the
+/// marker is unreadable (the caller answers 503 rather than guessing).
+pub async fn revoked_before_ms(redis: &Redis, user: Uuid) -> Result<Option<i64>, RevocationError> {
+    let mut c = redis.conn();
+    let v: Option<String> = c
+        .get(redis.key(&format!("revoked_user:{user}")))
+        .await
+        .map_err(|e| RevocationError::Redis(e.into()))?;
+    match v {
+        None => Ok(None),
+        Some(s) => parse_marker(&s).map(Some).ok_or(RevocationError::BadMarker),
+    }
+}
+
+/// Revocation lookup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RevocationError {
+    #[error(transparent)]
+    Redis(#[from] RedisUnavailable),
+    #[error("unreadable revocation marker")]
+    BadMarker,
+}
+
+/// Writes a revoke-all marker at "now" for `ttl_secs` and returns it, so a
+/// failed transaction can restore what was there before.
+pub async fn revoke_all(
+    redis: &Redis,
+    user: Uuid,
+    ttl_secs: i64,
+) -> Result<RevokeGuard, RedisUnavailable> {
+    let key = redis.key(&format!("revoked_user:{user}"));
+    let mut c = redis.conn();
+    let (previous, prev_ttl): (Option<String>, i64) = redis::pipe()
+        .get(&key)
+        .pttl(&key)
+        .query_async(&mut c)
+        .await?;
+    let marker = format!(
+        "{}:{}",
+        chrono::Utc::now().timestamp_millis(),
+        Uuid::new_v4()
+    );
+    let _: () = c.set_ex(&key, &marker, ttl_secs.max(1) as u64).await?;
+    Ok(RevokeGuard {
+        key,
+        marker,
+        previous: previous.map(|p| (p, prev_ttl)),
+    })
+}
+
+/// A written revoke marker that can be rolled back if the DB commit fails.
+pub struct RevokeGuard {
+    key: String,
+    marker: String,
+    previous: Option<(String, i64)>,
+}
+
+impl RevokeGuard {
+    /// Restores the previous marker, but only if ours is still the current one.
+    pub async fn rollback(self, redis: &Redis) {
+        let script = redis::Script::new(
+            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+                if tonumber(ARGV[3]) > 0 then
+                  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                end
+                return redis.call('SET', KEYS[1], ARGV[2])
+              end
+              return 0",
+        );
+        let (prev, ttl) = self.previous.unwrap_or_default();
+        let mut c = redis.conn();
+        let res: redis::RedisResult<redis::Value> = script
+            .key(&self.key)
+            .arg(&self.marker)
+            .arg(prev)
+            .arg(ttl)
+            .invoke_async(&mut c)
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "failed to roll back revocation marker");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_marker;
+
+    #[test]
+    fn marker_formats() {
+        assert_eq!(parse_marker("1700000000500:abc"), Some(1_700_000_000_500));
+        assert_eq!(parse_marker("1700000000500"), Some(1_700_000_000_500));
+        assert_eq!(parse_marker("1700000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_marker("garbage"), None);
+    }
+}

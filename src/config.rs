@@ -1,0 +1,541 @@
+//! Typed configuration read from the environment (and an optional `.env`).
+//!
+//! Every variable of the reference README keeps its name and default. A value
+//! that is present but does not parse stops start-up with one line naming the
+//! variable (the reference silently fell back to defaults, which hides typos).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Default secret shipped by the reference; refusing it in production keeps
+/// forgotten deployments from signing tokens with a public key.
+pub const INSECURE_DEFAULT_SECRET: &str = "secret";
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value for {name}: {value:?} ({reason})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Insecure(String),
+}
+
+/// Where the process runs; only `production` changes behaviour (JSON logs,
+/// secrets must be set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+    Test,
+}
+
+/// S3 settings; present only when a bucket is configured.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket_public: String,
+    pub bucket_private: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub endpoint: String,
+    pub public_domain: String,
+}
+
+/// SMTP settings; `host` empty means "write emails to the log".
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub from_email: String,
+    pub from_name: String,
+    pub send_async: bool,
+}
+
+/// Google OAuth client settings and endpoints (the endpoints are configurable
+/// so tests can point them at a local fake).
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_url: String,
+    pub auth_url: String,
+    pub token_url: String,
+    pub userinfo_url: String,
+}
+
+impl GoogleConfig {
+    /// Google sign-in is off until a client id is configured.
+    pub fn enabled(&self) -> bool {
+        !self.client_id.is_empty()
+    }
+}
+
+/// The whole runtime configuration shared by `serve`, `scheduler` and the
+/// maintenance commands.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub app_port: u16,
+    pub app_url: String,
+    pub cors_allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+
+    pub db_host: String,
+    pub db_port: u16,
+    pub db_user: String,
+    pub db_password: String,
+    pub db_name: String,
+    pub db_sslmode: String,
+    pub db_migrate: bool,
+    pub db_max_connections: u32,
+
+    pub redis_host: String,
+    pub redis_port: u16,
+    pub redis_password: String,
+    pub redis_db: i64,
+    pub redis_key_prefix: String,
+
+    pub s3: Option<S3Config>,
+    /// Directory of the local storage backend used when no S3 is configured.
+    pub media_local_dir: PathBuf,
+
+    pub smtp: SmtpConfig,
+    pub google: GoogleConfig,
+
+    pub jwt_secret: String,
+    pub jwt_exp_secs: i64,
+    pub turnstile_secret_key: String,
+    pub turnstile_verify_url: String,
+    pub otp_exp_secs: i64,
+    pub otp_rate_limit_secs: i64,
+    pub otp_secret: String,
+
+    pub soft_delete_retention_days: i64,
+    pub media_retention_days: f64,
+    pub entity_cleanup_cron: String,
+    pub private_chat_cleanup_cron: String,
+    pub media_cleanup_cron: String,
+
+    pub shutdown_grace: Duration,
+}
+
+/// Reads variables from any source: the process environment in production,
+/// a plain map in tests (so both go through the same parsing).
+pub struct VarSource<'a> {
+    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+}
+
+impl<'a> VarSource<'a> {
+    pub fn from_env() -> Self {
+        Self {
+            lookup: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    pub fn from_map(map: &'a HashMap<String, String>) -> Self {
+        Self {
+            lookup: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    /// String value; present-but-empty is kept as empty (like the reference).
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) if v.trim().is_empty() => Ok(default),
+            Some(v) => v.trim().parse::<T>().map_err(|_| ConfigError::Invalid {
+                name,
+                value: v.clone(),
+                reason: format!("expected {what}"),
+            }),
+        }
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) if v.trim().is_empty() => Ok(default),
+            Some(v) => parse_bool(v.trim()).ok_or(ConfigError::Invalid {
+                name,
+                value: v.clone(),
+                reason: "expected true or false".into(),
+            }),
+        }
+    }
+}
+
+/// Booleans as the reference accepts them (Go's `strconv.ParseBool`).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn strip_quotes(v: String) -> String {
+    let t = v.trim();
+    t.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(t)
+        .to_string()
+}
+
+fn positive(name: &'static str, v: i64) -> Result<i64, ConfigError> {
+    if v <= 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            value: v.to_string(),
+            reason: "must be greater than 0".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Loads `.env` (never overriding real variables) and reads the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_source(&VarSource::from_env())
+    }
+
+    /// Parses every variable from `src`.
+    pub fn from_source(src: &VarSource<'_>) -> Result<Self, ConfigError> {
+        let app_env = match src.string("APP_ENV", "development").trim() {
+            "production" => AppEnv::Production,
+            "test" => AppEnv::Test,
+            "development" | "" => AppEnv::Development,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "APP_ENV",
+                    value: other.to_string(),
+                    reason: "expected development, production or test".into(),
+                })
+            }
+        };
+
+        let mut trusted_proxies = Vec::new();
+        for entry in src.string("TRUSTED_PROXY_CIDRS", "").split(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let net: IpNet = entry.parse().map_err(|_| ConfigError::Invalid {
+                name: "TRUSTED_PROXY_CIDRS",
+                value: entry.to_string(),
+                reason: "expected CIDR notation such as 10.0.0.0/8".into(),
+            })?;
+            trusted_proxies.push(net);
+        }
+
+        let bucket_public = src.string("S3_BUCKET_PUBLIC", "");
+        let bucket_private = src.string("S3_BUCKET_PRIVATE", "");
+        let s3 = if bucket_public.is_empty() && bucket_private.is_empty() {
+            None
+        } else {
+            if bucket_public.is_empty() || bucket_private.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: if bucket_public.is_empty() {
+                        "S3_BUCKET_PUBLIC"
+                    } else {
+                        "S3_BUCKET_PRIVATE"
+                    },
+                    value: String::new(),
+                    reason: "both S3_BUCKET_PUBLIC and S3_BUCKET_PRIVATE must be set".into(),
+                });
+            }
+            Some(S3Config {
+                bucket_public,
+                bucket_private,
+                region: src.string("S3_REGION", ""),
+                access_key: src.string("S3_ACCESS_KEY", ""),
+                secret_key: src.string("S3_SECRET_KEY", ""),
+                endpoint: src.string("S3_ENDPOINT", ""),
+                public_domain: src.string("S3_PUBLIC_DOMAIN", ""),
+            })
+        };
+
+        let soft_delete_retention_days = src.parsed(
+            "SOFT_DELETE_RETENTION_DAYS",
+            30i64,
+            "a whole number of days",
+        )?;
+        let media_retention_days: f64 =
+            src.parsed("MEDIA_RETENTION_DAYS", 7.0f64, "a number of days")?;
+        if !media_retention_days.is_finite() || media_retention_days < 0.0 {
+            return Err(ConfigError::Invalid {
+                name: "MEDIA_RETENTION_DAYS",
+                value: media_retention_days.to_string(),
+                reason: "expected a finite number of days >= 0".into(),
+            });
+        }
+        if soft_delete_retention_days < 0 {
+            return Err(ConfigError::Invalid {
+                name: "SOFT_DELETE_RETENTION_DAYS",
+                value: soft_delete_retention_days.to_string(),
+                reason: "expected a number of days >= 0".into(),
+            });
+        }
+
+        let cfg = Config {
+            app_env,
+            app_port: src.parsed("APP_PORT", 8080u16, "a TCP port number (1-65535)")?,
+            app_url: src
+                .string("APP_URL", "http://localhost:8080")
+                .trim_end_matches('/')
+                .to_string(),
+            cors_allowed_origins: src
+                .string("APP_CORS_ALLOWED_ORIGINS", "*")
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            trusted_proxies,
+            db_host: src.string("DB_HOST", "localhost"),
+            db_port: src.parsed("DB_PORT", 5432u16, "a TCP port number")?,
+            db_user: src.string("DB_USER", "postgres"),
+            db_password: src.string("DB_PASSWORD", "postgres"),
+            db_name: src.string("DB_NAME", "atoitalk"),
+            db_sslmode: src.string("DB_SSLMODE", "disable"),
+            db_migrate: src.boolean("DB_MIGRATE", true)?,
+            db_max_connections: src.parsed("DB_MAX_CONNECTIONS", 20u32, "a whole number")?,
+            redis_host: src.string("REDIS_HOST", "localhost"),
+            redis_port: src.parsed("REDIS_PORT", 6379u16, "a TCP port number")?,
+            redis_password: src.string("REDIS_PASSWORD", ""),
+            redis_db: src.parsed("REDIS_DB", 0i64, "a database number")?,
+            redis_key_prefix: src.string("REDIS_KEY_PREFIX", ""),
+            s3,
+            media_local_dir: PathBuf::from(src.string("MEDIA_LOCAL_DIR", "./var/media")),
+            smtp: SmtpConfig {
+                host: src.string("SMTP_HOST", ""),
+                port: src.parsed("SMTP_PORT", 587u16, "a TCP port number")?,
+                user: src.string("SMTP_USER", ""),
+                password: src.string("SMTP_PASSWORD", ""),
+                from_email: src.string("SMTP_FROM_EMAIL", ""),
+                from_name: src.string("SMTP_FROM_NAME", ""),
+                send_async: src.boolean("SMTP_ASYNC", true)?,
+            },
+            google: GoogleConfig {
+                client_id: src.string("GOOGLE_CLIENT_ID", ""),
+                client_secret: src.string("GOOGLE_CLIENT_SECRET", ""),
+                redirect_url: src.string("GOOGLE_REDIRECT_URL", ""),
+                auth_url: src.string(
+                    "GOOGLE_AUTH_URL",
+                    "https://accounts.google.com/o/oauth2/auth",
+                ),
+                token_url: src.string("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token"),
+                userinfo_url: src.string(
+                    "GOOGLE_USERINFO_URL",
+                    "https://www.googleapis.com/oauth2/v2/userinfo",
+                ),
+            },
+            jwt_secret: src.string("JWT_SECRET", INSECURE_DEFAULT_SECRET),
+            jwt_exp_secs: positive(
+                "JWT_EXP",
+                src.parsed("JWT_EXP", 86400i64, "a number of seconds")?,
+            )?,
+            turnstile_secret_key: src.string("TURNSTILE_SECRET_KEY", ""),
+            turnstile_verify_url: src.string(
+                "TURNSTILE_VERIFY_URL",
+                "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+            ),
+            otp_exp_secs: positive(
+                "OTP_EXP",
+                src.parsed("OTP_EXP", 300i64, "a number of seconds")?,
+            )?,
+            otp_rate_limit_secs: match src.parsed(
+                "OTP_RATE_LIMIT_SECONDS",
+                60i64,
+                "a number of seconds",
+            )? {
+                v if v <= 0 => 60,
+                v => v,
+            },
+            otp_secret: src.string("OTP_SECRET", INSECURE_DEFAULT_SECRET),
+            soft_delete_retention_days,
+            media_retention_days,
+            entity_cleanup_cron: strip_quotes(src.string("ENTITY_CLEANUP_CRON", "0 2 * * *")),
+            private_chat_cleanup_cron: strip_quotes(
+                src.string("PRIVATE_CHAT_CLEANUP_CRON", "30 2 * * *"),
+            ),
+            media_cleanup_cron: strip_quotes(src.string("MEDIA_CLEANUP_CRON", "0 3 * * *")),
+            shutdown_grace: Duration::from_secs(src.parsed(
+                "SHUTDOWN_GRACE_SECONDS",
+                10u64,
+                "a number of seconds",
+            )?),
+        };
+        cfg.check_secrets()?;
+        Ok(cfg)
+    }
+
+    /// Insecure default secrets are refused in production (and warned about
+    /// elsewhere by [`Config::insecure_secret_warnings`]).
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        if self.app_env == AppEnv::Production {
+            if let Some(w) = self.insecure_secret_warnings().into_iter().next() {
+                return Err(ConfigError::Insecure(format!(
+                    "{w}; refusing to start with APP_ENV=production"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Human-readable warnings about secrets left at their public defaults.
+    pub fn insecure_secret_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("JWT_SECRET", &self.jwt_secret),
+            ("OTP_SECRET", &self.otp_secret),
+        ] {
+            if value.is_empty() || value == INSECURE_DEFAULT_SECRET {
+                out.push(format!(
+                    "{name} is left at its insecure default; set it to a long random value"
+                ));
+            }
+        }
+        out
+    }
+
+    /// Postgres connect options built field by field (no DSN string
+    /// concatenation, so passwords with spaces or quotes work).
+    pub fn pg_connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        let ssl = match self.db_sslmode.as_str() {
+            "require" => PgSslMode::Require,
+            "verify-ca" => PgSslMode::VerifyCa,
+            "verify-full" => PgSslMode::VerifyFull,
+            "prefer" => PgSslMode::Prefer,
+            "allow" => PgSslMode::Allow,
+            _ => PgSslMode::Disable,
+        };
+        PgConnectOptions::new()
+            .host(&self.db_host)
+            .port(self.db_port)
+            .username(&self.db_user)
+            .password(&self.db_password)
+            .database(&self.db_name)
+            .ssl_mode(ssl)
+            .options([("timezone", "UTC")])
+    }
+
+    /// Redis connection info (password and DB number included).
+    pub fn redis_connection_info(&self) -> redis::ConnectionInfo {
+        redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(self.redis_host.clone(), self.redis_port),
+            redis: redis::RedisConnectionInfo {
+                db: self.redis_db,
+                username: None,
+                password: if self.redis_password.is_empty() {
+                    None
+                } else {
+                    Some(self.redis_password.clone())
+                },
+                protocol: redis::ProtocolVersion::RESP2,
+            },
+        }
+    }
+
+    /// Whether an IP is one of the configured trusted proxies.
+    pub fn is_trusted_proxy(&self, ip: &IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let src = VarSource::from_map(&map);
+        Config::from_source(&src)
+    }
+
+    #[test]
+    fn defaults_match_reference_readme() {
+        let c = cfg(&[]).expect("defaults load");
+        assert_eq!(c.app_port, 8080);
+        assert_eq!(c.db_name, "atoitalk");
+        assert_eq!(c.jwt_exp_secs, 86400);
+        assert_eq!(c.otp_exp_secs, 300);
+        assert_eq!(c.media_retention_days, 7.0);
+        assert_eq!(c.entity_cleanup_cron, "0 2 * * *");
+        assert!(c.db_migrate);
+        assert!(c.smtp.send_async);
+        assert_eq!(c.cors_allowed_origins, vec!["*"]);
+        assert_eq!(c.insecure_secret_warnings().len(), 2);
+    }
+
+    #[test]
+    fn bad_port_names_the_variable() {
+        let err = cfg(&[("APP_PORT", "abc")]).unwrap_err().to_string();
+        assert!(err.contains("APP_PORT"), "{err}");
+        assert!(err.contains("abc"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_not_defaulted() {
+        for (k, v) in [
+            ("DB_MIGRATE", "maybe"),
+            ("JWT_EXP", "0"),
+            ("OTP_EXP", "-5"),
+            ("MEDIA_RETENTION_DAYS", "NaN"),
+            ("TRUSTED_PROXY_CIDRS", "10.0.0.1"),
+            ("REDIS_DB", "x"),
+        ] {
+            let err = cfg(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{k}: {err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_default_secrets() {
+        let err = cfg(&[("APP_ENV", "production")]).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET"), "{err}");
+        let ok = cfg(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "a-long-random-value"),
+            ("OTP_SECRET", "another-long-value"),
+        ]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn cron_quotes_are_stripped_and_decimals_allowed() {
+        let c = cfg(&[
+            ("ENTITY_CLEANUP_CRON", "\"5 4 * * *\""),
+            ("MEDIA_RETENTION_DAYS", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.entity_cleanup_cron, "5 4 * * *");
+        assert_eq!(c.media_retention_days, 0.5);
+    }
+}

@@ -1,0 +1,54 @@
+//! Liveness and readiness probes.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::http::response::json_response;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({"data": {"status": "ok"}}))
+}
+
+/// `GET /readyz`: Postgres and Redis answer (503 otherwise, naming which).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let timeout = std::time::Duration::from_secs(2);
+    let db_ok = matches!(
+        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.db)).await,
+        Ok(Ok(_))
+    );
+    let redis_ok = matches!(
+        tokio::time::timeout(timeout, state.redis.ping()).await,
+        Ok(Ok(()))
+    );
+    let bus_ok = state.bus.is_subscribed();
+    let checks = json!({"postgres": db_ok, "redis": redis_ok, "event_bus": bus_ok});
+    if db_ok && redis_ok && bus_ok {
+        json_response(
+            StatusCode::OK,
+            &json!({"data": {"status": "ready", "checks": checks}}),
+        )
+    } else {
+        let mut down = Vec::new();
+        if !db_ok {
+            down.push("postgres");
+        }
+        if !redis_ok {
+            down.push("redis");
+        }
+        if !bus_ok {
+            down.push("event bus");
+        }
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": format!("not ready: {} unreachable", down.join(", ")), "checks": checks}),
+            ),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,218 @@
+//! The per-instance registry of open sockets: user id → that user's
+//! connections. Delivery never blocks: each connection has a bounded queue
+//! and a client that lets it fill up is disconnected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// Outbound queue length per connection.
+pub const SEND_QUEUE: usize = 256;
+
+/// Why the server closes a socket; becomes the WebSocket close code/reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The process is shutting down (1001 going away).
+    Shutdown,
+    /// The client could not keep up with its events (1008).
+    SlowConsumer,
+    /// The session was logged out or revoked (4001).
+    SessionRevoked,
+    /// The account was banned (4003).
+    Banned,
+    /// The account was deleted (4004).
+    AccountDeleted,
+}
+
+impl CloseReason {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Shutdown => 1001,
+            Self::SlowConsumer => 1008,
+            Self::SessionRevoked => 4001,
+            Self::Banned => 4003,
+            Self::AccountDeleted => 4004,
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Shutdown => "server shutting down",
+            Self::SlowConsumer => "client too slow",
+            Self::SessionRevoked => "session revoked",
+            Self::Banned => "account banned",
+            Self::AccountDeleted => "account deleted",
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<Self> {
+        [
+            Self::Shutdown,
+            Self::SlowConsumer,
+            Self::SessionRevoked,
+            Self::Banned,
+            Self::AccountDeleted,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
+}
+
+/// The hub's handle to one connection.
+struct Conn {
+    tx: mpsc::Sender<Arc<str>>,
+    close: watch::Sender<Option<CloseReason>>,
+}
+
+/// What the socket task holds: its queue and its close signal.
+pub struct Registration {
+    pub conn_id: u64,
+    pub user_id: Uuid,
+    pub rx: mpsc::Receiver<Arc<str>>,
+    pub close: watch::Receiver<Option<CloseReason>>,
+    /// True when this is the user's first connection on this instance.
+    pub first_local: bool,
+}
+
+/// Connection registry of this instance.
+#[derive(Default)]
+pub struct Hub {
+    users: Mutex<HashMap<Uuid, HashMap<u64, Conn>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers a connection before its tasks start, so an early unregister
+    /// can never overtake the registration.
+    pub fn register(&self, user_id: Uuid) -> Registration {
+        let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SEND_QUEUE);
+        let (close_tx, close_rx) = watch::channel(None);
+        let mut users = self.lock();
+        let conns = users.entry(user_id).or_default();
+        let first_local = conns.is_empty();
+        conns.insert(
+            conn_id,
+            Conn {
+                tx,
+                close: close_tx,
+            },
+        );
+        Registration {
+            conn_id,
+            user_id,
+            rx,
+            close: close_rx,
+            first_local,
+        }
+    }
+
+    /// Removes a connection. Returns true when it was the user's last local one.
+    pub fn unregister(&self, user_id: Uuid, conn_id: u64) -> bool {
+        let mut users = self.lock();
+        let Some(conns) = users.get_mut(&user_id) else {
+            return false;
+        };
+        if conns.remove(&conn_id).is_none() {
+            return false;
+        }
+        if conns.is_empty() {
+            users.remove(&user_id);
+            return true;
+        }
+        false
+    }
+
+    /// Queues an event for every local connection of `user_id`. A connection
+    /// whose queue is full is told to close (it is too slow to keep up).
+    pub fn deliver(&self, user_id: Uuid, data: Arc<str>) {
+        let users = self.lock();
+        let Some(conns) = users.get(&user_id) else {
+            return;
+        };
+        for (id, conn) in conns {
+            match conn.tx.try_send(data.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(%user_id, conn_id = id, "send queue full; disconnecting slow client");
+                    let _ = conn.close.send(Some(CloseReason::SlowConsumer));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Asks every local connection of `user_id` to close with `reason`.
+    pub fn disconnect_user(&self, user_id: Uuid, reason: CloseReason) -> usize {
+        let users = self.lock();
+        users.get(&user_id).map_or(0, |conns| {
+            for conn in conns.values() {
+                let _ = conn.close.send(Some(reason));
+            }
+            conns.len()
+        })
+    }
+
+    /// Asks every connection to close (graceful shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for conns in self.lock().values() {
+            for conn in conns.values() {
+                let _ = conn.close.send(Some(reason));
+            }
+        }
+    }
+
+    /// Whether `user_id` has a connection on this instance.
+    pub fn is_connected_locally(&self, user_id: Uuid) -> bool {
+        self.lock().contains_key(&user_id)
+    }
+
+    /// Number of open connections on this instance.
+    pub fn connection_count(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HashMap<u64, Conn>>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every critical section is a single insert/remove), so recover.
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_and_last_connection_are_reported() {
+        let hub = Hub::new();
+        let u = Uuid::now_v7();
+        let a = hub.register(u);
+        let b = hub.register(u);
+        assert!(a.first_local);
+        assert!(!b.first_local);
+        assert!(!hub.unregister(u, a.conn_id));
+        assert!(hub.unregister(u, b.conn_id));
+        assert!(!hub.unregister(u, b.conn_id));
+    }
+
+    #[test]
+    fn full_queue_closes_only_that_connection() {
+        let hub = Hub::new();
+        let u = Uuid::now_v7();
+        let slow = hub.register(u);
+        for _ in 0..SEND_QUEUE {
+            hub.deliver(u, Arc::from("x"));
+        }
+        assert!(slow.close.borrow().is_none());
+        hub.deliver(u, Arc::from("overflow"));
+        assert_eq!(*slow.close.borrow(), Some(CloseReason::SlowConsumer));
+    }
+}

@@ -1,0 +1,210 @@
+//! `GET /ws?token=JWT`: authenticates before the upgrade (JSON 401/403/503
+//! like REST), checks the Origin, then runs one task per connection that
+//! writes queued events, pings, enforces the read deadline and the inbound
+//! size limit, and hands client messages to the typing relay.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::time::{sleep_until, Instant};
+
+use super::hub::{CloseReason, Registration};
+use crate::app::AppState;
+use crate::auth::principal;
+
+/// Server ping period (9/10 of the read deadline, as the reference).
+const PING_EVERY: Duration = Duration::from_secs(54);
+/// A client that answers no ping for this long is dropped.
+const READ_DEADLINE: Duration = Duration::from_secs(60);
+/// Deadline for writing one frame.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest accepted client message.
+pub const MAX_INBOUND: usize = 512;
+
+/// The upgrade handler.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = query
+        .as_deref()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let principal =
+        match principal::authenticate(&state.db, &state.redis, &state.cfg.jwt_secret, &token).await
+        {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+    if !origin_allowed(&state.cfg.cors_allowed_origins, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            [("Sec-Websocket-Version", "13")],
+            "Forbidden",
+        )
+            .into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade refused");
+            return (StatusCode::BAD_REQUEST, "Bad Request").into_response();
+        }
+    };
+    let user_id = principal.user_id;
+    upgrade
+        .max_message_size(MAX_INBOUND)
+        .max_frame_size(MAX_INBOUND)
+        .on_upgrade(move |socket| async move {
+            // Register before anything can fail, so unregister always follows.
+            let reg = state.hub.register(user_id);
+            let conn_id = reg.conn_id;
+            if reg.first_local {
+                state.presence.connected(user_id).await;
+            } else {
+                state.presence.refresh(user_id).await;
+            }
+            run_connection(&state, socket, reg).await;
+            if state.hub.unregister(user_id, conn_id) {
+                state.presence.disconnected(user_id).await;
+            }
+        })
+}
+
+/// Whether the Origin may open a socket: any when `*` is configured or no
+/// Origin is sent, else an exact `scheme://host[:port]` match.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.iter().any(|o| o == "*") {
+        return true;
+    }
+    let Some(origin) = headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    else {
+        return true;
+    };
+    let Some(origin) = normalise_origin(origin) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|o| normalise_origin(o))
+        .any(|o| o == origin)
+}
+
+fn normalise_origin(s: &str) -> Option<String> {
+    let u = url::Url::parse(s.trim()).ok()?;
+    let host = u.host_str()?;
+    Some(match u.port() {
+        Some(p) => format!("{}://{}:{}", u.scheme(), host, p).to_lowercase(),
+        None => format!("{}://{}", u.scheme(), host).to_lowercase(),
+    })
+}
+
+/// Drives one socket until it closes. One task does both directions, which
+/// keeps an idle connection small.
+async fn run_connection(state: &AppState, mut socket: WebSocket, mut reg: Registration) {
+    let user_id = reg.user_id;
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut read_deadline = Instant::now() + READ_DEADLINE;
+    let close_with = loop {
+        tokio::select! {
+            changed = reg.close.changed() => {
+                if changed.is_err() { break None; }
+                let reason = *reg.close.borrow();
+                if let Some(reason) = reason {
+                    // Flush what is already queued unless the queue is the problem.
+                    if reason != CloseReason::SlowConsumer {
+                        while let Ok(msg) = reg.rx.try_recv() {
+                            if !send(&mut socket, Message::Text(msg.as_ref().into())).await { break; }
+                        }
+                    }
+                    break Some((reason.code(), reason.text()));
+                }
+            }
+            msg = reg.rx.recv() => match msg {
+                Some(msg) => {
+                    if !send(&mut socket, Message::Text(msg.as_ref().into())).await {
+                        break None;
+                    }
+                }
+                None => break None,
+            },
+            _ = ping.tick() => {
+                if !send(&mut socket, Message::Ping(Vec::new().into())).await {
+                    break None;
+                }
+            }
+            _ = sleep_until(read_deadline) => {
+                tracing::debug!(%user_id, "websocket read deadline passed");
+                break None;
+            }
+            incoming = socket.recv() => match incoming {
+                None => break None,
+                Some(Err(e)) => {
+                    let too_big = e.to_string().to_lowercase().contains("too long")
+                        || e.to_string().to_lowercase().contains("capacity")
+                        || e.to_string().to_lowercase().contains("too big");
+                    if too_big {
+                        break Some((1009, ""));
+                    }
+                    break None;
+                }
+                Some(Ok(Message::Pong(_))) => {
+                    read_deadline = Instant::now() + READ_DEADLINE;
+                    state.presence.refresh(user_id).await;
+                }
+                Some(Ok(Message::Text(text))) => state.typing.handle_client_message(user_id, text.as_bytes()).await,
+                Some(Ok(Message::Binary(bytes))) => state.typing.handle_client_message(user_id, &bytes).await,
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(Message::Close(_))) => break None,
+            },
+        }
+    };
+    if let Some((code, reason)) = close_with {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ =
+            tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_DEADLINE, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_rules() {
+        let mut h = HeaderMap::new();
+        let allowed = vec!["https://App.example.com".to_string()];
+        assert!(origin_allowed(&allowed, &h));
+        h.insert("origin", "https://app.example.com".parse().unwrap());
+        assert!(origin_allowed(&allowed, &h));
+        h.insert("origin", "https://evil.example.com".parse().unwrap());
+        assert!(!origin_allowed(&allowed, &h));
+        assert!(origin_allowed(&["*".to_string()], &h));
+        h.insert("origin", "not a url".parse().unwrap());
+        assert!(!origin_allowed(&allowed, &h));
+    }
+}

@@ -1,0 +1,368 @@
+//! Foundation: process surface, config errors, health, migrations, email,
+//! WebSocket auth and cross-instance delivery.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use atoitalk::realtime::event::{kinds, Event};
+use serde_json::json;
+
+use crate::harness::{self, json, TestApp, WsRead};
+
+#[tokio::test]
+async fn root_health_and_fallbacks() {
+    let app = TestApp::spawn().await;
+    let res = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "Welcome to AtoiTalkAPI");
+
+    let (status, body) = json(app.http.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["status"], "ok");
+
+    let (status, body) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "ready");
+
+    let (status, body) = json(app.http.get(app.url("/api/nope")).send().await.unwrap()).await;
+    assert_eq!((status, body), (404, json!({"error": "Not Found"})));
+
+    let (status, body) = json(app.http.delete(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (405, json!({"error": "Method Not Allowed"}))
+    );
+
+    // Every response carries a request id.
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert!(res.headers().get("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/auth/login"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let app = TestApp::spawn().await;
+    // The server already migrated; running again changes nothing.
+    atoitalk::infra::db::migrate(&app.state.db)
+        .await
+        .expect("second run");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        atoitalk::infra::db::MIGRATOR.iter().count()
+    );
+    // The CLI against the same database also succeeds.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+        .arg("migrate")
+        .envs(app.env.iter())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in [
+        "users",
+        "user_identities",
+        "user_blocks",
+        "chats",
+        "private_chats",
+        "group_chats",
+        "group_members",
+        "messages",
+        "media",
+        "reports",
+        "report_evidence_media",
+    ] {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = $1",
+        )
+        .bind(table)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "table {table} exists");
+    }
+}
+
+#[test]
+fn bad_config_stops_startup_with_one_clear_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+        .arg("serve")
+        .env("APP_PORT", "abc")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("APP_PORT") && err.contains("abc"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+        .arg("serve")
+        .env("APP_ENV", "production")
+        .env_remove("JWT_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("JWT_SECRET") && err.contains("production"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn email_reaches_the_smtp_sink() {
+    let app = TestApp::spawn().await;
+    app.state
+        .mailer
+        .send(&atoitalk::infra::email::Email {
+            to: "someone@example.com".into(),
+            subject: "Hello".into(),
+            html: "<p>code 123456</p>".into(),
+        })
+        .await
+        .expect("sent");
+    let mail = app.mail.wait_for("someone@example.com").await;
+    assert_eq!(mail.from, "test@atoitalk.com");
+    assert!(mail.data.contains("Subject: Hello"), "{}", mail.data);
+    assert_eq!(app.mail.otp_for("someone@example.com").await, "123456");
+}
+
+#[tokio::test]
+async fn websocket_refuses_bad_tokens_before_upgrading() {
+    let app = TestApp::spawn().await;
+    for url in [
+        app.url("/ws"),
+        app.url("/ws?token="),
+        app.url("/ws?token=garbage"),
+    ] {
+        let (status, body) = json(app.http.get(url).send().await.unwrap()).await;
+        assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
+    }
+    let (_, token) = app.make_user("Alice").await;
+    // A token signed with another secret.
+    let (id, _) = app.make_user("Bob").await;
+    let forged = atoitalk::auth::tokens::issue("other-secret", 3600, id).unwrap();
+    let (status, _) = json(
+        app.http
+            .get(app.url(&format!("/ws?token={forged}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A valid token without the upgrade headers is a plain 400.
+    let res = app
+        .http
+        .get(app.url(&format!("/ws?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // POST is not routed.
+    let (status, _) = json(app.http.post(app.url("/ws")).send().await.unwrap()).await;
+    assert_eq!(status, 405);
+    // And a good token upgrades.
+    let mut ws = app.ws(&token).await;
+    assert!(matches!(
+        ws.read(Duration::from_millis(200)).await,
+        WsRead::Timeout
+    ));
+}
+
+#[tokio::test]
+async fn events_cross_instances_exactly_once() {
+    let a = TestApp::spawn().await;
+    let b = a.second_instance().await;
+    let (alice, alice_token) = a.make_user("Alice").await;
+    let (bob, bob_token) = a.make_user("Bob").await;
+    let mut alice_on_b = b.ws(&alice_token).await;
+    let mut alice_on_a = a.ws(&alice_token).await;
+    let mut bob_on_a = a.ws(&bob_token).await;
+    // Give both sockets a moment to register.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let event = Event::new(kinds::CHAT_HIDE, json!({"chat_id": "c"}), None, Some(alice));
+    a.state.bus.to_user(alice, &event).await;
+
+    for ws in [&mut alice_on_b, &mut alice_on_a] {
+        let e = ws.expect_event("chat.hide").await;
+        assert_eq!(e["payload"]["chat_id"], "c");
+        assert_eq!(e["meta"]["sender_id"], alice.to_string());
+        assert_eq!(e["meta"]["chat_id"], "00000000-0000-0000-0000-000000000000");
+        // Exactly once: no duplicate follows.
+        ws.expect_no_event("chat.hide", Duration::from_millis(300))
+            .await;
+    }
+    // Not delivered to someone else.
+    bob_on_a
+        .expect_no_event("chat.hide", Duration::from_millis(200))
+        .await;
+    let _ = bob;
+}
+
+#[tokio::test]
+async fn disconnects_reach_every_instance() {
+    let a = TestApp::spawn().await;
+    let b = a.second_instance().await;
+    let (alice, token) = a.make_user("Alice").await;
+    let mut on_a = a.ws(&token).await;
+    let mut on_b = b.ws(&token).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.state
+        .bus
+        .disconnect_user(alice, atoitalk::realtime::CloseReason::SessionRevoked)
+        .await;
+    assert_eq!(on_a.expect_closed().await, Some(4001));
+    assert_eq!(on_b.expect_closed().await, Some(4001));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_sockets_with_a_close_frame() {
+    let mut app = TestApp::spawn().await;
+    let (_, token) = app.make_user("Alice").await;
+    let mut ws = app.ws(&token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.stop().await;
+    assert_eq!(ws.expect_closed().await, Some(1001));
+}
+
+/// A private Redis on a free port that the test can stop and restart.
+struct OwnRedis {
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let status = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        assert!(status.success());
+        let r = OwnRedis { port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("own redis did not start");
+    }
+
+    fn stop(&self) {
+        let _ = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn readiness_follows_redis_and_recovers() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let app = TestApp::spawn_with(|env| {
+        env.insert("REDIS_PORT".into(), port.to_string());
+    })
+    .await;
+    let (status, _) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    redis.stop();
+    let (status, body) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("redis"), "{body}");
+    // The process itself is still alive.
+    let (status, _) = json(app.http.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    let _redis = OwnRedis::start(port);
+    let mut ready = false;
+    for _ in 0..100 {
+        let (status, _) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+        if status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again after Redis came back");
+    // And events flow again through the re-subscribed bus.
+    let (alice, token) = app.make_user("Alice").await;
+    let mut ws = app.ws(&token).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.state
+        .bus
+        .to_user(
+            alice,
+            &Event::new(kinds::CHAT_HIDE, json!({"chat_id": "x"}), None, None),
+        )
+        .await;
+    ws.expect_event("chat.hide").await;
+}
+
+#[tokio::test]
+async fn harness_creates_isolated_databases() {
+    let a = harness::create_database().await;
+    let b = harness::create_database().await;
+    assert_ne!(a, b);
+}

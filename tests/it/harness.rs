@@ -1,0 +1,508 @@
+//! Test harness: a fresh database and Redis prefix per test, an SMTP sink,
+//! and helpers to make users, tokens and WebSocket clients.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atoitalk::app::{AppState, Server};
+use atoitalk::config::{Config, VarSource};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "Secret123!";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Connection settings of the test Postgres/Redis (overridable by env).
+pub fn base_env() -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (k, d) in [
+        ("DB_HOST", "127.0.0.1"),
+        ("DB_PORT", "5432"),
+        ("DB_USER", "postgres"),
+        ("DB_PASSWORD", "postgres"),
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", "6379"),
+    ] {
+        m.insert(k.to_string(), env_or(&format!("TEST_{k}"), d));
+    }
+    m
+}
+
+/// Creates an empty database for one test and returns its name.
+pub async fn create_database() -> String {
+    let env = base_env();
+    let name = format!("atoitalk_t_{}", Uuid::new_v4().simple());
+    let opts = sqlx::postgres::PgConnectOptions::new()
+        .host(&env["DB_HOST"])
+        .port(env["DB_PORT"].parse().expect("TEST_DB_PORT"))
+        .username(&env["DB_USER"])
+        .password(&env["DB_PASSWORD"])
+        .database("postgres");
+    let mut conn = sqlx::ConnectOptions::connect(&opts)
+        .await
+        .expect("cannot reach the test PostgreSQL; run scripts/test.sh, which starts it");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    name
+}
+
+/// S3 settings pointing at the test S3 server, with fresh buckets.
+pub async fn s3_env() -> Vec<(String, String)> {
+    let endpoint = env_or("TEST_S3_ENDPOINT", "http://127.0.0.1:9090");
+    let id = Uuid::new_v4().simple().to_string();
+    let public = format!("pub-{}", &id[..16]);
+    let private = format!("priv-{}", &id[..16]);
+    let http = reqwest::Client::new();
+    for b in [&public, &private] {
+        // Unsigned bucket creation works on the test server.
+        let res = http
+            .put(format!("{endpoint}/{b}"))
+            .send()
+            .await
+            .expect("cannot reach the test S3 server; run scripts/test.sh, which starts it");
+        assert!(
+            res.status().is_success(),
+            "create bucket {b}: {}",
+            res.status()
+        );
+    }
+    vec![
+        ("S3_BUCKET_PUBLIC".into(), public.clone()),
+        ("S3_BUCKET_PRIVATE".into(), private),
+        ("S3_REGION".into(), "us-east-1".into()),
+        ("S3_ACCESS_KEY".into(), "test".into()),
+        ("S3_SECRET_KEY".into(), "test".into()),
+        ("S3_ENDPOINT".into(), endpoint.clone()),
+        ("S3_PUBLIC_DOMAIN".into(), format!("{endpoint}/{public}")),
+    ]
+}
+
+/// A running server plus everything a test needs to talk to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub mail: MailSink,
+    pub env: HashMap<String, String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub stopped: Arc<Notify>,
+}
+
+impl TestApp {
+    /// A server with default test settings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server whose environment `tweak` may change.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+        let mail = MailSink::start().await;
+        let mut env = base_env();
+        let db = create_database().await;
+        let media_dir =
+            std::env::temp_dir().join(format!("atoitalk-media-{}", Uuid::new_v4().simple()));
+        for (k, v) in [
+            ("APP_ENV", "test".to_string()),
+            ("APP_PORT", "0".to_string()),
+            ("DB_NAME", db),
+            ("DB_MIGRATE", "true".into()),
+            ("DB_MAX_CONNECTIONS", "5".into()),
+            (
+                "REDIS_KEY_PREFIX",
+                format!("t:{}:", Uuid::new_v4().simple()),
+            ),
+            ("JWT_SECRET", "test-jwt-secret".into()),
+            ("OTP_SECRET", "test-otp-secret".into()),
+            ("OTP_RATE_LIMIT_SECONDS", "2".into()),
+            ("SMTP_HOST", "127.0.0.1".into()),
+            ("SMTP_PORT", mail.port.to_string()),
+            ("SMTP_FROM_EMAIL", "test@atoitalk.com".into()),
+            ("SMTP_FROM_NAME", "AtoiTalk Test".into()),
+            ("SMTP_ASYNC", "false".into()),
+            ("MEDIA_LOCAL_DIR", media_dir.to_string_lossy().into_owned()),
+            ("SHUTDOWN_GRACE_SECONDS", "3".into()),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        tweak(&mut env);
+        Self::start(env, mail).await
+    }
+
+    /// Starts a server on an explicit environment (a second instance can
+    /// reuse another's `env` to share its database and Redis prefix).
+    pub async fn start(mut env: HashMap<String, String>, mail: MailSink) -> TestApp {
+        let mut cfg = Config::from_source(&VarSource::from_map(&env)).expect("test config");
+        if cfg.app_url == "http://localhost:8080" {
+            // Filled in once the port is known (local storage URLs use it).
+            cfg.app_url = String::new();
+        }
+        let server = Server::build(cfg).await.expect("server starts");
+        let addr = server.local_addr();
+        let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        env.insert("APP_URL".into(), format!("http://{addr}"));
+        let state = server.state();
+        let (tx, rx) = oneshot::channel::<()>();
+        let stopped = Arc::new(Notify::new());
+        let stopped2 = stopped.clone();
+        tokio::spawn(async move {
+            let _ = server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            stopped2.notify_waiters();
+        });
+        TestApp {
+            addr,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+            mail,
+            env,
+            shutdown: Some(tx),
+            stopped,
+        }
+    }
+
+    /// A second API instance sharing this one's database and Redis prefix.
+    pub async fn second_instance(&self) -> TestApp {
+        let mut env = self.env.clone();
+        env.insert("APP_PORT".into(), "0".into());
+        env.remove("APP_URL");
+        Self::start(env, self.mail.clone()).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={}", self.addr, token)
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(&mut self) {
+        let notified = self.stopped.notified();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), notified).await;
+        }
+    }
+
+    /// Inserts an active user directly and returns (id, token).
+    pub async fn make_user(&self, name: &str) -> (Uuid, String) {
+        let id = Uuid::now_v7();
+        let short = &id.simple().to_string()[20..];
+        sqlx::query(
+            "INSERT INTO users (id, email, username, full_name, password_hash) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(format!("{}{short}@example.com", name.to_lowercase()))
+        .bind(format!("{}{short}", name.to_lowercase()))
+        .bind(name)
+        .bind(bcrypt::hash(PASSWORD, 4).expect("hash"))
+        .execute(&self.state.db)
+        .await
+        .expect("insert user");
+        let token =
+            atoitalk::auth::tokens::issue(&self.state.cfg.jwt_secret, 3600, id).expect("token");
+        (id, token)
+    }
+
+    /// Creates a private chat row between two users (for tests that need
+    /// contacts before the chats feature is exercised).
+    pub async fn make_private_chat(&self, a: Uuid, b: Uuid) -> Uuid {
+        let chat = Uuid::now_v7();
+        sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'private')")
+            .bind(chat)
+            .execute(&self.state.db)
+            .await
+            .expect("insert chat");
+        sqlx::query(
+            "INSERT INTO private_chats (id, chat_id, user1_id, user2_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(chat)
+        .bind(a)
+        .bind(b)
+        .execute(&self.state.db)
+        .await
+        .expect("insert private chat");
+        chat
+    }
+
+    /// Opens a WebSocket as the token's user.
+    pub async fn ws(&self, token: &str) -> WsClient {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(token))
+            .await
+            .expect("websocket connects");
+        WsClient { stream }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client that reads JSON events.
+pub struct WsClient {
+    pub stream: WsStream,
+}
+
+/// What a socket read produced.
+#[derive(Debug)]
+pub enum WsRead {
+    Event(Value),
+    Closed(Option<u16>),
+    Timeout,
+}
+
+impl WsClient {
+    /// The next frame (events as JSON; pings are skipped).
+    pub async fn read(&mut self, within: Duration) -> WsRead {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return WsRead::Timeout,
+                Ok(None) => return WsRead::Closed(None),
+                Ok(Some(Err(_))) => return WsRead::Closed(None),
+                Ok(Some(Ok(WsMessage::Text(t)))) => {
+                    return WsRead::Event(serde_json::from_str(&t).expect("event is JSON"))
+                }
+                Ok(Some(Ok(WsMessage::Close(frame)))) => {
+                    return WsRead::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Waits for the first event of `kind`, skipping others.
+    pub async fn expect_event(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read(left).await {
+                WsRead::Event(e) if e["type"] == kind => return e,
+                WsRead::Event(_) => continue,
+                other => panic!("expected {kind}, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts no event of `kind` arrives within `within`.
+    pub async fn expect_no_event(&mut self, kind: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read(left).await {
+                WsRead::Event(e) if e["type"] == kind => panic!("unexpected {kind}: {e}"),
+                WsRead::Event(_) => continue,
+                WsRead::Timeout => return,
+                WsRead::Closed(c) => panic!("socket closed ({c:?}) while waiting"),
+            }
+        }
+    }
+
+    pub async fn send_json(&mut self, v: &Value) {
+        self.stream
+            .send(WsMessage::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// Waits until the server closes the socket; returns the close code.
+    pub async fn expect_closed(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read(left).await {
+                WsRead::Closed(code) => return code,
+                WsRead::Event(_) => continue,
+                WsRead::Timeout => panic!("socket was not closed"),
+            }
+        }
+    }
+}
+
+/// One captured email.
+#[derive(Debug, Clone)]
+pub struct CapturedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal SMTP server that accepts everything and keeps the messages.
+#[derive(Clone)]
+pub struct MailSink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<CapturedMail>>>,
+    arrived: Arc<Notify>,
+}
+
+impl MailSink {
+    pub async fn start() -> MailSink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp sink");
+        let port = listener.local_addr().expect("addr").port();
+        let sink = MailSink {
+            port,
+            messages: Arc::default(),
+            arrived: Arc::default(),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.session(sock).await;
+                });
+            }
+        });
+        sink
+    }
+
+    async fn session(&self, sock: tokio::net::TcpStream) -> std::io::Result<()> {
+        let (r, mut w) = sock.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 sink ESMTP\r\n").await?;
+        let (mut from, mut to) = (String::new(), Vec::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = line.to_ascii_uppercase();
+            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                w.write_all(b"250-sink\r\n250 8BITMIME\r\n").await?;
+            } else if upper.starts_with("MAIL FROM:") {
+                from = line[10..].trim().trim_matches(['<', '>']).to_string();
+                w.write_all(b"250 OK\r\n").await?;
+            } else if upper.starts_with("RCPT TO:") {
+                to.push(line[8..].trim().trim_matches(['<', '>']).to_string());
+                w.write_all(b"250 OK\r\n").await?;
+            } else if upper.starts_with("DATA") {
+                w.write_all(b"354 go ahead\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    data.push_str(&line);
+                }
+                self.messages.lock().expect("sink lock").push(CapturedMail {
+                    from: from.clone(),
+                    to: std::mem::take(&mut to),
+                    data,
+                });
+                self.arrived.notify_waiters();
+                w.write_all(b"250 queued\r\n").await?;
+            } else if upper.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else {
+                w.write_all(b"250 OK\r\n").await?;
+            }
+        }
+    }
+
+    /// All captured messages so far.
+    pub fn all(&self) -> Vec<CapturedMail> {
+        self.messages.lock().expect("sink lock").clone()
+    }
+
+    /// Waits for a message to `to` (up to 5 s).
+    pub async fn wait_for(&self, to: &str) -> CapturedMail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(m) = self
+                .all()
+                .into_iter()
+                .rev()
+                .find(|m| m.to.iter().any(|t| t == to))
+            {
+                return m;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no email to {to} arrived; captured: {:?}", self.all());
+            }
+        }
+    }
+
+    /// The 6-digit code in the latest message to `to`.
+    pub async fn otp_for(&self, to: &str) -> String {
+        let mail = self.wait_for(to).await;
+        let body = decode_quoted_printable(&mail.data);
+        let digits: Vec<char> = body.chars().collect();
+        for w in digits.windows(8) {
+            if !w[0].is_ascii_digit()
+                && w[1..7].iter().all(|c| c.is_ascii_digit())
+                && !w[7].is_ascii_digit()
+            {
+                return w[1..7].iter().collect();
+            }
+        }
+        panic!("no OTP code in email: {body}");
+    }
+}
+
+/// Enough quoted-printable decoding to read codes out of HTML emails.
+pub fn decode_quoted_printable(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// JSON body of a response, with its status.
+pub async fn json(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server in-process on a random port, talking
+//! real HTTP and WebSocket, against real Postgres, Redis, SMTP (a local sink)
+//! and S3 (the test command's S3-compatible server). One binary, many
+//! modules, so the suite links once and runs in parallel.
+
+mod harness;
+
+mod foundation;
