@@ -7,7 +7,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
@@ -21,7 +20,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
-use crate::http::json::BODY_LIMIT;
 use crate::http::middleware;
 use crate::infra::captcha::Turnstile;
 use crate::infra::email::Mailer;
@@ -180,15 +178,28 @@ impl Server {
 
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
+    // Each feature applies its own route groups (auth, limits, body caps).
     let api = Router::new()
-        .merge(crate::auth::routes::routes())
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .merge(crate::auth::routes::routes(&state))
+        .merge(crate::users::routes::routes(&state))
+        .merge(crate::account::routes::routes(&state))
+        .merge(crate::chats::routes::routes(&state))
+        .merge(crate::groups::routes::routes(&state))
+        .merge(crate::messages::routes::routes(&state))
+        .merge(crate::media::routes::routes(&state))
+        .merge(crate::reports::routes::routes(&state))
+        .merge(crate::admin::routes::routes(&state));
+    let ws = crate::http::routing::public(
+        Router::new().route("/ws", get(crate::realtime::ws::ws_handler)),
+        &state,
+        crate::http::rate_limit::WS_CONNECT,
+    );
 
     Router::new()
         .route("/", get(|| async { "Welcome to AtoiTalkAPI" }))
         .route("/healthz", get(crate::http::health::healthz))
         .route("/readyz", get(crate::http::health::readyz))
-        .route("/ws", get(crate::realtime::ws::ws_handler))
+        .merge(ws)
         .merge(crate::infra::storage::local_routes())
         .merge(api)
         .fallback(middleware::not_found)

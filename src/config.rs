@@ -132,8 +132,10 @@ pub struct Config {
 /// Reads variables from any source: the process environment in production,
 /// a plain map in tests (so both go through the same parsing).
 pub struct VarSource<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Box<Lookup<'a>>,
 }
+
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl<'a> VarSource<'a> {
     pub fn from_env() -> Self {

@@ -1,10 +1,10 @@
-//! Routes of the auth feature.
+//! HTTP routes of the auth feature.
 
 use axum::Router;
 
 use crate::app::AppState;
 
-/// `/api/auth/*` and `/api/otp/send`.
-pub fn routes() -> Router<AppState> {
+/// `/api/auth/*` and `/api/otp/send` with their middleware groups.
+pub fn routes(_state: &AppState) -> Router<AppState> {
     Router::new()
 }

@@ -1,9 +1,13 @@
 //! Cross-cutting HTTP pieces: the response envelope, the lenient JSON
-//! extractor, client IP resolution, authentication and middleware.
+//! extractor, client IP resolution, authentication, rate limits and route
+//! groups.
 
 pub mod auth;
 pub mod client_ip;
 pub mod health;
 pub mod json;
 pub mod middleware;
+pub mod path;
+pub mod rate_limit;
 pub mod response;
+pub mod routing;

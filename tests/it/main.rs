@@ -5,4 +5,14 @@
 
 mod harness;
 
+mod admin;
+mod auth;
+mod chats;
 mod foundation;
+mod groups;
+mod media;
+mod messages;
+mod realtime;
+mod scheduler;
+mod storage;
+mod users;

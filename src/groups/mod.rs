@@ -1,0 +1,3 @@
+//! The groups feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+
+pub mod routes;
