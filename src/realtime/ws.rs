@@ -178,8 +178,13 @@ async fn run_connection(state: &AppState, mut socket: WebSocket, mut reg: Regist
             code,
             reason: reason.into(),
         };
-        let _ =
-            tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Close(Some(frame)))).await;
+        // A slow consumer's socket is likely stalled: don't wait long on it.
+        let wait = if code == CloseReason::SlowConsumer.code() {
+            Duration::from_secs(1)
+        } else {
+            WRITE_DEADLINE
+        };
+        let _ = tokio::time::timeout(wait, socket.send(Message::Close(Some(frame)))).await;
     }
 }
 

@@ -327,7 +327,22 @@ async fn readiness_follows_redis_and_recovers() {
     let (status, _) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
 
+    let (alice, token) = app.make_user("Alice").await;
+    let mut ws = app.ws(&token).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
     redis.stop();
+    // Without Redis the instance still serves its own sockets.
+    app.state
+        .bus
+        .to_user(
+            alice,
+            &Event::new(kinds::CHAT_HIDE, json!({"chat_id": "local"}), None, None),
+        )
+        .await;
+    let e = ws.expect_event("chat.hide").await;
+    assert_eq!(e["payload"]["chat_id"], "local");
+
     let (status, body) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].as_str().unwrap().contains("redis"), "{body}");
@@ -347,9 +362,6 @@ async fn readiness_follows_redis_and_recovers() {
     }
     assert!(ready, "ready again after Redis came back");
     // And events flow again through the re-subscribed bus.
-    let (alice, token) = app.make_user("Alice").await;
-    let mut ws = app.ws(&token).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     app.state
         .bus
         .to_user(
