@@ -1,5 +1,6 @@
 //! Hard-deletes users and chats soft-deleted longer than the retention.
-//! Foreign-key actions remove or detach what hangs off them.
+//! Foreign-key actions remove or detach what hangs off them. Groups left
+//! without any member are removed too.
 
 use chrono::{Duration, Utc};
 
@@ -25,6 +26,24 @@ pub(super) async fn run(ctx: &JobContext) -> anyhow::Result<(u64, u64)> {
             if n < BATCH as u64 {
                 break;
             }
+        }
+    }
+    // Groups whose every member is gone would otherwise live forever.
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM chats WHERE id IN ( \
+               SELECT c.id FROM chats c JOIN group_chats g ON g.chat_id = c.id \
+               WHERE c.type = 'group' \
+                 AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.group_chat_id = g.id) \
+               LIMIT $1 FOR UPDATE OF c SKIP LOCKED)",
+        )
+        .bind(BATCH)
+        .execute(&ctx.db)
+        .await?
+        .rows_affected();
+        deleted += n;
+        if n < BATCH as u64 {
+            break;
         }
     }
     Ok((deleted, 0))

@@ -50,7 +50,8 @@ impl Job {
         }
     }
 
-    fn lock_key(self) -> i64 {
+    /// The advisory-lock key that serialises runs of this job.
+    pub fn lock_key(self) -> i64 {
         // Fixed, distinct advisory-lock keys ("ATOI" + job number).
         0x4154_4F49_0000 + self as i64
     }
