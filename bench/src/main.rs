@@ -1,0 +1,800 @@
+//! AtoiTalk load generator. Starts release `atoitalk serve` processes against
+//! a dedicated database (`atoitalk_bench`), seeds data straight into
+//! PostgreSQL, drives the API over real HTTP and WebSocket, and prints a
+//! Markdown table of the figures. See `bench/README.md`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const SECRET: &str = "bench-jwt-secret-not-for-production";
+const DB: &str = "atoitalk_bench";
+
+#[derive(Parser)]
+#[command(about = "AtoiTalk benchmarks")]
+struct Args {
+    /// The server binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/atoitalk")]
+    bin: String,
+    /// First port for server instances.
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+enum Scenario {
+    /// pgbench: insert a message row + update its chat row, per transaction.
+    Limit {
+        #[arg(long, default_value_t = 64)]
+        clients: u32,
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+    },
+    /// Many users sending POST /api/messages into many chats.
+    Send {
+        #[arg(long, default_value_t = 64)]
+        clients: u32,
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        #[arg(long, default_value_t = 2000)]
+        users: u32,
+    },
+    /// A group with every member connected; time from POST response to the
+    /// last member's `message.new`.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        members: u32,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        instances: u16,
+    },
+    /// Idle authenticated WebSockets on one instance; RSS per connection.
+    Connections {
+        #[arg(long, default_value_t = 10_000)]
+        count: u32,
+    },
+    /// Chat list first page and a deep message page over a large dataset.
+    Paging {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u32,
+        #[arg(long, default_value_t = 10_000)]
+        chats: u32,
+        #[arg(long, default_value_t = 1000)]
+        requests: u32,
+    },
+    /// Every scenario with its defaults.
+    All,
+}
+
+/// One line of the results table.
+struct Row {
+    name: String,
+    value: String,
+    goal: String,
+    note: String,
+}
+
+fn print_table(rows: &[Row]) {
+    println!("\n| figure | measured | goal | note |\n| --- | --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} | {} |", r.name, r.value, r.goal, r.note);
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !std::path::Path::new(&args.bin).exists() {
+        bail!("{} not found; run `cargo build --release` first", args.bin);
+    }
+    let scenarios = match &args.scenario {
+        Scenario::All => vec![
+            Scenario::Limit {
+                clients: 64,
+                secs: 15,
+            },
+            Scenario::Send {
+                clients: 64,
+                secs: 15,
+                users: 2000,
+            },
+            Scenario::Fanout {
+                members: 1000,
+                rate: 100,
+                secs: 10,
+                instances: 2,
+            },
+            Scenario::Connections { count: 10_000 },
+            Scenario::Paging {
+                messages: 1_000_000,
+                chats: 10_000,
+                requests: 1000,
+            },
+        ],
+        s => vec![s.clone()],
+    };
+    let mut rows = Vec::new();
+    let mut limit_tps = None;
+    for s in scenarios {
+        let out = run(&args, s, &mut limit_tps).await?;
+        rows.extend(out);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::Result<Vec<Row>> {
+    match s {
+        Scenario::Limit { clients, secs } => {
+            let tps = pg_limit(clients, secs).await?;
+            *limit_tps = Some(tps);
+            Ok(vec![Row {
+                name: format!("pgbench insert+update ({clients} clients)"),
+                value: format!("{tps:.0} tx/s"),
+                goal: "machine limit".into(),
+                note: "1.00 (reference)".into(),
+            }])
+        }
+        Scenario::Send {
+            clients,
+            secs,
+            users,
+        } => {
+            if limit_tps.is_none() {
+                *limit_tps = Some(pg_limit(clients, secs).await?);
+            }
+            send_throughput(args, clients, secs, users, limit_tps.unwrap_or(0.0)).await
+        }
+        Scenario::Fanout {
+            members,
+            rate,
+            secs,
+            instances,
+        } => fanout(args, members, rate, secs, instances).await,
+        Scenario::Connections { count } => connections(args, count).await,
+        Scenario::Paging {
+            messages,
+            chats,
+            requests,
+        } => paging(args, messages, chats, requests).await,
+        Scenario::All => unreachable!("expanded above"),
+    }
+}
+
+// ---------------------------------------------------------------- setup
+
+fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
+    [
+        ("APP_ENV", "development".to_string()),
+        ("APP_PORT", port.to_string()),
+        ("DB_HOST", env("BENCH_DB_HOST", "127.0.0.1")),
+        ("DB_PORT", env("BENCH_DB_PORT", "5432")),
+        ("DB_USER", env("BENCH_DB_USER", "postgres")),
+        ("DB_PASSWORD", env("BENCH_DB_PASSWORD", "postgres")),
+        ("DB_NAME", DB.to_string()),
+        ("DB_MIGRATE", migrate.to_string()),
+        ("DB_MAX_CONNECTIONS", env("BENCH_DB_POOL", "32")),
+        ("REDIS_HOST", env("BENCH_REDIS_HOST", "127.0.0.1")),
+        ("REDIS_PORT", env("BENCH_REDIS_PORT", "6379")),
+        ("REDIS_KEY_PREFIX", "bench:".to_string()),
+        ("JWT_SECRET", SECRET.to_string()),
+        ("OTP_SECRET", SECRET.to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn env(k: &str, d: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| d.to_string())
+}
+
+fn admin_url(db: &str) -> String {
+    format!(
+        "postgres://{}:{}@{}:{}/{}",
+        env("BENCH_DB_USER", "postgres"),
+        env("BENCH_DB_PASSWORD", "postgres"),
+        env("BENCH_DB_HOST", "127.0.0.1"),
+        env("BENCH_DB_PORT", "5432"),
+        db
+    )
+}
+
+/// Drops and recreates the bench database, migrates it, returns a pool.
+async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
+    eprintln!("==> recreating database {DB}");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url("postgres"))
+        .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {DB}"))
+        .execute(&admin)
+        .await?;
+    let status = Command::new(&args.bin)
+        .arg("migrate")
+        .envs(server_env(0, true))
+        .stdout(Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("migration failed");
+    }
+    let redis = redis_flush().await;
+    if let Err(e) = redis {
+        eprintln!("warning: could not clear bench: keys in Redis: {e}");
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&admin_url(DB))
+        .await?)
+}
+
+async fn redis_flush() -> anyhow::Result<()> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("redis-cli --scan --pattern 'bench:*' | xargs -r -n 500 redis-cli del > /dev/null")
+        .status()
+        .await?;
+    if !out.success() {
+        bail!("redis-cli failed");
+    }
+    Ok(())
+}
+
+struct ServerProc {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProc {
+    async fn start(args: &Args, port: u16) -> anyhow::Result<Self> {
+        let child = Command::new(&args.bin)
+            .arg("serve")
+            .envs(server_env(port, false))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the server")?;
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(Self { child, port });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("server on port {port} did not become ready")
+    }
+
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("server exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .context("no VmRSS")?;
+        Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+    }
+}
+
+async fn seed_users(db: &PgPool, n: u32) -> anyhow::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    for chunk in ids.chunks(5000) {
+        sqlx::query(
+            "INSERT INTO users (id, email, username, full_name) \
+             SELECT id, 'b' || replace(id::text, '-', '') || '@bench.test', 'b' || replace(id::text, '-', ''), \
+                    'Bench ' || left(id::text, 8) \
+             FROM unnest($1::uuid[]) AS t(id)",
+        )
+        .bind(chunk)
+        .execute(db)
+        .await?;
+    }
+    Ok(ids)
+}
+
+/// Private chats for the given pairs; returns chat ids.
+async fn seed_private_chats(db: &PgPool, pairs: &[(Uuid, Uuid)]) -> anyhow::Result<Vec<Uuid>> {
+    let chats: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+    for (cs, ps) in chats.chunks(5000).zip(pairs.chunks(5000)) {
+        let a: Vec<Uuid> = ps.iter().map(|p| p.0).collect();
+        let b: Vec<Uuid> = ps.iter().map(|p| p.1).collect();
+        sqlx::query("INSERT INTO chats (id, type) SELECT unnest($1::uuid[]), 'private'")
+            .bind(cs)
+            .execute(db)
+            .await?;
+        sqlx::query(
+            "INSERT INTO private_chats (id, chat_id, user1_id, user2_id) \
+             SELECT gen_random_uuid(), c, u1, u2 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS t(c, u1, u2)",
+        )
+        .bind(cs)
+        .bind(&a)
+        .bind(&b)
+        .execute(db)
+        .await?;
+    }
+    Ok(chats)
+}
+
+async fn seed_group(db: &PgPool, owner: Uuid, members: &[Uuid]) -> anyhow::Result<Uuid> {
+    let chat = Uuid::now_v7();
+    let group = Uuid::now_v7();
+    sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'group')")
+        .bind(chat)
+        .execute(db)
+        .await?;
+    sqlx::query("INSERT INTO group_chats (id, chat_id, name, invite_code, created_by) VALUES ($1, $2, 'Bench group', $3, $4)")
+        .bind(group)
+        .bind(chat)
+        .bind(Uuid::new_v4().simple().to_string())
+        .bind(owner)
+        .execute(db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO group_members (id, group_chat_id, user_id, role, joined_at) \
+         SELECT gen_random_uuid(), $1, u, CASE WHEN u = $2 THEN 'owner' ELSE 'member' END, now() \
+         FROM unnest($3::uuid[]) AS t(u)",
+    )
+    .bind(group)
+    .bind(owner)
+    .bind(members)
+    .execute(db)
+    .await?;
+    Ok(chat)
+}
+
+fn token(user: Uuid) -> String {
+    atoitalk::auth::tokens::issue(SECRET, 86_400, user).unwrap_or_default()
+}
+
+/// Opens a WebSocket from a chosen loopback address (the per-IP connect
+/// limit is 300/min, so large runs spread over 127.0.0.x).
+async fn ws_connect(
+    port: u16,
+    local: Ipv4Addr,
+    token: &str,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
+    let stream = sock
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await?;
+    let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    Ok(ws)
+}
+
+fn local_ip(i: u32) -> Ipv4Addr {
+    // 250 connections per source address stays under the 300/min limit.
+    let n = i / 250;
+    Ipv4Addr::new(127, 0, (n / 250 + 1) as u8, (n % 250 + 2) as u8)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+// ------------------------------------------------------------ scenarios
+
+async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
+    // A separate database so the figure is the raw insert+update cost.
+    eprintln!("==> pgbench: {clients} clients for {secs} s");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url("postgres"))
+        .await?;
+    sqlx::query("DROP DATABASE IF EXISTS atoitalk_pgbench WITH (FORCE)")
+        .execute(&admin)
+        .await?;
+    sqlx::query("CREATE DATABASE atoitalk_pgbench")
+        .execute(&admin)
+        .await?;
+    let db = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&admin_url("atoitalk_pgbench"))
+        .await?;
+    atoitalk::infra::db::MIGRATOR.run(&db).await?;
+    let users = seed_users(&db, 2000).await?;
+    let pairs: Vec<(Uuid, Uuid)> = users.chunks(2).map(|c| (c[0], c[1])).collect();
+    let chats = seed_private_chats(&db, &pairs).await?;
+    sqlx::query("CREATE TABLE bench_chats (n int PRIMARY KEY, chat_id uuid, sender_id uuid)")
+        .execute(&db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO bench_chats SELECT row_number() OVER (), c, s FROM unnest($1::uuid[], $2::uuid[]) AS t(c, s)",
+    )
+    .bind(&chats)
+    .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+    .execute(&db)
+    .await?;
+    let script = std::env::temp_dir().join("atoitalk-pgbench.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "\\set n random(1, {})\n\
+             BEGIN;\n\
+             WITH c AS (SELECT chat_id, sender_id FROM bench_chats WHERE n = :n), \
+             m AS (INSERT INTO messages (id, chat_id, sender_id, content) SELECT gen_random_uuid(), chat_id, sender_id, 'bench message' FROM c RETURNING id, chat_id, created_at) \
+             UPDATE chats SET last_message_id = m.id, last_message_at = m.created_at, updated_at = now() FROM m WHERE chats.id = m.chat_id;\n\
+             END;\n",
+            chats.len()
+        ),
+    )?;
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .args([
+            "-h",
+            &env("BENCH_DB_HOST", "127.0.0.1"),
+            "-p",
+            &env("BENCH_DB_PORT", "5432"),
+            "-U",
+            &env("BENCH_DB_USER", "postgres"),
+            "atoitalk_pgbench",
+        ])
+        .env("PGPASSWORD", env("BENCH_DB_PASSWORD", "postgres"))
+        .output()
+        .await
+        .context("running pgbench (install postgresql-contrib / postgresql-client)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .with_context(|| {
+            format!(
+                "pgbench output: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    eprintln!("    {tps:.0} tx/s");
+    Ok(tps)
+}
+
+async fn send_throughput(
+    args: &Args,
+    clients: u32,
+    secs: u64,
+    users: u32,
+    limit_tps: f64,
+) -> anyhow::Result<Vec<Row>> {
+    let db = fresh_db(args).await?;
+    eprintln!(
+        "==> send: seeding {users} users in {} private chats",
+        users / 2
+    );
+    let ids = seed_users(&db, users).await?;
+    let pairs: Vec<(Uuid, Uuid)> = ids.chunks(2).map(|c| (c[0], c[1])).collect();
+    let chats = seed_private_chats(&db, &pairs).await?;
+    let server = ServerProc::start(args, args.port).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients as usize)
+        .build()?;
+    let jobs: Arc<Vec<(String, Uuid)>> = Arc::new(
+        pairs
+            .iter()
+            .zip(&chats)
+            .map(|(p, c)| (token(p.0), *c))
+            .collect(),
+    );
+    // Warm-up so connection pools are open.
+    let _ = http
+        .get(format!("http://127.0.0.1:{}/readyz", server.port))
+        .send()
+        .await;
+    eprintln!("==> send: {clients} clients for {secs} s");
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for _ in 0..clients {
+        let (http, jobs, next, errors) = (http.clone(), jobs.clone(), next.clone(), errors.clone());
+        let url = format!("http://127.0.0.1:{}/api/messages", server.port);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize % jobs.len();
+                let (tok, chat) = &jobs[i];
+                let t0 = Instant::now();
+                let res = http
+                    .post(&url)
+                    .bearer_auth(tok)
+                    .json(&serde_json::json!({"chat_id": chat, "content": "hello from the bench"}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t0.elapsed().as_micros() as u64);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let rate = all.len() as f64 / elapsed;
+    let ratio = if limit_tps > 0.0 {
+        rate / limit_tps
+    } else {
+        0.0
+    };
+    drop(server);
+    Ok(vec![
+        Row {
+            name: format!("POST /api/messages ({clients} clients)"),
+            value: format!("{rate:.0} msg/s"),
+            goal: "≥ 60% of pgbench".into(),
+            note: format!(
+                "{ratio:.2} of the limit; {} errors",
+                errors.load(Ordering::Relaxed)
+            ),
+        },
+        Row {
+            name: "send latency p50 / p99 / p99.9".into(),
+            value: format!(
+                "{} / {} / {}",
+                ms(percentile(&all, 0.5)),
+                ms(percentile(&all, 0.99)),
+                ms(percentile(&all, 0.999))
+            ),
+            goal: "p99 < 25 ms".into(),
+            note: String::new(),
+        },
+    ])
+}
+
+async fn fanout(
+    args: &Args,
+    members: u32,
+    rate: u32,
+    secs: u64,
+    instances: u16,
+) -> anyhow::Result<Vec<Row>> {
+    let db = fresh_db(args).await?;
+    let ids = seed_users(&db, members).await?;
+    let chat = seed_group(&db, ids[0], &ids).await?;
+    let mut servers = Vec::new();
+    for i in 0..instances.max(1) {
+        servers.push(ServerProc::start(args, args.port + i).await?);
+    }
+    eprintln!(
+        "==> fanout: connecting {members} members over {} instance(s)",
+        servers.len()
+    );
+    // message id -> per-member receive instants
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut readers = Vec::new();
+    for (i, user) in ids.iter().enumerate() {
+        let port = servers[i % servers.len()].port;
+        let mut ws = ws_connect(port, local_ip(i as u32), &token(*user)).await?;
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                    let now = Instant::now();
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                        if v["type"] == "message.new" {
+                            if let Some(id) = v["payload"]["id"].as_str() {
+                                let _ = tx.send((id.to_string(), now));
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = ws.close(None).await;
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = reqwest::Client::new();
+    let sender = token(ids[0]);
+    let url = format!("http://127.0.0.1:{}/api/messages", servers[0].port);
+    let total = rate as u64 * secs;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    eprintln!("==> fanout: {total} messages at {rate}/s");
+    let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut ticker = tokio::time::interval(interval);
+    let mut posts = Vec::new();
+    for _ in 0..total {
+        ticker.tick().await;
+        let (http, url, sender) = (http.clone(), url.clone(), sender.clone());
+        posts.push(tokio::spawn(async move {
+            let r = http
+                .post(&url)
+                .bearer_auth(&sender)
+                .json(&serde_json::json!({"chat_id": chat, "content": "fan-out"}))
+                .send()
+                .await
+                .ok()?;
+            let done = Instant::now();
+            let v: serde_json::Value = r.json().await.ok()?;
+            Some((v["data"]["id"].as_str()?.to_string(), done))
+        }));
+    }
+    for p in posts {
+        if let Ok(Some((id, t))) = p.await {
+            sent.insert(id, t);
+        }
+    }
+    // Collect deliveries for a little longer than the last send.
+    let mut last: std::collections::HashMap<String, (Instant, u32)> =
+        std::collections::HashMap::new();
+    let collect_until = Instant::now() + Duration::from_secs(3);
+    while let Ok(Some((id, t))) = tokio::time::timeout_at(collect_until.into(), rx.recv()).await {
+        let e = last.entry(id).or_insert((t, 0));
+        e.0 = e.0.max(t);
+        e.1 += 1;
+    }
+    let mut lat = Vec::new();
+    let mut complete = 0;
+    for (id, posted) in &sent {
+        if let Some((t, n)) = last.get(id) {
+            if *n == members {
+                complete += 1;
+            }
+            lat.push(t.saturating_duration_since(*posted).as_micros() as u64);
+        }
+    }
+    lat.sort_unstable();
+    for r in readers {
+        r.abort();
+    }
+    Ok(vec![Row {
+        name: format!(
+            "fan-out to {members} members, {rate} msg/s, {} instance(s)",
+            servers.len()
+        ),
+        value: format!(
+            "p50 {} / p99 {} / max {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(*lat.last().unwrap_or(&0))
+        ),
+        goal: "p99 < 50 ms".into(),
+        note: format!("{complete}/{} messages reached every member", sent.len()),
+    }])
+}
+
+async fn connections(args: &Args, count: u32) -> anyhow::Result<Vec<Row>> {
+    let db = fresh_db(args).await?;
+    let ids = seed_users(&db, count).await?;
+    let server = ServerProc::start(args, args.port).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib()?;
+    eprintln!("==> connections: opening {count} idle sockets (server RSS before: {before} KiB)");
+    let mut sockets = Vec::with_capacity(count as usize);
+    for (i, user) in ids.iter().enumerate() {
+        sockets.push(ws_connect(server.port, local_ip(i as u32), &token(*user)).await?);
+        if (i + 1) % 2000 == 0 {
+            eprintln!("    {} open", i + 1);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib()?;
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / count as f64;
+    drop(sockets);
+    Ok(vec![Row {
+        name: format!("{count} idle WebSockets, one instance"),
+        value: format!("{:.1} KiB per connection", per / 1024.0),
+        goal: "< 16 KiB".into(),
+        note: format!("RSS {before} KiB → {after} KiB"),
+    }])
+}
+
+async fn paging(args: &Args, messages: u32, chats: u32, requests: u32) -> anyhow::Result<Vec<Row>> {
+    let db = fresh_db(args).await?;
+    eprintln!("==> paging: seeding {messages} messages across {chats} chats");
+    // One viewer in every chat (the worst case for their chat list), one
+    // partner per chat.
+    let viewer = seed_users(&db, 1).await?[0];
+    let partners = seed_users(&db, chats).await?;
+    let pairs: Vec<(Uuid, Uuid)> = partners.iter().map(|p| (viewer, *p)).collect();
+    let chat_ids = seed_private_chats(&db, &pairs).await?;
+    let per_chat = (messages / chats).max(1);
+    sqlx::query(
+        "INSERT INTO messages (id, chat_id, sender_id, content, created_at, updated_at) \
+         SELECT gen_random_uuid(), c.chat_id, CASE WHEN g % 2 = 0 THEN $1 ELSE c.partner END, \
+                'message ' || g, ts, ts \
+         FROM unnest($2::uuid[], $3::uuid[]) WITH ORDINALITY AS c(chat_id, partner, k), \
+              generate_series(1, $4) g, \
+              LATERAL (SELECT now() - make_interval(secs => ($4 - g) * 60 + c.k) AS ts) t",
+    )
+    .bind(viewer)
+    .bind(&chat_ids)
+    .bind(&partners)
+    .bind(per_chat as i32)
+    .execute(&db)
+    .await
+    .context("seeding messages")?;
+    sqlx::query(
+        "UPDATE chats c SET last_message_id = m.id, last_message_at = m.created_at \
+         FROM (SELECT DISTINCT ON (chat_id) chat_id, id, created_at FROM messages \
+               ORDER BY chat_id, created_at DESC, id DESC) m \
+         WHERE c.id = m.chat_id",
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query("ANALYZE").execute(&db).await?;
+    let server = ServerProc::start(args, args.port).await?;
+    let http = reqwest::Client::new();
+    let tok = token(viewer);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let mut list = Vec::new();
+    for _ in 0..requests {
+        let t0 = Instant::now();
+        let r = http
+            .get(format!("{base}/api/chats?limit=20"))
+            .bearer_auth(&tok)
+            .send()
+            .await?;
+        let ok = r.status().is_success();
+        let _ = r.bytes().await;
+        if ok {
+            list.push(t0.elapsed().as_micros() as u64);
+        }
+    }
+    list.sort_unstable();
+    Ok(vec![Row {
+        name: format!("GET /api/chats first page (viewer in {chats} chats)"),
+        value: format!(
+            "p50 {} / p99 {}",
+            ms(percentile(&list, 0.5)),
+            ms(percentile(&list, 0.99))
+        ),
+        goal: "p99 < 10 ms".into(),
+        note: format!("{} of {requests} succeeded", list.len()),
+    }])
+}
