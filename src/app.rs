@@ -176,6 +176,12 @@ impl Server {
     }
 }
 
+/// The OpenAPI fragments of every feature (each feature's `routes::ApiDoc`
+/// once it has one), merged into `/openapi.json`.
+pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
+    Vec::new()
+}
+
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
     // Each feature applies its own route groups (auth, limits, body caps).
@@ -201,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(crate::http::health::readyz))
         .merge(ws)
         .merge(crate::infra::storage::local_routes())
+        .merge(crate::http::openapi::routes())
         .merge(api)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -9,11 +9,16 @@ use crate::app::AppState;
 use crate::http::response::json_response;
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "system", summary = "Liveness probe",
+    responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"data": {"status": "ok"}}))
 }
 
 /// `GET /readyz`: Postgres and Redis answer (503 otherwise, naming which).
+#[utoipa::path(get, path = "/readyz", tag = "system", summary = "Readiness probe",
+    responses((status = 200, description = "PostgreSQL, Redis and the event bus answer"),
+              (status = 503, description = "A dependency is down", body = crate::http::response::schema::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let timeout = std::time::Duration::from_secs(2);
     let db_ok = matches!(

@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod health;
 pub mod json;
 pub mod middleware;
+pub mod openapi;
 pub mod path;
 pub mod rate_limit;
 pub mod response;

@@ -88,3 +88,45 @@ impl<T: Serialize> IntoResponse for Page<T> {
         )
     }
 }
+
+/// OpenAPI shapes of the envelopes (documentation only; the runtime types
+/// above produce exactly these bodies).
+pub mod schema {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// `{"data": T}`.
+    #[derive(Serialize, ToSchema)]
+    pub struct DataBody<T: ToSchema> {
+        pub data: T,
+    }
+
+    /// `{"data": [T], "meta": {...}}`.
+    #[derive(Serialize, ToSchema)]
+    pub struct PageBody<T: ToSchema> {
+        pub data: Vec<T>,
+        pub meta: PageMetaSchema,
+    }
+
+    /// Pagination metadata.
+    #[derive(Serialize, ToSchema)]
+    pub struct PageMetaSchema {
+        pub next_cursor: Option<String>,
+        pub has_next: bool,
+        pub prev_cursor: Option<String>,
+        pub has_prev: bool,
+    }
+
+    /// `{"data": ""}`.
+    #[derive(Serialize, ToSchema)]
+    pub struct EmptyBody {
+        /// Always the empty string.
+        pub data: String,
+    }
+
+    /// `{"error": "..."}`.
+    #[derive(Serialize, ToSchema)]
+    pub struct ErrorBody {
+        pub error: String,
+    }
+}

@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod auth;
 mod chats;
+mod contract;
 mod foundation;
 mod groups;
 mod media;
