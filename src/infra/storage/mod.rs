@@ -1,0 +1,133 @@
+//! Object storage: S3-compatible (through `object_store`) or a local
+//! directory whose presigned URLs are HMAC-signed and served by the API.
+//!
+//! Media, avatars and the cleanup job only see the [`Storage`] trait; which
+//! backend runs is decided once at start-up by [`build`].
+
+mod local;
+mod routes;
+mod s3;
+mod sigv4;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+
+pub use local::{
+    validate_key, LocalObject, LocalStorage, Op, SignatureError, SignedRequest, UploadError,
+    MAX_OBJECT_SIZE,
+};
+pub use s3::S3Storage;
+
+/// Which bucket an object lives in: public (avatars, stable URLs) or private
+/// (attachments, presigned GETs only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Public,
+    Private,
+}
+
+/// What a HEAD tells about a stored object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// Storage failures (network, credentials, bad keys).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid object key")]
+    InvalidKey,
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// The storage interface used by media, avatars and the cleanup job.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync {
+    /// A URL the client can PUT the object's bytes to until `expires`.
+    async fn presign_put(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        expires: Duration,
+    ) -> Result<String, StorageError>;
+    /// Like [`Storage::presign_put`], also binding the exact body length
+    /// (S3: `Content-Length` is a signed header; local: the length is part
+    /// of the signature). Media uploads use this one.
+    async fn presign_put_sized(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires: Duration,
+    ) -> Result<String, StorageError> {
+        let _ = content_length;
+        self.presign_put(bucket, key, content_type, expires).await
+    }
+    /// A URL the client can GET the object from until `expires`.
+    async fn presign_get(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        expires: Duration,
+    ) -> Result<String, StorageError>;
+    /// Size and type of a stored object, `None` when it does not exist.
+    async fn head(&self, bucket: Bucket, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+    /// Reads a whole object, `None` when it does not exist (server-side use
+    /// and tests; clients download through presigned URLs).
+    async fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let _ = (bucket, key);
+        Err(StorageError::Backend(
+            "get is not supported by this backend".into(),
+        ))
+    }
+    /// Stores bytes directly (server-side uploads such as Google avatars).
+    async fn put(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError>;
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError>;
+    /// The stable public URL of an object in the public bucket.
+    fn public_url(&self, key: &str) -> String;
+    /// The local backend, whose signed URLs the API serves itself.
+    fn as_local(&self) -> Option<&LocalStorage> {
+        None
+    }
+}
+
+/// Builds the configured backend: S3 when `S3_BUCKET_*` are set, else the
+/// local directory `MEDIA_LOCAL_DIR` with URLs under `APP_URL`.
+/// (`object_store` manages its own connection pool and timeouts, so the
+/// shared HTTP client is not used.)
+pub fn build(cfg: &Config, _http: reqwest::Client) -> anyhow::Result<Arc<dyn Storage>> {
+    match &cfg.s3 {
+        Some(s3) => {
+            tracing::info!(endpoint = %s3.endpoint, "object storage: S3");
+            Ok(Arc::new(S3Storage::new(s3)?))
+        }
+        None => {
+            tracing::info!(dir = %cfg.media_local_dir.display(), "object storage: local directory");
+            Ok(Arc::new(LocalStorage::new(
+                &cfg.media_local_dir,
+                &cfg.app_url,
+                &cfg.jwt_secret,
+            )?))
+        }
+    }
+}
+
+/// Routes serving the local backend's signed URLs (404 when S3 is used).
+pub fn local_routes() -> axum::Router<crate::app::AppState> {
+    routes::routes()
+}
