@@ -350,10 +350,10 @@ async fn media_cleanup_deletes_orphans_from_s3_then_the_database() {
 #[tokio::test]
 async fn media_cleanup_keeps_the_row_when_storage_fails() {
     let mut s3 = harness::s3_env().await;
-    // Buckets that do not exist: every delete fails.
+    // Storage that cannot be reached: every delete fails.
     for (k, v) in s3.iter_mut() {
-        if k == "S3_BUCKET_PUBLIC" || k == "S3_BUCKET_PRIVATE" {
-            *v = format!("missing-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        if k == "S3_ENDPOINT" {
+            *v = "http://127.0.0.1:9".into();
         }
     }
     let app = TestApp::spawn_with(|env| env.extend(s3)).await;
