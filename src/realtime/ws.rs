@@ -21,6 +21,8 @@ const PING_EVERY: Duration = Duration::from_secs(54);
 const READ_DEADLINE: Duration = Duration::from_secs(60);
 /// Deadline for writing one frame.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Socket read buffer.
+const READ_BUFFER: usize = 2048;
 /// Largest accepted client message.
 pub const MAX_INBOUND: usize = 512;
 
@@ -63,6 +65,10 @@ pub async fn ws_handler(
     };
     let user_id = principal.user_id;
     upgrade
+        // Small socket buffers keep an idle connection cheap (tungstenite's
+        // defaults are 128 KiB each way); inbound messages are tiny anyway.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(MAX_INBOUND)
         .max_frame_size(MAX_INBOUND)
         .on_upgrade(move |socket| async move {
