@@ -468,7 +468,8 @@ impl HistoryQuery {
                 crate::http::path::parse_uuid(raw, "Invalid around_message_id format")?,
             ),
         };
-        let cursor = match q.non_empty("cursor") {
+        // Around mode ignores the cursor entirely (as the reference does).
+        let cursor = match q.non_empty("cursor").filter(|_| around.is_none()) {
             None => None,
             Some(raw) => Some(
                 decode_message_cursor(raw)
