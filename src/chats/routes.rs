@@ -1,6 +1,7 @@
 //! HTTP routes of the chats feature (thin: parse, authorise, call the
 //! service).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,6 +17,18 @@ use crate::http::rate_limit;
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::service::run_detached;
+
+/// A UUID path parameter; any failure (including undecodable escapes, which
+/// axum would answer in plain text) is a 400 with the endpoint's message.
+pub fn path_uuid(
+    path: Result<Path<String>, PathRejection>,
+    message: &str,
+) -> Result<uuid::Uuid, AppError> {
+    match path {
+        Ok(Path(raw)) => parse_uuid(&raw, message),
+        Err(_) => Err(AppError::bad_request(message)),
+    }
+}
 
 /// The chats routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -42,18 +55,18 @@ async fn list(
 async fn detail(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
 ) -> AppResult<Data<ChatListResponse>> {
-    let chat_id = parse_uuid(&raw_id, "Invalid Chat ID")?;
+    let chat_id = path_uuid(raw_id, "Invalid Chat ID")?;
     Ok(Data(service::detail(&state, me.user_id, chat_id).await?))
 }
 
 async fn mark_read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
 ) -> AppResult<Empty> {
-    let chat_id = parse_uuid(&raw_id, "Invalid Chat ID")?;
+    let chat_id = path_uuid(raw_id, "Invalid Chat ID")?;
     let user = me.user_id;
     run_detached(async move { service::mark_read(&state, user, chat_id).await }).await?;
     Ok(Empty)
@@ -62,9 +75,9 @@ async fn mark_read(
 async fn hide(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
 ) -> AppResult<Empty> {
-    let chat_id = parse_uuid(&raw_id, "Invalid Chat ID")?;
+    let chat_id = path_uuid(raw_id, "Invalid Chat ID")?;
     let user = me.user_id;
     run_detached(async move { service::hide(&state, user, chat_id).await }).await?;
     Ok(Empty)

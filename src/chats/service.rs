@@ -49,7 +49,10 @@ pub async fn online_users(state: &AppState, users: &[Uuid]) -> HashSet<Uuid> {
 /// Turns loaded rows into responses: presence in one `MGET`, last messages
 /// rendered from the row (no further queries).
 pub async fn build_chat_responses(state: &AppState, rows: Vec<ChatRow>) -> Vec<ChatListResponse> {
-    let candidates: Vec<Uuid> = rows.iter().filter_map(ChatRow::presence_candidate).collect();
+    let candidates: Vec<Uuid> = rows
+        .iter()
+        .filter_map(ChatRow::presence_candidate)
+        .collect();
     let online = online_users(state, &candidates).await;
     let mut out = Vec::with_capacity(rows.len());
     for mut row in rows {
@@ -108,7 +111,11 @@ pub async fn chat_list_items_for(
 }
 
 /// `GET /api/chats`.
-pub async fn list(state: &AppState, me: Uuid, q: &QueryParams) -> AppResult<Page<ChatListResponse>> {
+pub async fn list(
+    state: &AppState,
+    me: Uuid,
+    q: &QueryParams,
+) -> AppResult<Page<ChatListResponse>> {
     let query = q.get("query").unwrap_or("");
     if query.chars().count() > MAX_QUERY_CHARS {
         return Err(AppError::bad_request("Bad Request"));
@@ -121,8 +128,10 @@ pub async fn list(state: &AppState, me: Uuid, q: &QueryParams) -> AppResult<Page
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if has_next {
-        rows.last()
-            .and_then(|r| r.last_message_at.map(|at| encode_chat_cursor(at, r.chat_id)))
+        rows.last().and_then(|r| {
+            r.last_message_at
+                .map(|at| encode_chat_cursor(at, r.chat_id))
+        })
     } else {
         None
     };
@@ -226,7 +235,11 @@ pub async fn create_private(state: &AppState, me: Uuid, target: Uuid) -> AppResu
     let (Some(_), Some(target_state)) = (live(me), live(target)) else {
         return Err(AppError::not_found("One or both users not found"));
     };
-    let (user1, user2) = if me < target { (me, target) } else { (target, me) };
+    let (user1, user2) = if me < target {
+        (me, target)
+    } else {
+        (target, me)
+    };
     // Unlike the reference, an existing chat is returned before the block
     // check: a blocked pair can still open (read) their history.
     if let Some(existing) = repo::find_private(&state.db, user1, user2).await? {

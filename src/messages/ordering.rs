@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn ids_grow_even_when_the_clock_lags() {
-        let future = uuid::Builder::from_unix_timestamp_millis(u64::MAX >> 17, &[7; 10]).into_uuid();
+        let future =
+            uuid::Builder::from_unix_timestamp_millis(u64::MAX >> 17, &[7; 10]).into_uuid();
         let now = Utc::now();
         let (id, at) = next_message_id(Some(future), Some(now), now - chrono::Duration::seconds(5));
         assert!(id > future);

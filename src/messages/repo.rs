@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::dto::MessageRow;
 
 /// A UUID in canonical text form (for ids stored inside `action_data`).
-const UUID_RE: &str = "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'";
+const UUID_RE: &str =
+    "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'";
 
 /// The rendering query of messages matching `filter` (a condition on `m`),
 /// one `jsonb` column `j` per message (shape: `dto::MessageRow`). Ordering is
@@ -77,10 +78,7 @@ pub async fn load_rows(
         return Ok(Vec::new());
     }
     let sql = message_json_sql("m.id = ANY($1)");
-    let values: Vec<Value> = sqlx::query_scalar(&sql)
-        .bind(ids)
-        .fetch_all(conn)
-        .await?;
+    let values: Vec<Value> = sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await?;
     decode_rows(values)
 }
 

@@ -2,6 +2,7 @@
 //! service).
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -10,10 +11,10 @@ use super::dto::{decode_edit, SendMessageRequest};
 use super::service::{self, run_detached, HistoryQuery};
 use crate::app::AppState;
 use crate::chats::dto::QueryParams;
+use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
-use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
@@ -45,10 +46,10 @@ async fn send(
 async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> AppResult<Data<MessageResponse>> {
-    let message_id = parse_uuid(&raw_id, "Invalid Message ID")?;
+    let message_id = path_uuid(raw_id, "Invalid Message ID")?;
     let (req, has_key) = decode_edit(&body).ok_or_else(|| AppError::bad_request("Bad Request"))?;
     let input = service::validate_edit(req, has_key)?;
     let user = me.user_id;
@@ -60,9 +61,9 @@ async fn edit(
 async fn delete(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
 ) -> AppResult<Empty> {
-    let message_id = parse_uuid(&raw_id, "Invalid Message ID")?;
+    let message_id = path_uuid(raw_id, "Invalid Message ID")?;
     let user = me.user_id;
     run_detached(async move { service::delete(&state, user, message_id).await }).await?;
     Ok(Empty)
@@ -71,10 +72,10 @@ async fn delete(
 async fn history(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Path(raw_id): Path<String>,
+    raw_id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> AppResult<Page<MessageResponse>> {
-    let chat_id = parse_uuid(&raw_id, "Invalid Chat ID")?;
+    let chat_id = path_uuid(raw_id, "Invalid Chat ID")?;
     let q = HistoryQuery::parse(&QueryParams::parse(raw.as_deref()))?;
     service::history(&state, me.user_id, chat_id, q).await
 }

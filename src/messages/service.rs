@@ -418,7 +418,9 @@ async fn delete_locked(
     } else {
         let ctx = repo::chat_context(&mut tx, st.chat_id, me, false).await?;
         ctx.is_some_and(|c| {
-            !c.is_private() && c.is_member && matches!(c.my_role.as_deref(), Some("owner" | "admin"))
+            !c.is_private()
+                && c.is_member
+                && matches!(c.my_role.as_deref(), Some("owner" | "admin"))
         })
     };
     if !allowed {
@@ -464,9 +466,10 @@ impl HistoryQuery {
         };
         let around = match q.non_empty("around_message_id") {
             None => None,
-            Some(raw) => Some(
-                crate::http::path::parse_uuid(raw, "Invalid around_message_id format")?,
-            ),
+            Some(raw) => Some(crate::http::path::parse_uuid(
+                raw,
+                "Invalid around_message_id format",
+            )?),
         };
         // Around mode ignores the cursor entirely (as the reference does).
         let cursor = match q.non_empty("cursor").filter(|_| around.is_none()) {
@@ -505,9 +508,15 @@ pub async fn history(
             // Exactly `limit` items at most (the reference returns limit+1).
             let after = (q.limit - 1) / 2;
             let before = q.limit - 1 - after;
-            let mut rows =
-                repo::around_page(&mut conn, chat_id, ctx.hidden_at, target, before + 1, after + 1)
-                    .await?;
+            let mut rows = repo::around_page(
+                &mut conn,
+                chat_id,
+                ctx.hidden_at,
+                target,
+                before + 1,
+                after + 1,
+            )
+            .await?;
             rows.sort_by_key(|r| r.id);
             let Some(pos) = rows.iter().position(|r| r.id == target) else {
                 return Err(AppError::not_found("Message not found"));
@@ -524,9 +533,15 @@ pub async fn history(
         }
         None => {
             let older = q.direction == Direction::Older;
-            let page =
-                repo::history_page(&mut conn, chat_id, ctx.hidden_at, q.cursor, older, q.limit + 1)
-                    .await?;
+            let page = repo::history_page(
+                &mut conn,
+                chat_id,
+                ctx.hidden_at,
+                q.cursor,
+                older,
+                q.limit + 1,
+            )
+            .await?;
             let mut rows = page.rows;
             rows.sort_by_key(|r| r.id);
             let more = rows.len() as i64 > q.limit;

@@ -194,7 +194,13 @@ async fn private_chat_is_created_once_and_announced_to_both() {
     let mut bob_ws = connect(&app, bob, &bt).await;
     let mut carol_ws = connect(&app, carol, &ct).await;
 
-    let (status, body) = post(&app, &at, "/api/chats/private", json!({"target_user_id": bob})).await;
+    let (status, body) = post(
+        &app,
+        &at,
+        "/api/chats/private",
+        json!({"target_user_id": bob}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let chat = &body["data"];
     assert_eq!(chat["type"], "private");
@@ -217,12 +223,24 @@ async fn private_chat_is_created_once_and_announced_to_both() {
     assert_eq!(e["payload"]["other_user_id"], bob.to_string());
 
     // Idempotent from either side, without a second event.
-    let (status, again) = post(&app, &bt, "/api/chats/private", json!({"target_user_id": alice})).await;
+    let (status, again) = post(
+        &app,
+        &bt,
+        "/api/chats/private",
+        json!({"target_user_id": alice}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(again["data"]["id"], chat_id);
-    alice_ws.expect_no_event("chat.new", Duration::from_millis(300)).await;
-    bob_ws.expect_no_event("chat.new", Duration::from_millis(50)).await;
-    carol_ws.expect_no_event("chat.new", Duration::from_millis(50)).await;
+    alice_ws
+        .expect_no_event("chat.new", Duration::from_millis(300))
+        .await;
+    bob_ws
+        .expect_no_event("chat.new", Duration::from_millis(50))
+        .await;
+    carol_ws
+        .expect_no_event("chat.new", Duration::from_millis(50))
+        .await;
 
     // Stored ordered, exactly once; an empty chat is not listed.
     let (u1, u2): (Uuid, Uuid) =
@@ -232,7 +250,9 @@ async fn private_chat_is_created_once_and_announced_to_both() {
             .await
             .unwrap();
     assert!(u1 < u2);
-    assert!(listed(&app, &at, Uuid::parse_str(&chat_id).unwrap()).await.is_none());
+    assert!(listed(&app, &at, Uuid::parse_str(&chat_id).unwrap())
+        .await
+        .is_none());
 }
 
 #[tokio::test]
@@ -243,7 +263,11 @@ async fn concurrent_private_chat_creation_yields_one_chat() {
     let mut tasks = Vec::new();
     for i in 0..10 {
         let (http, url) = (app.http.clone(), app.url("/api/chats/private"));
-        let (token, target) = if i % 2 == 0 { (at.clone(), bob) } else { (bt.clone(), alice) };
+        let (token, target) = if i % 2 == 0 {
+            (at.clone(), bob)
+        } else {
+            (bt.clone(), alice)
+        };
         tasks.push(tokio::spawn(async move {
             let res = http
                 .post(url)
@@ -291,12 +315,36 @@ async fn private_chat_creation_rules() {
     block(&app, alice, blocked).await;
 
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"target_user_id": alice}), 400, "Cannot chat with yourself"),
-        (json!({"target_user_id": Uuid::now_v7()}), 404, "One or both users not found"),
-        (json!({"target_user_id": deleted}), 404, "One or both users not found"),
-        (json!({"target_user_id": banned}), 403, "User is currently suspended/banned"),
-        (json!({"target_user_id": blocker}), 403, "Cannot create chat with blocked user"),
-        (json!({"target_user_id": blocked}), 403, "Cannot create chat with blocked user"),
+        (
+            json!({"target_user_id": alice}),
+            400,
+            "Cannot chat with yourself",
+        ),
+        (
+            json!({"target_user_id": Uuid::now_v7()}),
+            404,
+            "One or both users not found",
+        ),
+        (
+            json!({"target_user_id": deleted}),
+            404,
+            "One or both users not found",
+        ),
+        (
+            json!({"target_user_id": banned}),
+            403,
+            "User is currently suspended/banned",
+        ),
+        (
+            json!({"target_user_id": blocker}),
+            403,
+            "Cannot create chat with blocked user",
+        ),
+        (
+            json!({"target_user_id": blocked}),
+            403,
+            "Cannot create chat with blocked user",
+        ),
         (json!({}), 400, "Bad Request"),
         (json!({"target_user_id": null}), 400, "Bad Request"),
         (json!({"target_user_id": Uuid::nil()}), 400, "Bad Request"),
@@ -305,7 +353,11 @@ async fn private_chat_creation_rules() {
     ];
     for (payload, status, message) in cases {
         let (s, body) = post(&app, &at, "/api/chats/private", payload.clone()).await;
-        assert_eq!((s, body["error"].as_str()), (status, Some(message)), "{payload}");
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (status, Some(message)),
+            "{payload}"
+        );
     }
     let (s, body) = post_raw(&app, &at, "/api/chats/private", "invalid-json").await;
     assert_eq!((s, body["error"].as_str()), (400, Some("Bad Request")));
@@ -319,10 +371,22 @@ async fn private_chat_creation_rules() {
     assert_eq!(res.status(), 401);
 
     // A pair that blocks later still gets its existing chat back.
-    let (s, first) = post(&app, &at, "/api/chats/private", json!({"target_user_id": bob})).await;
+    let (s, first) = post(
+        &app,
+        &at,
+        "/api/chats/private",
+        json!({"target_user_id": bob}),
+    )
+    .await;
     assert_eq!(s, 200);
     block(&app, bob, alice).await;
-    let (s, again) = post(&app, &bt, "/api/chats/private", json!({"target_user_id": alice})).await;
+    let (s, again) = post(
+        &app,
+        &bt,
+        "/api/chats/private",
+        json!({"target_user_id": alice}),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(again["data"]["id"], first["data"]["id"]);
 }
@@ -378,7 +442,10 @@ async fn chat_list_orders_pages_and_renders_both_kinds() {
     assert!(p.get("invite_code").is_none());
     assert!(p.get("my_role").is_none());
     assert!(p.get("last_read_at").is_none());
-    assert!(is_rfc3339_seconds(&p["other_last_read_at"]), "sender read their own message");
+    assert!(
+        is_rfc3339_seconds(&p["other_last_read_at"]),
+        "sender read their own message"
+    );
     assert_eq!(p["last_message"]["content"], "hi from carol");
 
     // Key order is the contract's.
@@ -398,7 +465,10 @@ async fn chat_list_orders_pages_and_renders_both_kinds() {
 
     // Pages of two: cursor, then the rest.
     let (_, page1) = get(&app, &at, "/api/chats?limit=2").await;
-    assert_eq!(ids(&page1["data"]), vec![group.to_string(), chat2.to_string()]);
+    assert_eq!(
+        ids(&page1["data"]),
+        vec![group.to_string(), chat2.to_string()]
+    );
     assert_eq!(page1["meta"]["has_next"], true);
     assert_eq!(page1["meta"]["has_prev"], false);
     assert!(page1["meta"].get("prev_cursor").is_none());
@@ -434,7 +504,10 @@ async fn chat_list_orders_pages_and_renders_both_kinds() {
 
     // Bob is in chat1 and the group only.
     let (_, bob_list) = get(&app, &bt, "/api/chats").await;
-    assert_eq!(ids(&bob_list["data"]), vec![group.to_string(), chat1.to_string()]);
+    assert_eq!(
+        ids(&bob_list["data"]),
+        vec![group.to_string(), chat1.to_string()]
+    );
     assert_eq!(bob_list["data"][0]["my_role"], "member");
     assert!(bob_list["data"][0].get("invite_code").is_none());
     assert!(bob_list["data"][0].get("invite_expires_at").is_none());
@@ -483,23 +556,25 @@ async fn chat_list_states_deleted_blocked_online_and_system_previews() {
     // A group whose last message is a system message names its users; a
     // deleted last message is a tombstone; a deleted group disappears.
     let group = make_group(&app, alice, &[carol]).await;
-    sqlx::query(
-        "UPDATE messages SET type = 'system_add', action_data = $2 WHERE chat_id = $1",
-    )
-    .bind(group)
-    .bind(json!({"target_id": carol, "actor_id": alice}))
-    .execute(&app.state.db)
-    .await
-    .unwrap();
+    sqlx::query("UPDATE messages SET type = 'system_add', action_data = $2 WHERE chat_id = $1")
+        .bind(group)
+        .bind(json!({"target_id": carol, "actor_id": alice}))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let g = listed(&app, &at, group).await.unwrap();
     assert_eq!(g["last_message"]["type"], "system_add");
     assert_eq!(g["last_message"]["action_data"]["target_name"], "Carol");
     assert_eq!(g["last_message"]["action_data"]["actor_name"], "Alice");
 
-    let (s, _) = delete(&app, &bt, &format!("/api/messages/{}", {
-        let (_, h) = get(&app, &at, &format!("/api/chats/{with_bob}/messages")).await;
-        h["data"][0]["id"].as_str().unwrap().to_string()
-    }))
+    let (s, _) = delete(
+        &app,
+        &bt,
+        &format!("/api/messages/{}", {
+            let (_, h) = get(&app, &at, &format!("/api/chats/{with_bob}/messages")).await;
+            h["data"][0]["id"].as_str().unwrap().to_string()
+        }),
+    )
     .await;
     assert_eq!(s, 403, "banned users cannot act");
     let last: Uuid = sqlx::query_scalar("SELECT last_message_id FROM chats WHERE id = $1")
@@ -507,12 +582,22 @@ async fn chat_list_states_deleted_blocked_online_and_system_previews() {
         .fetch_one(&app.state.db)
         .await
         .unwrap();
-    exec(&app, "UPDATE messages SET deleted_at = now(), content = NULL WHERE id = $1", last).await;
+    exec(
+        &app,
+        "UPDATE messages SET deleted_at = now(), content = NULL WHERE id = $1",
+        last,
+    )
+    .await;
     let d = listed(&app, &at, with_dave).await.unwrap();
     assert!(d["last_message"].get("content").is_none());
     assert!(is_rfc3339_seconds(&d["last_message"]["deleted_at"]));
 
-    exec(&app, "UPDATE chats SET deleted_at = now() WHERE id = $1", group).await;
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() WHERE id = $1",
+        group,
+    )
+    .await;
     assert!(listed(&app, &at, group).await.is_none());
     let (s, _) = get(&app, &at, &format!("/api/chats/{group}")).await;
     assert_eq!(s, 404);
@@ -534,10 +619,15 @@ async fn hidden_chat_leaves_the_list_until_new_activity() {
     let e = alice_ws.expect_event("chat.hide").await;
     assert_eq!(e["payload"], json!({"chat_id": chat}));
     assert_eq!(e["meta"]["chat_id"], chat.to_string());
-    bob_ws.expect_no_event("chat.hide", Duration::from_millis(300)).await;
+    bob_ws
+        .expect_no_event("chat.hide", Duration::from_millis(300))
+        .await;
 
     assert!(listed(&app, &at, chat).await.is_none());
-    assert!(listed(&app, &bt, chat).await.is_some(), "hiding is per user");
+    assert!(
+        listed(&app, &bt, chat).await.is_some(),
+        "hiding is per user"
+    );
     // The detail still answers, with hidden_at and a zeroed counter.
     let (s, d) = get(&app, &at, &format!("/api/chats/{chat}")).await;
     assert_eq!(s, 200);
@@ -550,7 +640,9 @@ async fn hidden_chat_leaves_the_list_until_new_activity() {
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     send(&app, &bt, chat, "after hide").await;
-    let back = listed(&app, &at, chat).await.expect("reappears after a new message");
+    let back = listed(&app, &at, chat)
+        .await
+        .expect("reappears after a new message");
     assert_eq!(back["unread_count"], 1);
     assert!(back.get("hidden_at").is_some(), "hidden_at is kept");
     let (_, h) = get(&app, &at, &format!("/api/chats/{chat}/messages")).await;
@@ -563,7 +655,13 @@ async fn hidden_chat_leaves_the_list_until_new_activity() {
     assert_eq!((s, b["error"].as_str()), (400, Some("Bad Request")));
     let (s, b) = post(&app, &ct, &format!("/api/chats/{chat}/hide"), json!({})).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
-    let (s, b) = post(&app, &at, &format!("/api/chats/{}/hide", Uuid::now_v7()), json!({})).await;
+    let (s, b) = post(
+        &app,
+        &at,
+        &format!("/api/chats/{}/hide", Uuid::now_v7()),
+        json!({}),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (404, Some("Not Found")));
     let (s, b) = post(&app, &at, "/api/chats/99999/hide", json!({})).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Chat ID")));
@@ -590,6 +688,26 @@ async fn chat_detail_visibility_and_roles() {
     assert_eq!((s, d["error"].as_str()), (400, Some("Invalid Chat ID")));
     let (s, _) = get(&app, &ct, &format!("/api/chats/{}", Uuid::now_v7())).await;
     assert_eq!(s, 404);
+    let (s, d) = get(&app, &ct, "/api/chats/%FF%FE").await;
+    assert_eq!((s, d["error"].is_string()), (400, true), "{d}");
+
+    // Avatars are public URLs of the user's avatar object.
+    let avatar = media(&app, alice, "user_avatar", "completed").await;
+    sqlx::query("UPDATE users SET avatar_id = $2 WHERE id = $1")
+        .bind(alice)
+        .bind(avatar)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (_, d) = get(&app, &bt, &format!("/api/chats/{chat}")).await;
+    assert!(d["data"]["avatar"]
+        .as_str()
+        .unwrap()
+        .contains(&avatar.simple().to_string()));
+    assert!(d["data"]["last_message"]["sender_avatar"]
+        .as_str()
+        .unwrap()
+        .contains(&avatar.simple().to_string()));
 
     let group = make_group(&app, alice, &[bob]).await;
     let (_, owner) = get(&app, &at, &format!("/api/chats/{group}")).await;
@@ -605,7 +723,12 @@ async fn chat_detail_visibility_and_roles() {
     assert_eq!(s, 404, "private group, not a member");
 
     // A public group is visible to outsiders, without member data.
-    exec(&app, "UPDATE group_chats SET is_public = true, invite_expires_at = NULL WHERE chat_id = $1", group).await;
+    exec(
+        &app,
+        "UPDATE group_chats SET is_public = true, invite_expires_at = NULL WHERE chat_id = $1",
+        group,
+    )
+    .await;
     let (s, outsider) = get(&app, &ct, &format!("/api/chats/{group}")).await;
     assert_eq!(s, 200);
     let o = &outsider["data"];
@@ -641,17 +764,24 @@ async fn mark_read_updates_both_sides_and_notifies_members() {
         assert_eq!(e["meta"]["sender_id"], alice.to_string());
         assert_eq!(e["meta"]["unread_count"], 0);
     }
-    carol_ws.expect_no_event("chat.read", Duration::from_millis(300)).await;
+    carol_ws
+        .expect_no_event("chat.read", Duration::from_millis(300))
+        .await;
     let mine = listed(&app, &at, chat).await.unwrap();
     assert_eq!(mine["unread_count"], 0);
     assert!(is_rfc3339_seconds(&mine["last_read_at"]));
     let theirs = listed(&app, &bt, chat).await.unwrap();
-    assert_eq!(theirs["other_last_read_at"], mine["last_read_at"], "read receipt");
+    assert_eq!(
+        theirs["other_last_read_at"], mine["last_read_at"],
+        "read receipt"
+    );
 
     // Nothing new to read: no event.
     let (s, _) = post(&app, &at, &format!("/api/chats/{chat}/read"), json!({})).await;
     assert_eq!(s, 200);
-    bob_ws.expect_no_event("chat.read", Duration::from_millis(300)).await;
+    bob_ws
+        .expect_no_event("chat.read", Duration::from_millis(300))
+        .await;
 
     // After a hide zeroed the counter, reading still refreshes the receipt.
     send(&app, &bt, chat, "three").await;
@@ -669,8 +799,17 @@ async fn mark_read_updates_both_sides_and_notifies_members() {
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
     let group = make_group(&app, bob, &[alice]).await;
     let (s, b) = post(&app, &ct, &format!("/api/chats/{group}/read"), json!({})).await;
-    assert_eq!((s, b["error"].as_str()), (403, Some("Not a member of this group")));
-    let (s, b) = post(&app, &ct, &format!("/api/chats/{}/read", Uuid::now_v7()), json!({})).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (403, Some("Not a member of this group"))
+    );
+    let (s, b) = post(
+        &app,
+        &ct,
+        &format!("/api/chats/{}/read", Uuid::now_v7()),
+        json!({}),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (404, Some("Not Found")));
     let (s, b) = post(&app, &ct, "/api/chats/nope/read", json!({})).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Chat ID")));
@@ -698,7 +837,9 @@ async fn group_read_counts_and_events() {
         let e = ws.expect_event("chat.read").await;
         assert_eq!(e["payload"]["user_id"], bob.to_string());
     }
-    dave_ws.expect_no_event("chat.read", Duration::from_millis(300)).await;
+    dave_ws
+        .expect_no_event("chat.read", Duration::from_millis(300))
+        .await;
     let b = listed(&app, &bt, group).await.unwrap();
     assert_eq!(b["unread_count"], 0);
     assert!(is_rfc3339_seconds(&b["last_read_at"]));
@@ -716,9 +857,18 @@ async fn read_under_a_block_is_silent() {
     let mut bob_ws = connect(&app, bob, &bt).await;
     let (s, _) = post(&app, &at, &format!("/api/chats/{chat}/read"), json!({})).await;
     assert_eq!(s, 200);
-    bob_ws.expect_no_event("chat.read", Duration::from_millis(300)).await;
+    bob_ws
+        .expect_no_event("chat.read", Duration::from_millis(300))
+        .await;
     let mine = listed(&app, &at, chat).await.unwrap();
     assert_eq!(mine["unread_count"], 0);
-    assert!(mine.get("last_read_at").is_none(), "ninja mode keeps last_read_at");
-    assert!(listed(&app, &bt, chat).await.unwrap().get("other_last_read_at").is_none());
+    assert!(
+        mine.get("last_read_at").is_none(),
+        "ninja mode keeps last_read_at"
+    );
+    assert!(listed(&app, &bt, chat)
+        .await
+        .unwrap()
+        .get("other_last_read_at")
+        .is_none());
 }

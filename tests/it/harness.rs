@@ -535,7 +535,8 @@ pub async fn make_group(app: &TestApp, owner: Uuid, members: &[Uuid]) -> Uuid {
     .execute(&mut *tx)
     .await
     .expect("insert group");
-    for (user, role) in std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")))
+    for (user, role) in
+        std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")))
     {
         sqlx::query(
             "INSERT INTO group_members (id, role, joined_at, group_chat_id, user_id) \

@@ -71,7 +71,9 @@ async fn private_send_updates_counters_and_reaches_both_sides_only() {
     assert_eq!(e["meta"]["chat_id"], chat.to_string());
     let e = alice_ws.expect_event("message.new").await;
     assert_eq!(e["meta"]["unread_count"], 0);
-    carol_ws.expect_no_event("message.new", Duration::from_millis(300)).await;
+    carol_ws
+        .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
 
     assert_eq!(listed(&app, &at, chat).await.unwrap()["unread_count"], 0);
     assert_eq!(listed(&app, &bt, chat).await.unwrap()["unread_count"], 1);
@@ -108,12 +110,33 @@ async fn send_validation_never_500s() {
     let (s, _) = post_raw(&app, &at, "/api/messages", "{not json").await;
     assert_eq!(s, 400);
     // 4000 code points (multi-byte) are fine.
-    let (s, _) = post(&app, &at, "/api/messages", json!({"chat_id": chat, "content": "é".repeat(4000)})).await;
+    let (s, _) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": chat, "content": "é".repeat(4000)}),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, b) = post(&app, &at, "/api/messages", json!({"chat_id": Uuid::now_v7(), "content": "x"})).await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("Chat not found or deleted")));
+    let (s, b) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": Uuid::now_v7(), "content": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("Chat not found or deleted"))
+    );
     // Oversize bodies are refused, not crashed on.
-    let (s, _) = post(&app, &at, "/api/messages", json!({"chat_id": chat, "content": "a".repeat(200_000)})).await;
+    let (s, _) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": chat, "content": "a".repeat(200_000)}),
+    )
+    .await;
     assert!(s == 400 || s == 413, "{s}");
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
         .fetch_one(&app.state.db)
@@ -141,7 +164,15 @@ async fn private_send_permission_matrix() {
 
     let try_send = |token: String, chat: Uuid| {
         let app = &app;
-        async move { post(app, &token, "/api/messages", json!({"chat_id": chat, "content": "x"})).await }
+        async move {
+            post(
+                app,
+                &token,
+                "/api/messages",
+                json!({"chat_id": chat, "content": "x"}),
+            )
+            .await
+        }
     };
 
     // Non-participant.
@@ -164,11 +195,24 @@ async fn private_send_permission_matrix() {
     assert_eq!((s, b["error"].as_str()), (403, Some("User is deleted")));
     ban_user(&app, erin).await;
     let (s, b) = try_send(at.clone(), with_erin).await;
-    assert_eq!((s, b["error"].as_str()), (403, Some("User is currently suspended/banned")));
-    exec(&app, "UPDATE users SET is_banned = true, banned_until = now() - interval '1 day' WHERE id = $1", erin).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (403, Some("User is currently suspended/banned"))
+    );
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true, banned_until = now() - interval '1 day' WHERE id = $1",
+        erin,
+    )
+    .await;
     let (s, _) = try_send(at.clone(), with_erin).await;
     assert_eq!(s, 200, "an expired ban is no ban");
-    exec(&app, "UPDATE private_chats SET user2_id = NULL WHERE chat_id = $1", with_frank).await;
+    exec(
+        &app,
+        "UPDATE private_chats SET user2_id = NULL WHERE chat_id = $1",
+        with_frank,
+    )
+    .await;
     let (s, b) = try_send(at.clone(), with_frank).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("User does not exist")));
     // Sender banned or deleted: refused before the handler.
@@ -207,9 +251,15 @@ async fn group_send_counters_roles_and_recipients() {
     assert_eq!(e["meta"]["unread_count"], 1);
     let e = carol_ws.expect_event("message.new").await;
     assert_eq!(e["payload"]["id"], m["id"]);
-    dave_ws.expect_no_event("message.new", Duration::from_millis(300)).await;
+    dave_ws
+        .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
     let (_, h) = get(&app, &ct, &format!("/api/chats/{group}/messages")).await;
-    assert_eq!(h["data"].as_array().unwrap().len(), 2, "system_create + message");
+    assert_eq!(
+        h["data"].as_array().unwrap().len(),
+        2,
+        "system_create + message"
+    );
 
     let owner_msg = send(&app, &at, group, "owner here").await;
     assert_eq!(owner_msg["sender_role"], "owner");
@@ -217,15 +267,38 @@ async fn group_send_counters_roles_and_recipients() {
     assert_eq!(listed(&app, &bt, group).await.unwrap()["unread_count"], 1);
     assert_eq!(listed(&app, &ct, group).await.unwrap()["unread_count"], 2);
 
-    let (s, b) = post(&app, &dt, "/api/messages", json!({"chat_id": group, "content": "x"})).await;
+    let (s, b) = post(
+        &app,
+        &dt,
+        "/api/messages",
+        json!({"chat_id": group, "content": "x"}),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
     let (s, b) = get(&app, &dt, &format!("/api/chats/{group}/messages")).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
-    exec(&app, "UPDATE chats SET deleted_at = now() WHERE id = $1", group).await;
-    let (s, b) = post(&app, &bt, "/api/messages", json!({"chat_id": group, "content": "x"})).await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("Chat not found or deleted")));
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() WHERE id = $1",
+        group,
+    )
+    .await;
+    let (s, b) = post(
+        &app,
+        &bt,
+        "/api/messages",
+        json!({"chat_id": group, "content": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("Chat not found or deleted"))
+    );
     let (s, b) = get(&app, &bt, &format!("/api/chats/{group}/messages")).await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("Chat not found or deleted")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("Chat not found or deleted"))
+    );
 }
 
 #[tokio::test]
@@ -259,7 +332,12 @@ async fn replies_and_their_rules() {
     assert!(preview.get("attachments").is_none());
 
     let deleted = send(&app, &bt, chat, "to be deleted").await;
-    let (s, _) = delete(&app, &bt, &format!("/api/messages/{}", deleted["id"].as_str().unwrap())).await;
+    let (s, _) = delete(
+        &app,
+        &bt,
+        &format!("/api/messages/{}", deleted["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(s, 200);
     for (target, chat_id) in [
         (json!(Uuid::now_v7()), chat),
@@ -274,7 +352,10 @@ async fn replies_and_their_rules() {
             json!({"chat_id": chat_id, "content": "re", "reply_to_id": target}),
         )
         .await;
-        assert_eq!((s, b["error"].as_str()), (400, Some("Cannot reply to this message")));
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("Cannot reply to this message"))
+        );
     }
 
     // A reply whose target is deleted later shows a tombstone preview.
@@ -288,9 +369,19 @@ async fn replies_and_their_rules() {
     .await
     .1["data"]
         .clone();
-    delete(&app, &bt, &format!("/api/messages/{}", target["id"].as_str().unwrap())).await;
+    delete(
+        &app,
+        &bt,
+        &format!("/api/messages/{}", target["id"].as_str().unwrap()),
+    )
+    .await;
     let h = history(&app, &at, chat, "limit=50").await;
-    let listed = h["data"].as_array().unwrap().iter().find(|m| m["id"] == reply["id"]).unwrap();
+    let listed = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == reply["id"])
+        .unwrap();
     assert!(listed["reply_to"].get("content").is_none());
     assert!(is_rfc3339_seconds(&listed["reply_to"]["deleted_at"]));
     assert_eq!(listed["reply_to"]["sender_name"], "Bob");
@@ -304,10 +395,19 @@ async fn attachments_are_owned_completed_and_attached_once() {
     let chat = app.make_private_chat(alice, bob).await;
     let good = media(&app, alice, "message_attachment", "completed").await;
 
-    let (s, r) = post(&app, &at, "/api/messages", json!({"chat_id": chat, "attachment_ids": [good]})).await;
+    let (s, r) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": chat, "attachment_ids": [good]}),
+    )
+    .await;
     assert_eq!(s, 200, "{r}");
     let m = &r["data"];
-    assert!(m.get("content").is_none(), "attachment-only message has no content");
+    assert!(
+        m.get("content").is_none(),
+        "attachment-only message has no content"
+    );
     let att = &m["attachments"][0];
     assert_eq!(att["id"], good.to_string());
     assert_eq!(att["original_name"], "photo.png");
@@ -337,7 +437,11 @@ async fn attachments_are_owned_completed_and_attached_once() {
             json!({"chat_id": chat, "content": "x", "attachment_ids": ids}),
         )
         .await;
-        assert_eq!((s, b["error"].as_str()), (400, Some("Bad Request")), "{ids}");
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("Bad Request")),
+            "{ids}"
+        );
     }
     let linked: Option<Uuid> = sqlx::query_scalar("SELECT message_id FROM media WHERE id = $1")
         .bind(fresh)
@@ -365,8 +469,16 @@ async fn attachments_are_owned_completed_and_attached_once() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        5,
+        "{statuses:?}"
+    );
     let _ = bt;
 }
 
@@ -400,23 +512,51 @@ async fn edit_rules_attachments_and_events() {
     let ev = bob_ws.expect_event("message.update").await;
     assert_eq!(ev["payload"], e["data"]);
     assert_eq!(ev["meta"]["sender_id"], alice.to_string());
-    carol_ws.expect_no_event("message.update", Duration::from_millis(300)).await;
+    carol_ws
+        .expect_no_event("message.update", Duration::from_millis(300))
+        .await;
 
     // Unchanged: no event.
     let (s, _) = put(&app, &at, &path, json!({"content": "second"})).await;
     assert_eq!(s, 200);
-    bob_ws.expect_no_event("message.update", Duration::from_millis(300)).await;
+    bob_ws
+        .expect_no_event("message.update", Duration::from_millis(300))
+        .await;
 
     // Swap attachments; then remove all with [] and with null.
-    let (s, e) = put(&app, &at, &path, json!({"content": "second", "attachment_ids": [a2]})).await;
+    let (s, e) = put(
+        &app,
+        &at,
+        &path,
+        json!({"content": "second", "attachment_ids": [a2]}),
+    )
+    .await;
     assert_eq!(s, 200, "{e}");
     assert_eq!(e["data"]["attachments"][0]["id"], a2.to_string());
-    let (s, e) = put(&app, &at, &path, json!({"content": "second", "attachment_ids": []})).await;
+    let (s, e) = put(
+        &app,
+        &at,
+        &path,
+        json!({"content": "second", "attachment_ids": []}),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(e["data"]["attachments"], json!([]));
-    let (s, _) = put(&app, &at, &path, json!({"content": "second", "attachment_ids": [a1]})).await;
+    let (s, _) = put(
+        &app,
+        &at,
+        &path,
+        json!({"content": "second", "attachment_ids": [a1]}),
+    )
+    .await;
     assert_eq!(s, 200, "a removed attachment can be attached again");
-    let (s, e) = put(&app, &at, &path, json!({"content": "third", "attachment_ids": null})).await;
+    let (s, e) = put(
+        &app,
+        &at,
+        &path,
+        json!({"content": "third", "attachment_ids": null}),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(e["data"]["attachments"], json!([]));
 
@@ -424,10 +564,26 @@ async fn edit_rules_attachments_and_events() {
     let foreign = media(&app, bob, "message_attachment", "completed").await;
     let pending = media(&app, alice, "message_attachment", "pending").await;
     for ids in [json!([foreign]), json!([pending]), json!([Uuid::now_v7()])] {
-        let (s, b) = put(&app, &at, &path, json!({"content": "x", "attachment_ids": ids})).await;
-        assert_eq!((s, b["error"].as_str()), (400, Some("Invalid attachments")), "{ids}");
+        let (s, b) = put(
+            &app,
+            &at,
+            &path,
+            json!({"content": "x", "attachment_ids": ids}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("Invalid attachments")),
+            "{ids}"
+        );
     }
-    for body in [json!({}), json!({"content": ""}), json!({"content": "   ", "attachment_ids": []}), json!({"content": "a".repeat(4001)}), json!({"content": 5})] {
+    for body in [
+        json!({}),
+        json!({"content": ""}),
+        json!({"content": "   ", "attachment_ids": []}),
+        json!({"content": "a".repeat(4001)}),
+        json!({"content": 5}),
+    ] {
         let (s, _) = put(&app, &at, &path, body.clone()).await;
         assert_eq!(s, 400, "{body}");
     }
@@ -435,25 +591,45 @@ async fn edit_rules_attachments_and_events() {
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
     let (s, b) = put(&app, &at, "/api/messages/xyz", json!({"content": "x"})).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Message ID")));
-    let (s, b) = put(&app, &at, &format!("/api/messages/{}", Uuid::now_v7()), json!({"content": "x"})).await;
+    let (s, b) = put(
+        &app,
+        &at,
+        &format!("/api/messages/{}", Uuid::now_v7()),
+        json!({"content": "x"}),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (404, Some("Not Found")));
 
     // Too old.
-    exec(&app, "UPDATE messages SET created_at = now() - interval '16 minutes' WHERE id = $1", Uuid::parse_str(&id).unwrap()).await;
+    exec(
+        &app,
+        "UPDATE messages SET created_at = now() - interval '16 minutes' WHERE id = $1",
+        Uuid::parse_str(&id).unwrap(),
+    )
+    .await;
     let (s, b) = put(&app, &at, &path, json!({"content": "late"})).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("Message is too old to edit")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("Message is too old to edit"))
+    );
 
     // Deleted, system, deleted chat, left group.
     let fresh = send(&app, &at, chat, "gone").await;
     let fresh_path = format!("/api/messages/{}", fresh["id"].as_str().unwrap());
     delete(&app, &at, &fresh_path).await;
     let (s, b) = put(&app, &at, &fresh_path, json!({"content": "x"})).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("Cannot edit a deleted message")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("Cannot edit a deleted message"))
+    );
     let group = make_group(&app, alice, &[bob]).await;
     let (_, gh) = get(&app, &at, &format!("/api/chats/{group}/messages")).await;
     let sys = format!("/api/messages/{}", gh["data"][0]["id"].as_str().unwrap());
     let (s, b) = put(&app, &at, &sys, json!({"content": "x"})).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("Cannot edit this type of message")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("Cannot edit this type of message"))
+    );
     let bobs = send(&app, &bt, group, "bob in group").await;
     let bobs_path = format!("/api/messages/{}", bobs["id"].as_str().unwrap());
     sqlx::query("DELETE FROM group_members WHERE user_id = $1")
@@ -463,20 +639,45 @@ async fn edit_rules_attachments_and_events() {
         .unwrap();
     let (s, _) = put(&app, &bt, &bobs_path, json!({"content": "after leaving"})).await;
     assert_eq!(s, 403, "former members cannot edit");
-    exec(&app, "UPDATE chats SET deleted_at = now() WHERE id = $1", group).await;
-    let owner_msg = sqlx::query_scalar::<_, Uuid>("SELECT id FROM messages WHERE chat_id = $1 AND type = 'system_create'")
-        .bind(group)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
-    let (s, b) = put(&app, &at, &format!("/api/messages/{owner_msg}"), json!({"content": "x"})).await;
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() WHERE id = $1",
+        group,
+    )
+    .await;
+    let owner_msg = sqlx::query_scalar::<_, Uuid>(
+        "SELECT id FROM messages WHERE chat_id = $1 AND type = 'system_create'",
+    )
+    .bind(group)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    let (s, b) = put(
+        &app,
+        &at,
+        &format!("/api/messages/{owner_msg}"),
+        json!({"content": "x"}),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Chat is deleted")));
 
     // Blocked private chat: no edits.
-    let (s, mine) = post(&app, &at, "/api/messages", json!({"chat_id": chat, "content": "pre-block"})).await;
+    let (s, mine) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": chat, "content": "pre-block"}),
+    )
+    .await;
     assert_eq!(s, 200);
     block(&app, bob, alice).await;
-    let (s, _) = put(&app, &at, &format!("/api/messages/{}", mine["data"]["id"].as_str().unwrap()), json!({"content": "post-block"})).await;
+    let (s, _) = put(
+        &app,
+        &at,
+        &format!("/api/messages/{}", mine["data"]["id"].as_str().unwrap()),
+        json!({"content": "post-block"}),
+    )
+    .await;
     assert_eq!(s, 403);
 }
 
@@ -489,9 +690,18 @@ async fn delete_rules_tombstones_and_events() {
     let (dave, dt) = app.make_user("Dave").await;
     let group = make_group(&app, alice, &[bob, carol]).await;
     let att = media(&app, bob, "message_attachment", "completed").await;
-    let (_, r) = post(&app, &bt, "/api/messages", json!({"chat_id": group, "content": "secret", "attachment_ids": [att]})).await;
+    let (_, r) = post(
+        &app,
+        &bt,
+        "/api/messages",
+        json!({"chat_id": group, "content": "secret", "attachment_ids": [att]}),
+    )
+    .await;
     let bobs = r["data"]["id"].as_str().unwrap().to_string();
-    let owners = send(&app, &at, group, "owner text").await["id"].as_str().unwrap().to_string();
+    let owners = send(&app, &at, group, "owner text").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut bob_ws = connect(&app, bob, &bt).await;
     let mut carol_ws = connect(&app, carol, &ct).await;
     let mut dave_ws = connect(&app, dave, &dt).await;
@@ -499,15 +709,19 @@ async fn delete_rules_tombstones_and_events() {
     // A plain member cannot delete the owner's message (nor system ones).
     let (s, b) = delete(&app, &bt, &format!("/api/messages/{owners}")).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
-    let sys: Uuid = sqlx::query_scalar("SELECT id FROM messages WHERE chat_id = $1 AND type = 'system_create'")
-        .bind(group)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let sys: Uuid =
+        sqlx::query_scalar("SELECT id FROM messages WHERE chat_id = $1 AND type = 'system_create'")
+            .bind(group)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
     let (s, _) = delete(&app, &ct, &format!("/api/messages/{sys}")).await;
     assert_eq!(s, 403);
     let (s, b) = delete(&app, &at, &format!("/api/messages/{sys}")).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("Cannot delete this type of message")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("Cannot delete this type of message"))
+    );
     let (s, _) = delete(&app, &dt, &format!("/api/messages/{bobs}")).await;
     assert_eq!(s, 403, "outsiders cannot delete");
 
@@ -519,25 +733,47 @@ async fn delete_rules_tombstones_and_events() {
         assert_eq!(e["payload"], json!({"message_id": bobs}));
         assert_eq!(e["meta"]["sender_id"], alice.to_string());
     }
-    dave_ws.expect_no_event("message.delete", Duration::from_millis(300)).await;
+    dave_ws
+        .expect_no_event("message.delete", Duration::from_millis(300))
+        .await;
     let (s, b) = delete(&app, &bt, &format!("/api/messages/{bobs}")).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("Message already deleted")));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("Message already deleted"))
+    );
 
     let h = history(&app, &ct, group, "").await;
-    let tomb = h["data"].as_array().unwrap().iter().find(|m| m["id"] == bobs).unwrap().clone();
+    let tomb = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == bobs)
+        .unwrap()
+        .clone();
     assert!(tomb.get("content").is_none());
     assert_eq!(tomb["attachments"], json!([]));
     assert!(is_rfc3339_seconds(&tomb["deleted_at"]));
     assert_eq!(tomb["sender_name"], "Bob");
     // The deleted attachment cannot resurface.
-    let (s, _) = post(&app, &bt, "/api/messages", json!({"chat_id": group, "content": "again", "attachment_ids": [att]})).await;
+    let (s, _) = post(
+        &app,
+        &bt,
+        "/api/messages",
+        json!({"chat_id": group, "content": "again", "attachment_ids": [att]}),
+    )
+    .await;
     assert_eq!(s, 400);
 
     let (s, b) = delete(&app, &at, "/api/messages/123").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Message ID")));
     let (s, b) = delete(&app, &at, &format!("/api/messages/{}", Uuid::now_v7())).await;
     assert_eq!((s, b["error"].as_str()), (404, Some("Not Found")));
-    exec(&app, "UPDATE chats SET deleted_at = now() WHERE id = $1", group).await;
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() WHERE id = $1",
+        group,
+    )
+    .await;
     let (s, b) = delete(&app, &at, &format!("/api/messages/{owners}")).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Chat is deleted")));
 }
@@ -550,11 +786,19 @@ async fn history_pages_both_ways_and_around() {
     let (_, ct) = app.make_user("Carol").await;
     let chat = app.make_private_chat(alice, bob).await;
     let empty = history(&app, &at, chat, "").await;
-    assert_eq!(empty, json!({"data": [], "meta": {"has_next": false, "has_prev": false}}));
+    assert_eq!(
+        empty,
+        json!({"data": [], "meta": {"has_next": false, "has_prev": false}})
+    );
     let mut m = Vec::new();
     for i in 0..20 {
         let token = if i % 2 == 0 { &at } else { &bt };
-        m.push(send(&app, token, chat, &format!("m{i}")).await["id"].as_str().unwrap().to_string());
+        m.push(
+            send(&app, token, chat, &format!("m{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
 
     let p = history(&app, &at, chat, "limit=2").await;
@@ -565,34 +809,98 @@ async fn history_pages_both_ways_and_around() {
     assert_eq!(p["meta"]["prev_cursor"], b64(&m[19]));
     let p = history(&app, &at, chat, &format!("limit=2&cursor={}", b64(&m[18]))).await;
     assert_eq!(ids(&p["data"]), vec![m[16].clone(), m[17].clone()]);
-    assert_eq!((p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()), (json!(true), json!(true)));
-    let p = history(&app, &at, chat, &format!("limit=2&cursor={}&direction=newer", b64(&m[1]))).await;
+    assert_eq!(
+        (p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()),
+        (json!(true), json!(true))
+    );
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=2&cursor={}&direction=newer", b64(&m[1])),
+    )
+    .await;
     assert_eq!(ids(&p["data"]), vec![m[2].clone(), m[3].clone()]);
-    assert_eq!((p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()),
+        (json!(true), json!(true))
+    );
     let p = history(&app, &at, chat, &format!("limit=2&cursor={}", b64(&m[2]))).await;
     assert_eq!(ids(&p["data"]), vec![m[0].clone(), m[1].clone()]);
     assert_eq!(p["meta"]["has_next"], false);
-    let p = history(&app, &at, chat, &format!("limit=5&cursor={}&direction=newer", b64(&m[17]))).await;
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=5&cursor={}&direction=newer", b64(&m[17])),
+    )
+    .await;
     assert_eq!(ids(&p["data"]), vec![m[18].clone(), m[19].clone()]);
-    assert_eq!((p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()),
+        (json!(true), json!(false))
+    );
     let p = history(&app, &at, chat, "direction=newer&limit=3").await;
-    assert_eq!(ids(&p["data"]), m[0..3].to_vec(), "newer without cursor starts at the oldest");
+    assert_eq!(
+        ids(&p["data"]),
+        m[0..3].to_vec(),
+        "newer without cursor starts at the oldest"
+    );
 
     // Around.
-    let p = history(&app, &at, chat, &format!("limit=5&around_message_id={}", m[9])).await;
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=5&around_message_id={}", m[9]),
+    )
+    .await;
     assert_eq!(ids(&p["data"]), m[7..12].to_vec());
-    assert_eq!((p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (p["meta"]["has_next"].clone(), p["meta"]["has_prev"].clone()),
+        (json!(true), json!(true))
+    );
     assert_eq!(p["meta"]["next_cursor"], b64(&m[7]));
     assert_eq!(p["meta"]["prev_cursor"], b64(&m[11]));
-    let p = history(&app, &at, chat, &format!("limit=20&around_message_id={}", m[10])).await;
-    assert!(p["data"].as_array().unwrap().len() <= 20, "never more than limit");
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=20&around_message_id={}", m[10]),
+    )
+    .await;
+    assert!(
+        p["data"].as_array().unwrap().len() <= 20,
+        "never more than limit"
+    );
     assert!(ids(&p["data"]).contains(&m[10]));
-    let p = history(&app, &at, chat, &format!("limit=1&around_message_id={}", m[4])).await;
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=1&around_message_id={}", m[4]),
+    )
+    .await;
     assert_eq!(ids(&p["data"]), vec![m[4].clone()]);
-    let p = history(&app, &at, chat, &format!("limit=5&around_message_id={}", m[0])).await;
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!("limit=5&around_message_id={}", m[0]),
+    )
+    .await;
     assert_eq!(ids(&p["data"]), m[0..3].to_vec());
     assert_eq!(p["meta"]["has_next"], false);
-    let p = history(&app, &at, chat, &format!("around_message_id={}&cursor=garbage-is-ignored&direction=newer", m[5])).await;
+    let p = history(
+        &app,
+        &at,
+        chat,
+        &format!(
+            "around_message_id={}&cursor=garbage-is-ignored&direction=newer",
+            m[5]
+        ),
+    )
+    .await;
     assert!(ids(&p["data"]).contains(&m[5]));
 
     // Default limit and errors.
@@ -600,8 +908,14 @@ async fn history_pages_both_ways_and_around() {
     assert_eq!(p["data"].as_array().unwrap().len(), 20);
     let bad: Vec<(String, &str)> = vec![
         ("cursor=bukan-base64-valid".into(), "Invalid cursor format"),
-        (format!("cursor={}", b64("not-a-uuid")), "Invalid cursor format"),
-        ("around_message_id=nope".into(), "Invalid around_message_id format"),
+        (
+            format!("cursor={}", b64("not-a-uuid")),
+            "Invalid cursor format",
+        ),
+        (
+            "around_message_id=nope".into(),
+            "Invalid around_message_id format",
+        ),
         ("direction=sideways".into(), "Bad Request"),
         ("limit=abc".into(), "Invalid limit"),
         ("limit=51".into(), "Bad Request"),
@@ -612,11 +926,24 @@ async fn history_pages_both_ways_and_around() {
     }
     let (s, b) = get(&app, &at, "/api/chats/99999/messages").await;
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Chat ID")));
-    let (s, b) = get(&app, &at, &format!("/api/chats/{chat}/messages?around_message_id={}", Uuid::now_v7())).await;
+    let (s, b) = get(
+        &app,
+        &at,
+        &format!(
+            "/api/chats/{chat}/messages?around_message_id={}",
+            Uuid::now_v7()
+        ),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (404, Some("Message not found")));
     let (s, b) = get(&app, &ct, &format!("/api/chats/{chat}/messages")).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
-    let (s, _) = get(&app, &at, &format!("/api/chats/{}/messages", Uuid::now_v7())).await;
+    let (s, _) = get(
+        &app,
+        &at,
+        &format!("/api/chats/{}/messages", Uuid::now_v7()),
+    )
+    .await;
     assert_eq!(s, 404);
 
     // Deleted sender keeps content, loses identity; blocked users still read.
@@ -637,7 +964,12 @@ async fn paging_has_no_gaps_or_duplicates_while_messages_arrive() {
     let chat = app.make_private_chat(alice, bob).await;
     let mut initial = Vec::new();
     for i in 0..25 {
-        initial.push(send(&app, &at, chat, &format!("seed {i}")).await["id"].as_str().unwrap().to_string());
+        initial.push(
+            send(&app, &at, chat, &format!("seed {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     // A writer keeps sending while we page.
     let writer = {
@@ -750,11 +1082,12 @@ async fn fifty_concurrent_sends_are_stored_once_and_delivered_in_list_order() {
     let listed_ids: Vec<String> = ids(&history(&app, &ct, group, "limit=50").await["data"]);
     assert_eq!(listed_ids.len(), 50);
     assert_eq!(listed_ids.iter().cloned().collect::<HashSet<_>>(), returned);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE chat_id = $1 AND type = 'regular'")
-        .bind(group)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE chat_id = $1 AND type = 'regular'")
+            .bind(group)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
     assert_eq!(n, 50, "each stored exactly once");
     // created_at never goes backwards in id order.
     let times: Vec<chrono::DateTime<chrono::Utc>> =
@@ -778,7 +1111,8 @@ async fn fifty_concurrent_sends_are_stored_once_and_delivered_in_list_order() {
             got.push(e["payload"]["id"].as_str().unwrap().to_string());
         }
         assert_eq!(got, listed_ids, "live order equals list order");
-        ws.expect_no_event("message.new", Duration::from_millis(200)).await;
+        ws.expect_no_event("message.new", Duration::from_millis(200))
+            .await;
     }
     // Counters were not lost: Carol never sent, so she has 50 unread.
     assert_eq!(listed(&app, &ct, group).await.unwrap()["unread_count"], 50);
