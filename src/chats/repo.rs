@@ -66,17 +66,8 @@ const MY_CHATS: &str = "\
     SELECT g.chat_id, NULL, gm.unread_count, gm.last_read_at, NULL, NULL, g.id, gm.role \
       FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id WHERE gm.user_id = $1";
 
-/// One page of `viewer`'s chat list, newest activity first: live chats with
-/// a message, not hidden (or with activity after the hide), after the
-/// keyset `cursor`, matching the `like` pattern when given. Returns at most
-/// `limit` rows.
-pub async fn list_page(
-    db: &PgPool,
-    viewer: Uuid,
-    cursor: Option<(DateTime<Utc>, Uuid)>,
-    like: Option<&str>,
-    limit: i64,
-) -> Result<Vec<ChatRow>, sqlx::Error> {
+/// The statement of [`list_page`].
+fn list_page_sql() -> String {
     let page = format!(
         "SELECT $1::uuid AS viewer, mine.chat_id, c.type AS chat_type, true AS is_participant, \
                 mine.other_id, mine.unread::bigint AS unread, mine.last_read_at, mine.hidden_at, \
@@ -96,10 +87,24 @@ pub async fn list_page(
           ORDER BY c.last_message_at DESC, c.id DESC \
           LIMIT $5"
     );
-    let sql = render_sql(
+    render_sql(
         &page,
         "ORDER BY page.last_message_at DESC, page.chat_id DESC",
-    );
+    )
+}
+
+/// One page of `viewer`'s chat list, newest activity first: live chats with
+/// a message, not hidden (or with activity after the hide), after the
+/// keyset `cursor`, matching the `like` pattern when given. Returns at most
+/// `limit` rows.
+pub async fn list_page(
+    db: &PgPool,
+    viewer: Uuid,
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+    like: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ChatRow>, sqlx::Error> {
+    let sql = list_page_sql();
     sqlx::query_as(&sql)
         .bind(viewer)
         .bind(cursor.map(|c| c.0))
