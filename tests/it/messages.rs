@@ -1071,6 +1071,27 @@ async fn fifty_concurrent_sends_are_stored_once_and_delivered_in_list_order() {
             (status, v)
         }));
     }
+    // Reads racing the sends must not fail or deadlock either.
+    let mut reads = Vec::new();
+    for i in 0..5 {
+        let (http, url) = (
+            app.http.clone(),
+            app.url(&format!("/api/chats/{group}/read")),
+        );
+        let token = if i % 2 == 0 { at.clone() } else { bt.clone() };
+        reads.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for r in reads {
+        assert_eq!(r.await.unwrap(), 200);
+    }
     let mut returned = HashSet::new();
     for t in tasks {
         let (status, v) = t.await.unwrap();
@@ -1116,4 +1137,31 @@ async fn fifty_concurrent_sends_are_stored_once_and_delivered_in_list_order() {
     }
     // Counters were not lost: Carol never sent, so she has 50 unread.
     assert_eq!(listed(&app, &ct, group).await.unwrap()["unread_count"], 50);
+}
+
+#[tokio::test]
+async fn private_events_skip_a_party_in_a_block_relation() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let chat = app.make_private_chat(alice, bob).await;
+    let m = send(&app, &at, chat, "before the block").await;
+    block(&app, bob, alice).await;
+    let mut alice_ws = connect(&app, alice, &at).await;
+    let mut bob_ws = connect(&app, bob, &bt).await;
+    // Alice may still remove her own message; only her devices hear of it.
+    let (s, _) = delete(
+        &app,
+        &at,
+        &format!("/api/messages/{}", m["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    alice_ws.expect_event("message.delete").await;
+    bob_ws
+        .expect_no_event("message.delete", Duration::from_millis(300))
+        .await;
+    // Bob can still read the history (with the tombstone).
+    let h = history(&app, &bt, chat, "").await;
+    assert!(h["data"][0].get("content").is_none());
 }
