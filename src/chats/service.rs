@@ -117,7 +117,7 @@ pub async fn list(
     q: &QueryParams,
 ) -> AppResult<Page<ChatListResponse>> {
     let query = q.get("query").unwrap_or("");
-    if query.chars().count() > MAX_QUERY_CHARS {
+    if query.chars().count() > MAX_QUERY_CHARS || query.contains('\0') {
         return Err(AppError::bad_request("Bad Request"));
     }
     let limit = q.limit()?;

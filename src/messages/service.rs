@@ -142,6 +142,11 @@ fn parse_ids(raw: Option<Vec<String>>) -> Result<Vec<Uuid>, AppError> {
         .collect()
 }
 
+/// At most 4000 code points, and no NUL (Postgres text cannot store it).
+fn content_ok(content: &str) -> bool {
+    content.chars().count() <= MAX_CONTENT_CHARS && !content.contains('\0')
+}
+
 fn has_duplicates(ids: &[Uuid]) -> bool {
     let mut seen = HashSet::with_capacity(ids.len());
     !ids.iter().all(|id| seen.insert(*id))
@@ -158,7 +163,7 @@ pub fn validate_send(req: SendMessageRequest) -> AppResult<SendInput> {
         .filter(|id| !id.is_nil())
         .ok_or_else(bad_request)?;
     let content = req.content.unwrap_or_default();
-    if content.chars().count() > MAX_CONTENT_CHARS {
+    if !content_ok(&content) {
         return Err(bad_request());
     }
     let attachment_ids = parse_ids(req.attachment_ids)?;
@@ -275,7 +280,7 @@ pub fn validate_edit(
     has_attachment_key: bool,
 ) -> AppResult<EditInput> {
     let content = req.content.unwrap_or_default();
-    if content.chars().count() > MAX_CONTENT_CHARS {
+    if !content_ok(&content) {
         return Err(bad_request());
     }
     // As the reference: text is required unless attachments are being set.

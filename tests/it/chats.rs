@@ -497,6 +497,8 @@ async fn chat_list_orders_pages_and_renders_both_kinds() {
     assert_eq!(s, 400);
     let (s, _) = get(&app, &at, "/api/chats?limit=-1").await;
     assert_eq!(s, 400);
+    let (s, _) = get(&app, &at, "/api/chats?query=%00").await;
+    assert_eq!(s, 400);
     let (s, _) = get(&app, &at, &format!("/api/chats?query={}", "x".repeat(101))).await;
     assert_eq!(s, 400);
     let (s, _) = get(&app, &at, &format!("/api/chats?query={}", "é".repeat(100))).await;

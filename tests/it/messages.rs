@@ -98,6 +98,7 @@ async fn send_validation_never_500s() {
         json!({"chat_id": chat, "content": "   \n\t "}),
         json!({"chat_id": chat, "content": "", "attachment_ids": []}),
         json!({"chat_id": chat, "content": "a".repeat(4001)}),
+        json!({"chat_id": chat, "content": "nul \u{0} inside"}),
         json!({"chat_id": chat, "content": "x", "attachment_ids": ["nope"]}),
         json!({"chat_id": chat, "content": "x", "attachment_ids": "nope"}),
         json!({"chat_id": chat, "content": "x", "reply_to_id": "nope"}),
@@ -582,6 +583,7 @@ async fn edit_rules_attachments_and_events() {
         json!({"content": ""}),
         json!({"content": "   ", "attachment_ids": []}),
         json!({"content": "a".repeat(4001)}),
+        json!({"content": "a\u{0}b"}),
         json!({"content": 5}),
     ] {
         let (s, _) = put(&app, &at, &path, body.clone()).await;
