@@ -1,3 +1,9 @@
-//! The messages feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The messages feature: routes (thin handlers), service (rules), repo (SQL),
+//! dto (wire types), ordering (per-chat sequencing of message writes and
+//! their events).
 
+pub mod dto;
+pub mod ordering;
+pub mod repo;
 pub mod routes;
+pub mod service;

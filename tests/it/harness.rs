@@ -506,3 +506,59 @@ pub async fn json(res: reqwest::Response) -> (u16, Value) {
     let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, v)
 }
+
+/// Creates a group chat directly in the database (the group endpoints are
+/// another feature): `owner` as owner, `members` as members, a private
+/// group with a `system_create` message as its last message. Returns the
+/// CHAT id.
+pub async fn make_group(app: &TestApp, owner: Uuid, members: &[Uuid]) -> Uuid {
+    let chat = Uuid::now_v7();
+    let group = Uuid::now_v7();
+    let name = format!("Group {}", &chat.simple().to_string()[24..]);
+    let db = &app.state.db;
+    let mut tx = db.begin().await.expect("begin");
+    sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'group')")
+        .bind(chat)
+        .execute(&mut *tx)
+        .await
+        .expect("insert group chat");
+    sqlx::query(
+        "INSERT INTO group_chats (id, name, description, is_public, invite_code, invite_expires_at, \
+                                  chat_id, created_by) \
+         VALUES ($1, $2, '', false, $3, now() + interval '7 days', $4, $5)",
+    )
+    .bind(group)
+    .bind(&name)
+    .bind(&group.simple().to_string()[20..])
+    .bind(chat)
+    .bind(owner)
+    .execute(&mut *tx)
+    .await
+    .expect("insert group");
+    for (user, role) in
+        std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")))
+    {
+        sqlx::query(
+            "INSERT INTO group_members (id, role, joined_at, group_chat_id, user_id) \
+             VALUES ($1, $2, clock_timestamp(), $3, $4)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(role)
+        .bind(group)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .expect("insert member");
+    }
+    atoitalk::messages::service::insert_system_message(
+        &mut tx,
+        chat,
+        Some(owner),
+        "system_create",
+        Some(&serde_json::json!({ "initial_name": name })),
+    )
+    .await
+    .expect("system_create message");
+    tx.commit().await.expect("commit group");
+    chat
+}

@@ -1,0 +1,335 @@
+//! SQL of the chats feature. A chat-list page (or a chat detail, or one chat
+//! seen by several viewers) is ONE statement: a `page` CTE picks the chats
+//! and the viewer's side of them, then the other party, the group, the
+//! member count and the rendered last message are joined to those rows only.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::dto::ChatRow;
+use crate::messages::repo::message_json_sql;
+
+/// Everything of [`ChatRow`] computed from a `page` CTE with the columns
+/// viewer, chat_id, chat_type, is_participant, other_id, unread,
+/// last_read_at, hidden_at, other_last_read_at, group_id, my_role,
+/// last_message_id, last_message_at.
+fn render_sql(page_cte: &str, order: &str) -> String {
+    format!(
+        "WITH page AS MATERIALIZED ({page_cte}) \
+         SELECT page.viewer, page.chat_id, page.chat_type, page.is_participant, page.other_id, \
+                page.unread, page.last_read_at, page.hidden_at, page.other_last_read_at, \
+                page.group_id, page.my_role, page.last_message_at, \
+                ou.id IS NOT NULL AS other_exists, \
+                COALESCE(ou.deleted_at IS NOT NULL, false) AS other_deleted, \
+                ou.full_name AS other_name, oav.file_name AS other_avatar, \
+                COALESCE(ou.is_banned AND (ou.banned_until IS NULL OR ou.banned_until > now()), false) \
+                  AS other_banned, \
+                EXISTS (SELECT 1 FROM user_blocks b \
+                         WHERE b.blocker_id = page.viewer AND b.blocked_id = page.other_id) \
+                  AS blocked_by_me, \
+                EXISTS (SELECT 1 FROM user_blocks b \
+                         WHERE b.blocker_id = page.other_id AND b.blocked_id = page.viewer) \
+                  AS blocked_by_other, \
+                g.name AS group_name, g.description, g.is_public, g.invite_code, \
+                g.invite_expires_at, gav.file_name AS group_avatar, \
+                COALESCE(mc.n, 0) AS member_count, \
+                lm.j AS last_message \
+           FROM page \
+           LEFT JOIN users ou ON ou.id = page.other_id \
+           LEFT JOIN media oav ON oav.id = ou.avatar_id \
+           LEFT JOIN group_chats g ON g.id = page.group_id \
+           LEFT JOIN media gav ON gav.id = g.avatar_id \
+           LEFT JOIN LATERAL (SELECT count(*)::bigint AS n FROM group_members gm2 \
+                                JOIN users u2 ON u2.id = gm2.user_id AND u2.deleted_at IS NULL \
+                               WHERE gm2.group_chat_id = page.group_id) mc \
+                  ON page.group_id IS NOT NULL \
+           LEFT JOIN LATERAL ({last_message}) lm ON page.is_participant \
+          {order}",
+        last_message = message_json_sql("m.id = page.last_message_id"),
+    )
+}
+
+/// The caller's side of each of their chats: both private slots and group
+/// memberships (served by `unique_user_pair`, `privatechat_user2_id` and
+/// `groupmember_user_id`).
+const MY_CHATS: &str = "\
+    SELECT p.chat_id, p.user2_id AS other_id, p.user1_unread_count AS unread, \
+           p.user1_last_read_at AS last_read_at, p.user1_hidden_at AS hidden_at, \
+           p.user2_last_read_at AS other_last_read_at, NULL::uuid AS group_id, NULL::text AS my_role \
+      FROM private_chats p WHERE p.user1_id = $1 \
+    UNION ALL \
+    SELECT p.chat_id, p.user1_id, p.user2_unread_count, p.user2_last_read_at, p.user2_hidden_at, \
+           p.user1_last_read_at, NULL, NULL \
+      FROM private_chats p WHERE p.user2_id = $1 \
+    UNION ALL \
+    SELECT g.chat_id, NULL, gm.unread_count, gm.last_read_at, NULL, NULL, g.id, gm.role \
+      FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id WHERE gm.user_id = $1";
+
+/// The statement of [`list_page`].
+fn list_page_sql() -> String {
+    let page = format!(
+        "SELECT $1::uuid AS viewer, mine.chat_id, c.type AS chat_type, true AS is_participant, \
+                mine.other_id, mine.unread::bigint AS unread, mine.last_read_at, mine.hidden_at, \
+                mine.other_last_read_at, mine.group_id, mine.my_role, \
+                c.last_message_id, c.last_message_at \
+           FROM ({MY_CHATS}) mine \
+           JOIN chats c ON c.id = mine.chat_id \
+          WHERE c.deleted_at IS NULL AND c.last_message_at IS NOT NULL \
+            AND (mine.hidden_at IS NULL OR c.last_message_at > mine.hidden_at) \
+            AND ($2::timestamptz IS NULL OR (c.last_message_at, c.id) < ($2, $3::uuid)) \
+            AND ($4::text IS NULL OR CASE \
+                  WHEN mine.group_id IS NULL THEN EXISTS ( \
+                    SELECT 1 FROM users su WHERE su.id = mine.other_id AND su.deleted_at IS NULL \
+                       AND (su.full_name ILIKE $4 OR su.username ILIKE $4)) \
+                  ELSE EXISTS (SELECT 1 FROM group_chats sg WHERE sg.id = mine.group_id \
+                                  AND sg.name ILIKE $4) END) \
+          ORDER BY c.last_message_at DESC, c.id DESC \
+          LIMIT $5"
+    );
+    render_sql(
+        &page,
+        "ORDER BY page.last_message_at DESC, page.chat_id DESC",
+    )
+}
+
+/// One page of `viewer`'s chat list, newest activity first: live chats with
+/// a message, not hidden (or with activity after the hide), after the
+/// keyset `cursor`, matching the `like` pattern when given. Returns at most
+/// `limit` rows.
+pub async fn list_page(
+    db: &PgPool,
+    viewer: Uuid,
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+    like: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ChatRow>, sqlx::Error> {
+    let sql = list_page_sql();
+    sqlx::query_as(&sql)
+        .bind(viewer)
+        .bind(cursor.map(|c| c.0))
+        .bind(cursor.map(|c| c.1))
+        .bind(like)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// One chat as seen by each of `viewers` (a row per viewer who may see it:
+/// a private participant, a group member, or anyone for a public group).
+/// Hidden chats are included; deleted chats are not.
+pub async fn chat_for_viewers(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    viewers: &[Uuid],
+) -> Result<Vec<ChatRow>, sqlx::Error> {
+    let page = "\
+        SELECT v.viewer, c.id AS chat_id, c.type AS chat_type, \
+               COALESCE(CASE WHEN p.id IS NOT NULL \
+                             THEN (p.user1_id = v.viewer OR p.user2_id = v.viewer) \
+                             ELSE gm.id IS NOT NULL END, false) AS is_participant, \
+               CASE WHEN p.user1_id = v.viewer THEN p.user2_id \
+                    WHEN p.user2_id = v.viewer THEN p.user1_id END AS other_id, \
+               COALESCE(CASE WHEN p.user1_id = v.viewer THEN p.user1_unread_count \
+                             WHEN p.user2_id = v.viewer THEN p.user2_unread_count \
+                             ELSE gm.unread_count END, 0)::bigint AS unread, \
+               CASE WHEN p.user1_id = v.viewer THEN p.user1_last_read_at \
+                    WHEN p.user2_id = v.viewer THEN p.user2_last_read_at \
+                    ELSE gm.last_read_at END AS last_read_at, \
+               CASE WHEN p.user1_id = v.viewer THEN p.user1_hidden_at \
+                    WHEN p.user2_id = v.viewer THEN p.user2_hidden_at END AS hidden_at, \
+               CASE WHEN p.user1_id = v.viewer THEN p.user2_last_read_at \
+                    WHEN p.user2_id = v.viewer THEN p.user1_last_read_at END AS other_last_read_at, \
+               g.id AS group_id, gm.role AS my_role, c.last_message_id, c.last_message_at \
+          FROM unnest($2::uuid[]) AS v(viewer) \
+          CROSS JOIN chats c \
+          LEFT JOIN private_chats p ON p.chat_id = c.id \
+          LEFT JOIN group_chats g ON g.chat_id = c.id \
+          LEFT JOIN group_members gm ON gm.group_chat_id = g.id AND gm.user_id = v.viewer \
+         WHERE c.id = $1 AND c.deleted_at IS NULL \
+           AND (p.user1_id = v.viewer OR p.user2_id = v.viewer OR gm.id IS NOT NULL \
+                OR g.is_public)";
+    let sql = render_sql(page, "");
+    sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(viewers)
+        .fetch_all(conn)
+        .await
+}
+
+/// A user's state for private-chat creation.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UserState {
+    pub id: Uuid,
+    pub deleted: bool,
+    pub banned: bool,
+}
+
+/// Existence / deletion / active ban of the given users.
+pub async fn user_states(db: &PgPool, ids: &[Uuid]) -> Result<Vec<UserState>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, deleted_at IS NOT NULL AS deleted, \
+                (is_banned AND (banned_until IS NULL OR banned_until > now())) AS banned \
+           FROM users WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether a block row exists in either direction.
+pub async fn blocked_either_way(db: &PgPool, a: Uuid, b: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM user_blocks \
+                         WHERE (blocker_id = $1 AND blocked_id = $2) \
+                            OR (blocker_id = $2 AND blocked_id = $1))",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(db)
+    .await
+}
+
+/// A private chat's id and creation time.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PrivateChat {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The private chat of an (ordered) pair, whichever way its slots were
+/// filled.
+pub async fn find_private<'e, E>(
+    exec: E,
+    user1: Uuid,
+    user2: Uuid,
+) -> Result<Option<PrivateChat>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query_as(
+        "SELECT c.id, c.created_at FROM private_chats p JOIN chats c ON c.id = p.chat_id \
+          WHERE (p.user1_id = $1 AND p.user2_id = $2) OR (p.user1_id = $2 AND p.user2_id = $1) \
+          ORDER BY c.id LIMIT 1",
+    )
+    .bind(user1)
+    .bind(user2)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Inserts a private chat for the ordered pair; `None` when the pair
+/// already has one (a concurrent create won the unique index).
+pub async fn insert_private(
+    conn: &mut PgConnection,
+    user1: Uuid,
+    user2: Uuid,
+) -> Result<Option<PrivateChat>, sqlx::Error> {
+    let chat_id = Uuid::now_v7();
+    let created_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO chats (id, type, created_at, updated_at) \
+         VALUES ($1, 'private', clock_timestamp(), clock_timestamp()) RETURNING created_at",
+    )
+    .bind(chat_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO private_chats (id, chat_id, user1_id, user2_id) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT ON CONSTRAINT unique_user_pair DO NOTHING RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(chat_id)
+    .bind(user1)
+    .bind(user2)
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.map(|_| PrivateChat {
+        id: chat_id,
+        created_at,
+    }))
+}
+
+/// Marks the chat read for `me`: unread to zero and, unless `keep_read_at`
+/// (private chat under a block: "ninja mode"), `last_read_at` to `at`.
+pub async fn mark_read(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    group_id: Option<Uuid>,
+    me: Uuid,
+    at: DateTime<Utc>,
+    keep_read_at: bool,
+) -> Result<(), sqlx::Error> {
+    match group_id {
+        Some(g) => {
+            sqlx::query(
+                "UPDATE group_members SET unread_count = 0, \
+                        last_read_at = CASE WHEN $4 THEN last_read_at ELSE $3 END \
+                  WHERE group_chat_id = $1 AND user_id = $2",
+            )
+            .bind(g)
+            .bind(me)
+            .bind(at)
+            .bind(keep_read_at)
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE private_chats SET \
+                   user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count END, \
+                   user1_last_read_at = CASE WHEN user1_id = $2 AND NOT $4 THEN $3 \
+                                             ELSE user1_last_read_at END, \
+                   user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count END, \
+                   user2_last_read_at = CASE WHEN user2_id = $2 AND NOT $4 THEN $3 \
+                                             ELSE user2_last_read_at END \
+                 WHERE chat_id = $1",
+            )
+            .bind(chat_id)
+            .bind(me)
+            .bind(at)
+            .bind(keep_read_at)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Hides a private chat for `me` (and clears their unread counter).
+pub async fn hide(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    me: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE private_chats SET \
+           user1_hidden_at = CASE WHEN user1_id = $2 THEN $3 ELSE user1_hidden_at END, \
+           user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count END, \
+           user2_hidden_at = CASE WHEN user2_id = $2 THEN $3 ELSE user2_hidden_at END, \
+           user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count END \
+         WHERE chat_id = $1",
+    )
+    .bind(chat_id)
+    .bind(me)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every member of a chat (private: the non-null slots; group: all member
+/// rows), for `chat.read`.
+pub async fn members(conn: &mut PgConnection, chat_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT u FROM private_chats p \
+           CROSS JOIN LATERAL (VALUES (p.user1_id), (p.user2_id)) v(u) \
+          WHERE p.chat_id = $1 AND u IS NOT NULL \
+         UNION ALL \
+         SELECT gm.user_id FROM group_chats g JOIN group_members gm ON gm.group_chat_id = g.id \
+          WHERE g.chat_id = $1",
+    )
+    .bind(chat_id)
+    .fetch_all(conn)
+    .await
+}

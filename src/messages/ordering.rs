@@ -1,0 +1,168 @@
+//! Per-chat ordering: everything that creates, edits or deletes a message of
+//! a chat runs inside that chat's [`ChatOrderGuard`], from the transaction
+//! until its events are published. So message ids (UUIDv7, forced to grow
+//! within a chat) are committed in id order, AND their events reach Redis in
+//! that order: what a client receives live is in the order the history lists.
+//!
+//! The guard is a Postgres session advisory lock (so several API instances
+//! serialise too), taken after an in-process per-chat mutex (so one instance
+//! never parks more than one pool connection per chat on the advisory lock).
+//! If the guard is dropped without `release` (cancelled request, panic), its
+//! connection is closed instead of returned to the pool, which makes
+//! Postgres drop the lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+/// Advisory-lock namespace (`pg_advisory_lock(int4, int4)` keys do not
+/// collide with the single-bigint keys of the scheduler).
+const LOCK_NAMESPACE: i32 = 0x4d53_4743; // "MSGC"
+
+type LocalLocks = Mutex<HashMap<Uuid, Weak<tokio::sync::Mutex<()>>>>;
+static LOCAL_LOCKS: LazyLock<LocalLocks> = LazyLock::new(Default::default);
+
+fn local_lock(chat_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+    let mut map = LOCAL_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(lock) = map.get(&chat_id).and_then(Weak::upgrade) {
+        return lock;
+    }
+    if map.len() > 1024 {
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    map.insert(chat_id, Arc::downgrade(&lock));
+    lock
+}
+
+fn lock_key(chat_id: Uuid) -> i32 {
+    let v = chat_id.as_u128();
+    let folded = (v as u64) ^ ((v >> 64) as u64);
+    ((folded as u32) ^ ((folded >> 32) as u32)) as i32
+}
+
+/// Exclusive ordering rights on one chat, holding the connection to use.
+pub struct ChatOrderGuard {
+    conn: Option<PoolConnection<Postgres>>,
+    key: i32,
+    _local: OwnedMutexGuard<()>,
+}
+
+impl ChatOrderGuard {
+    /// Waits for the chat's turn.
+    pub async fn acquire(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
+        let local = local_lock(chat_id).lock_owned().await;
+        let mut conn = db.acquire().await?;
+        let key = lock_key(chat_id);
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(LOCK_NAMESPACE)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Self {
+            conn: Some(conn),
+            key,
+            _local: local,
+        })
+    }
+
+    /// The connection holding the lock: run the transaction and the
+    /// post-commit reads on it.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            // `conn` is only taken by `release`/`drop`, which consume self.
+            None => unreachable!("ChatOrderGuard used after release"),
+        }
+    }
+
+    /// Unlocks and returns the connection to the pool.
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(LOCK_NAMESPACE)
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "advisory unlock failed; closing the connection");
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for ChatOrderGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Never hand a connection that still holds the lock back to the
+            // pool: closing it releases the lock server-side.
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The id and timestamp of the next message of a chat, given its current
+/// last message (read under the chat's row lock) and the database clock:
+/// a fresh UUIDv7, bumped past the previous id if a clock lagged, and a
+/// `created_at` that never goes backwards either.
+pub fn next_message_id(
+    last_id: Option<Uuid>,
+    last_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (Uuid, DateTime<Utc>) {
+    let mut id = Uuid::now_v7();
+    if let Some(last) = last_id {
+        if id <= last {
+            id = successor(last);
+        }
+    }
+    let at = match last_at {
+        Some(t) if t > now => t,
+        _ => now,
+    };
+    (id, at)
+}
+
+/// The smallest UUIDv7 greater than `id` (increments the random part; on
+/// overflow moves to the next millisecond).
+fn successor(id: Uuid) -> Uuid {
+    const RAND_B: u128 = (1 << 62) - 1;
+    let v = id.as_u128();
+    if v & RAND_B != RAND_B {
+        return Uuid::from_u128(v + 1);
+    }
+    let millis = (v >> 80) as u64 + 1;
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_grow_even_when_the_clock_lags() {
+        let future =
+            uuid::Builder::from_unix_timestamp_millis(u64::MAX >> 17, &[7; 10]).into_uuid();
+        let now = Utc::now();
+        let (id, at) = next_message_id(Some(future), Some(now), now - chrono::Duration::seconds(5));
+        assert!(id > future);
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(at, now);
+        let saturated = Uuid::from_u128(future.as_u128() | ((1 << 62) - 1));
+        let next = successor(saturated);
+        assert!(next > saturated);
+        assert_eq!(next.get_version_num(), 7);
+    }
+
+    #[test]
+    fn fresh_ids_are_used_when_ahead() {
+        let (id, _) = next_message_id(Some(Uuid::nil()), None, Utc::now());
+        assert_eq!(id.get_version_num(), 7);
+    }
+}

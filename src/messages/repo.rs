@@ -1,0 +1,546 @@
+//! SQL of the messages feature. Messages are loaded for rendering by one
+//! query per page ([`message_json_sql`]): sender, sender role, attachments,
+//! reply preview and the users named in `action_data` come from correlated
+//! subqueries of that same statement, serialised by Postgres as one JSON
+//! object per message.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres};
+use uuid::Uuid;
+
+use super::dto::MessageRow;
+
+/// A UUID in canonical text form (for ids stored inside `action_data`).
+const UUID_RE: &str =
+    "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'";
+
+/// The rendering query of messages matching `filter` (a condition on `m`),
+/// one `jsonb` column `j` per message (shape: `dto::MessageRow`). Ordering is
+/// left to the caller.
+pub fn message_json_sql(filter: &str) -> String {
+    let user_ref = |key: &str| {
+        format!(
+            "(SELECT jsonb_build_object('deleted', u.deleted_at IS NOT NULL, 'name', u.full_name) \
+               FROM users u \
+              WHERE u.id = CASE WHEN (m.action_data->>'{key}') ~ {UUID_RE} \
+                                THEN (m.action_data->>'{key}')::uuid END)"
+        )
+    };
+    format!(
+        "SELECT to_jsonb(x) AS j FROM ( \
+           SELECT m.id, m.chat_id, m.sender_id, \
+                  COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
+                  su.full_name AS sender_name, \
+                  sav.file_name AS sender_avatar, \
+                  (SELECT gm.role FROM group_chats g \
+                     JOIN group_members gm ON gm.group_chat_id = g.id \
+                    WHERE g.chat_id = m.chat_id AND gm.user_id = m.sender_id) AS sender_role, \
+                  m.type, m.content, m.action_data, m.created_at, m.deleted_at, m.edited_at, \
+                  (SELECT jsonb_agg(jsonb_build_object( \
+                             'id', md.id, 'file_name', md.file_name, \
+                             'original_name', md.original_name, 'file_size', md.file_size, \
+                             'mime_type', md.mime_type) ORDER BY md.id) \
+                     FROM media md WHERE md.message_id = m.id) AS attachments, \
+                  (SELECT jsonb_build_object( \
+                             'id', r.id, 'sender_id', r.sender_id, \
+                             'sender_deleted', COALESCE(ru.deleted_at IS NOT NULL, false), \
+                             'sender_name', ru.full_name, 'type', r.type, 'content', r.content, \
+                             'action_data', r.action_data, 'created_at', r.created_at, \
+                             'deleted_at', r.deleted_at) \
+                     FROM messages r LEFT JOIN users ru ON ru.id = r.sender_id \
+                    WHERE r.id = m.reply_to_id) AS reply, \
+                  {target} AS target, \
+                  {actor} AS actor \
+             FROM messages m \
+             LEFT JOIN users su ON su.id = m.sender_id \
+             LEFT JOIN media sav ON sav.id = su.avatar_id \
+            WHERE {filter} \
+         ) x",
+        target = user_ref("target_id"),
+        actor = user_ref("actor_id"),
+    )
+}
+
+fn decode_rows(values: Vec<Value>) -> Result<Vec<MessageRow>, sqlx::Error> {
+    values
+        .into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
+}
+
+/// Loads messages by id for rendering (any order; callers sort).
+pub async fn load_rows(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = message_json_sql("m.id = ANY($1)");
+    let values: Vec<Value> = sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await?;
+    decode_rows(values)
+}
+
+/// A page of history plus whether visible messages exist beyond its far
+/// side (see [`history_page`]).
+pub struct HistoryRows {
+    pub rows: Vec<MessageRow>,
+    /// For `older`: a newer visible message exists at or after the cursor.
+    /// For `newer`: an older one exists at or before it.
+    pub beyond_cursor: bool,
+}
+
+/// Visibility of a message for a viewer: `$2` is the viewer's `hidden_at`.
+const VISIBLE: &str = "chat_id = $1 AND ($2::timestamptz IS NULL OR created_at > $2)";
+
+/// One history page in `older` (`id < cursor`, newest first) or `newer`
+/// (`id > cursor`, oldest first) direction, `limit` rows at most. The flag
+/// is computed from the cursor alone: every visible message between the page
+/// and the cursor would have been part of the page.
+pub async fn history_page(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    hidden_at: Option<DateTime<Utc>>,
+    cursor: Option<Uuid>,
+    older: bool,
+    limit: i64,
+) -> Result<HistoryRows, sqlx::Error> {
+    let (cmp, order, beyond) = if older {
+        ("<", "DESC", ">=")
+    } else {
+        (">", "ASC", "<=")
+    };
+    let filter = format!(
+        "m.id IN (SELECT id FROM messages WHERE {VISIBLE} \
+                    AND ($3::uuid IS NULL OR id {cmp} $3) \
+                  ORDER BY id {order} LIMIT $4)"
+    );
+    let sql = format!(
+        "SELECT q.j, (SELECT EXISTS (SELECT 1 FROM messages WHERE {VISIBLE} AND id {beyond} $3)) AS beyond \
+           FROM ({inner}) q",
+        inner = message_json_sql(&filter)
+    );
+    let rows: Vec<(Value, bool)> = sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(hidden_at)
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    let beyond_cursor = rows.first().is_some_and(|r| r.1);
+    Ok(HistoryRows {
+        rows: decode_rows(rows.into_iter().map(|r| r.0).collect())?,
+        beyond_cursor,
+    })
+}
+
+/// The target message (if visible) with up to `before` older and `after`
+/// newer visible messages around it.
+pub async fn around_page(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    hidden_at: Option<DateTime<Utc>>,
+    target: Uuid,
+    before: i64,
+    after: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let filter = format!(
+        "m.id IN ( \
+           SELECT t.id FROM messages t WHERE t.id = $3 AND t.{VISIBLE_T} \
+           UNION ALL \
+           (SELECT id FROM messages WHERE {VISIBLE} AND id < $3 ORDER BY id DESC LIMIT $4) \
+           UNION ALL \
+           (SELECT id FROM messages WHERE {VISIBLE} AND id > $3 ORDER BY id ASC LIMIT $5)) \
+         AND EXISTS (SELECT 1 FROM messages t WHERE t.id = $3 AND t.{VISIBLE_T})",
+        VISIBLE_T = "chat_id = $1 AND ($2::timestamptz IS NULL OR t.created_at > $2)"
+    );
+    let sql = message_json_sql(&filter);
+    let values: Vec<Value> = sqlx::query_scalar(&sql)
+        .bind(chat_id)
+        .bind(hidden_at)
+        .bind(target)
+        .bind(before)
+        .bind(after)
+        .fetch_all(conn)
+        .await?;
+    decode_rows(values)
+}
+
+/// A chat seen from one user, for every permission decision of this
+/// feature. Loaded (and optionally row-locked) in one statement.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChatContext {
+    pub chat_type: String,
+    pub deleted: bool,
+    pub last_message_id: Option<Uuid>,
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// The database clock when the row was read (one clock for every
+    /// instance, so created_at/hidden_at comparisons never depend on skew).
+    pub now: DateTime<Utc>,
+    /// Private: the user is in a slot. Group: the user has a member row.
+    pub is_member: bool,
+    pub group_id: Option<Uuid>,
+    pub my_role: Option<String>,
+    pub unread: i64,
+    pub last_read_at: Option<DateTime<Utc>>,
+    pub hidden_at: Option<DateTime<Utc>>,
+    /// Private chats: the other slot's user id (NULL after a hard delete).
+    pub other_id: Option<Uuid>,
+    pub other_exists: bool,
+    pub other_deleted: bool,
+    pub other_banned: bool,
+    /// Private chats: a block row in either direction with the other user.
+    pub blocked: bool,
+}
+
+impl ChatContext {
+    pub fn is_private(&self) -> bool {
+        self.chat_type == "private"
+    }
+}
+
+/// Loads the chat as seen by `me`; `lock` takes the chat row `FOR UPDATE`
+/// (serialising message creation, read and hide on that chat).
+pub async fn chat_context(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    me: Uuid,
+    lock: bool,
+) -> Result<Option<ChatContext>, sqlx::Error> {
+    let sql = format!(
+        "SELECT c.type AS chat_type, c.deleted_at IS NOT NULL AS deleted, \
+                c.last_message_id, c.last_message_at, clock_timestamp() AS now, \
+                COALESCE(CASE WHEN p.id IS NOT NULL THEN (p.user1_id = $2 OR p.user2_id = $2) \
+                              ELSE gm.id IS NOT NULL END, false) AS is_member, \
+                g.id AS group_id, gm.role AS my_role, \
+                COALESCE(CASE WHEN p.user1_id = $2 THEN p.user1_unread_count \
+                              WHEN p.user2_id = $2 THEN p.user2_unread_count \
+                              ELSE gm.unread_count END, 0)::bigint AS unread, \
+                CASE WHEN p.user1_id = $2 THEN p.user1_last_read_at \
+                     WHEN p.user2_id = $2 THEN p.user2_last_read_at \
+                     ELSE gm.last_read_at END AS last_read_at, \
+                CASE WHEN p.user1_id = $2 THEN p.user1_hidden_at \
+                     WHEN p.user2_id = $2 THEN p.user2_hidden_at END AS hidden_at, \
+                o.other_id, \
+                ou.id IS NOT NULL AS other_exists, \
+                COALESCE(ou.deleted_at IS NOT NULL, false) AS other_deleted, \
+                COALESCE(ou.is_banned AND (ou.banned_until IS NULL OR ou.banned_until > now()), false) \
+                  AS other_banned, \
+                EXISTS (SELECT 1 FROM user_blocks b \
+                         WHERE (b.blocker_id = $2 AND b.blocked_id = o.other_id) \
+                            OR (b.blocker_id = o.other_id AND b.blocked_id = $2)) AS blocked \
+           FROM chats c \
+           LEFT JOIN private_chats p ON p.chat_id = c.id \
+           LEFT JOIN group_chats g ON g.chat_id = c.id \
+           LEFT JOIN group_members gm ON gm.group_chat_id = g.id AND gm.user_id = $2 \
+           LEFT JOIN LATERAL (SELECT CASE WHEN p.user1_id = $2 THEN p.user2_id \
+                                          WHEN p.user2_id = $2 THEN p.user1_id END AS other_id) o ON true \
+           LEFT JOIN users ou ON ou.id = o.other_id \
+          WHERE c.id = $1 {}",
+        if lock { "FOR UPDATE OF c" } else { "" }
+    );
+    sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(me)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Whether `reply_to` is a live regular message of `chat_id`.
+pub async fn can_reply_to(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    reply_to: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1 AND chat_id = $2 \
+                          AND deleted_at IS NULL AND type = 'regular')",
+    )
+    .bind(reply_to)
+    .bind(chat_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// A message row to insert.
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub chat_id: Uuid,
+    pub sender_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub content: Option<&'a str>,
+    pub action_data: Option<&'a Value>,
+    pub reply_to_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts a message.
+pub async fn insert_message(
+    conn: &mut PgConnection,
+    m: &NewMessage<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO messages (id, created_at, updated_at, type, content, action_data, chat_id, \
+                               reply_to_id, sender_id) \
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(m.id)
+    .bind(m.created_at)
+    .bind(m.kind)
+    .bind(m.content)
+    .bind(m.action_data)
+    .bind(m.chat_id)
+    .bind(m.reply_to_id)
+    .bind(m.sender_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the chat's last-message pointer forward, never backwards.
+pub async fn advance_last_message(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    message_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE chats SET last_message_id = $2, last_message_at = $3, updated_at = $3 \
+          WHERE id = $1 \
+            AND (last_message_at IS NULL OR last_message_at < $3 \
+                 OR (last_message_at = $3 AND (last_message_id IS NULL OR last_message_id < $2)))",
+    )
+    .bind(chat_id)
+    .bind(message_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Links attachments being sent: only the sender's own, completed,
+/// unattached message attachments. Returns how many rows were linked; the
+/// `message_id IS NULL` guard makes concurrent sends of one media id link it
+/// at most once.
+pub async fn attach_on_send(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    sender: Uuid,
+    media_ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE media SET message_id = $1, updated_at = now() \
+          WHERE id = ANY($3) AND message_id IS NULL AND uploaded_by_id = $2 \
+            AND category = 'message_attachment' AND upload_status = 'completed'",
+    )
+    .bind(message_id)
+    .bind(sender)
+    .bind(media_ids)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Unlinks the given attachments from a message (edit); they become orphans
+/// that their uploader may attach again.
+pub async fn detach(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    media_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE media SET message_id = NULL, updated_at = now() \
+          WHERE message_id = $1 AND id = ANY($2)",
+    )
+    .bind(message_id)
+    .bind(media_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counter effects of a new message in a private chat: the sender has read
+/// everything, the other side gets one more unread (atomic increments).
+pub async fn bump_private_counters(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    sender: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE private_chats SET \
+           user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count + 1 END, \
+           user1_last_read_at = CASE WHEN user1_id = $2 THEN $3 ELSE user1_last_read_at END, \
+           user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count + 1 END, \
+           user2_last_read_at = CASE WHEN user2_id = $2 THEN $3 ELSE user2_last_read_at END \
+         WHERE chat_id = $1",
+    )
+    .bind(chat_id)
+    .bind(sender)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counter effects of a new message in a group: every other member gets one
+/// more unread; the sender has read everything.
+pub async fn bump_group_counters(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+    sender: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE group_members SET \
+           unread_count = CASE WHEN user_id = $2 THEN 0 ELSE unread_count + 1 END, \
+           last_read_at = CASE WHEN user_id = $2 THEN $3 ELSE last_read_at END \
+         WHERE group_chat_id = $1",
+    )
+    .bind(group_id)
+    .bind(sender)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A message with what edit/delete decide on, row-locked.
+#[derive(Debug, sqlx::FromRow)]
+pub struct MessageState {
+    pub chat_id: Uuid,
+    pub sender_id: Option<Uuid>,
+    pub kind: String,
+    pub content: Option<String>,
+    pub deleted: bool,
+    pub created_at: DateTime<Utc>,
+    pub chat_deleted: bool,
+    pub now: DateTime<Utc>,
+    pub attachment_ids: Vec<Uuid>,
+}
+
+/// The chat a message belongs to (to take the chat's ordering lock first).
+pub async fn message_chat<'e, E>(exec: E, message_id: Uuid) -> Result<Option<Uuid>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    sqlx::query_scalar("SELECT chat_id FROM messages WHERE id = $1")
+        .bind(message_id)
+        .fetch_optional(exec)
+        .await
+}
+
+/// Loads and locks a message for edit/delete.
+pub async fn lock_message(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+) -> Result<Option<MessageState>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.chat_id, m.sender_id, m.type AS kind, m.content, m.deleted_at IS NOT NULL AS deleted, \
+                m.created_at, c.deleted_at IS NOT NULL AS chat_deleted, clock_timestamp() AS now, \
+                ARRAY(SELECT md.id FROM media md WHERE md.message_id = m.id ORDER BY md.id) \
+                  AS attachment_ids \
+           FROM messages m JOIN chats c ON c.id = m.chat_id \
+          WHERE m.id = $1 FOR UPDATE OF m",
+    )
+    .bind(message_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Links attachments added by an edit: the editor's own, completed,
+/// unattached message attachments that are nobody's avatar.
+pub async fn attach_on_edit(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    editor: Uuid,
+    media_ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE media md SET message_id = $1, updated_at = now() \
+          WHERE md.id = ANY($3) AND md.message_id IS NULL AND md.uploaded_by_id = $2 \
+            AND md.category = 'message_attachment' AND md.upload_status = 'completed' \
+            AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_id = md.id) \
+            AND NOT EXISTS (SELECT 1 FROM group_chats g WHERE g.avatar_id = md.id)",
+    )
+    .bind(message_id)
+    .bind(editor)
+    .bind(media_ids)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Stores edited content.
+pub async fn update_content(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    content: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE messages SET content = $2, edited_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(message_id)
+        .bind(content)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Soft-deletes a message: tombstone without content; its attachments are
+/// unlinked AND disowned, so the deleted content cannot be re-attached.
+pub async fn soft_delete(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET deleted_at = $2, content = NULL, updated_at = $2 WHERE id = $1",
+    )
+    .bind(message_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE media SET message_id = NULL, uploaded_by_id = NULL, updated_at = $2 \
+          WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Recipients of a chat's message events with each one's current unread
+/// counter, in one query. In private chats users in a block relation with
+/// `sender` are left out; in groups everyone is included, so what a member
+/// sees live matches what the history shows them.
+pub async fn message_recipients(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    sender: Option<Uuid>,
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.user_id, r.unread::bigint FROM ( \
+            SELECT p.user1_id AS user_id, p.user1_unread_count AS unread, true AS private \
+              FROM private_chats p WHERE p.chat_id = $1 AND p.user1_id IS NOT NULL \
+            UNION ALL \
+            SELECT p.user2_id, p.user2_unread_count, true \
+              FROM private_chats p WHERE p.chat_id = $1 AND p.user2_id IS NOT NULL \
+            UNION ALL \
+            SELECT gm.user_id, gm.unread_count, false \
+              FROM group_chats g JOIN group_members gm ON gm.group_chat_id = g.id \
+             WHERE g.chat_id = $1 \
+         ) r \
+         WHERE NOT (r.private AND $2::uuid IS NOT NULL AND r.user_id <> $2 AND EXISTS ( \
+                SELECT 1 FROM user_blocks b \
+                 WHERE (b.blocker_id = $2 AND b.blocked_id = r.user_id) \
+                    OR (b.blocker_id = r.user_id AND b.blocked_id = $2)))",
+    )
+    .bind(chat_id)
+    .bind(sender)
+    .fetch_all(conn)
+    .await
+}
