@@ -1150,32 +1150,6 @@ async fn change_email_needs_a_password_and_is_attempt_limited() {
     assert!(err(&res).starts_with("Please try again in"));
 }
 
-/// Inserts a group chat with `owner` as owner; returns the chat id.
-async fn make_group(app: &TestApp, owner: Uuid, members: &[Uuid]) -> Uuid {
-    let chat = Uuid::now_v7();
-    let group = Uuid::now_v7();
-    sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'group')").bind(chat).execute(&app.state.db).await.unwrap();
-    sqlx::query("INSERT INTO group_chats (id, name, invite_code, chat_id, created_by) VALUES ($1, 'Group', $2, $3, $4)")
-        .bind(group)
-        .bind(Uuid::new_v4().simple().to_string())
-        .bind(chat)
-        .bind(owner)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
-    for (user, role) in std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member"))) {
-        sqlx::query("INSERT INTO group_members (id, role, joined_at, group_chat_id, user_id) VALUES ($1, $2, now(), $3, $4)")
-            .bind(Uuid::now_v7())
-            .bind(role)
-            .bind(group)
-            .bind(user)
-            .execute(&app.state.db)
-            .await
-            .unwrap();
-    }
-    chat
-}
-
 #[tokio::test]
 async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     let app = TestApp::spawn().await;
@@ -1184,7 +1158,7 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     let (_stranger, stranger_token) = app.make_user("Stranger").await;
     app.make_private_chat(id, contact).await;
     let (other_owner, _) = app.make_user("Owner").await;
-    let group_chat = make_group(&app, other_owner, &[id]).await;
+    let group_chat = app.make_group( other_owner, &[id]).await;
     sqlx::query("INSERT INTO user_blocks (id, blocker_id, blocked_id) VALUES ($1, $2, $3)")
         .bind(Uuid::now_v7())
         .bind(contact)
@@ -1265,7 +1239,7 @@ async fn group_owners_must_hand_over_before_deleting() {
     let app = TestApp::spawn().await;
     let (id, token) = app.make_user("GroupOwner").await;
     let (member, _) = app.make_user("Member").await;
-    let chat = make_group(&app, id, &[member]).await;
+    let chat = app.make_group( id, &[member]).await;
     let body = json!({"password": PASSWORD});
     let (status, res) = call(&app, Method::DELETE, "/api/account", &token, Some(body.clone())).await;
     assert_eq!(

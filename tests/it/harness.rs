@@ -601,3 +601,44 @@ impl TestApp {
         body["data"]["token"].as_str().expect("token").to_string()
     }
 }
+
+impl TestApp {
+    /// Inserts a live group chat owned by `owner` with `members` as plain
+    /// members (directly, for tests outside the groups feature). Returns the
+    /// chat id.
+    pub async fn make_group(&self, owner: Uuid, members: &[Uuid]) -> Uuid {
+        let chat = Uuid::now_v7();
+        let group = Uuid::now_v7();
+        sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'group')")
+            .bind(chat)
+            .execute(&self.state.db)
+            .await
+            .expect("insert chat");
+        sqlx::query(
+            "INSERT INTO group_chats (id, name, invite_code, chat_id, created_by) \
+             VALUES ($1, 'Group', $2, $3, $4)",
+        )
+        .bind(group)
+        .bind(Uuid::new_v4().simple().to_string())
+        .bind(chat)
+        .bind(owner)
+        .execute(&self.state.db)
+        .await
+        .expect("insert group");
+        let rows = std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")));
+        for (user, role) in rows {
+            sqlx::query(
+                "INSERT INTO group_members (id, role, joined_at, group_chat_id, user_id) \
+                 VALUES ($1, $2, now(), $3, $4)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(role)
+            .bind(group)
+            .bind(user)
+            .execute(&self.state.db)
+            .await
+            .expect("insert member");
+        }
+        chat
+    }
+}
