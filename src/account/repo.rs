@@ -44,7 +44,11 @@ pub async fn email_taken(db: impl PgExecutor<'_>, email: &str) -> Result<bool, s
 }
 
 /// Sets a new email; false when the account is gone.
-pub async fn set_email(db: impl PgExecutor<'_>, id: Uuid, email: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_email(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE users SET email = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
     )

@@ -4,7 +4,9 @@
 
 use uuid::Uuid;
 
-use super::dto::{ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest, UserDeletedPayload};
+use super::dto::{
+    ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest, UserDeletedPayload,
+};
 use super::repo;
 use crate::app::AppState;
 use crate::auth::otp::{self, Mode};
@@ -33,7 +35,9 @@ pub async fn change_password(
     if !fields::is_strong_password(&new) || confirm != new {
         return Err(bad_request());
     }
-    let creds = repo::credentials(&state.db, me).await?.ok_or_else(not_found)?;
+    let creds = repo::credentials(&state.db, me)
+        .await?
+        .ok_or_else(not_found)?;
     if let Some(hash) = creds.password_hash.as_deref() {
         let old = req.old_password.unwrap_or_default();
         if old.is_empty() {
@@ -78,7 +82,9 @@ pub async fn change_email(
     if !fields::is_valid_email(&email) || !fields::is_valid_otp_code(&code) {
         return Err(bad_request());
     }
-    let creds = repo::credentials(&state.db, me).await?.ok_or_else(not_found)?;
+    let creds = repo::credentials(&state.db, me)
+        .await?
+        .ok_or_else(not_found)?;
     if creds.password_hash.is_none() {
         return Err(AppError::bad_request(
             "You must set a password before changing your email address",
@@ -119,7 +125,9 @@ pub async fn delete_account(
     me: Uuid,
     req: DeleteAccountRequest,
 ) -> Result<(), AppError> {
-    let creds = repo::credentials(&state.db, me).await?.ok_or_else(not_found)?;
+    let creds = repo::credentials(&state.db, me)
+        .await?
+        .ok_or_else(not_found)?;
     if let Some(hash) = creds.password_hash.as_deref() {
         let password = req.password.unwrap_or_default();
         if password.is_empty() {

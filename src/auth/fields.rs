@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(normalize_email("A.B+news@Gmail.com"), "ab@gmail.com");
         // Other providers keep their sub-addresses and dots.
         assert_eq!(normalize_email("a+b@Corp.com"), "a+b@corp.com");
-        assert_eq!(normalize_email("first.last@corp.com"), "first.last@corp.com");
+        assert_eq!(
+            normalize_email("first.last@corp.com"),
+            "first.last@corp.com"
+        );
         assert_eq!(normalize_email("@x.com"), "@x.com");
         assert_eq!(normalize_email("plain"), "plain");
     }

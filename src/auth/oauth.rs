@@ -340,9 +340,7 @@ async fn copy_avatar(state: &AppState, url: &str) -> Option<StoredAvatar> {
         .chars()
         .take(255)
         .collect();
-    let nanos = chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or_default();
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let file_name = format!("{nanos}-{}{ext}", Uuid::new_v4());
     let size = bytes.len() as i64;
     if let Err(e) = state
@@ -423,7 +421,10 @@ mod tests {
     fn usernames_are_typeable() {
         assert_eq!(username_base("john_doe.x@gmail.com"), "johndoex");
         assert_eq!(username_base("ab@x.com"), "userab");
-        assert_eq!(username_base(&format!("{}@x.com", "a".repeat(60))).len(), 40);
+        assert_eq!(
+            username_base(&format!("{}@x.com", "a".repeat(60))).len(),
+            40
+        );
         let c = username_candidate("johndoe", 0);
         assert!(crate::auth::fields::is_valid_username(&c), "{c}");
         assert_eq!(c.len(), 11);
@@ -433,8 +434,14 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n....").unwrap().0, "image/png");
-        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0]).unwrap().0, "image/jpeg");
+        assert_eq!(
+            sniff_image(b"\x89PNG\r\n\x1a\n....").unwrap().0,
+            "image/png"
+        );
+        assert_eq!(
+            sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0]).unwrap().0,
+            "image/jpeg"
+        );
         assert!(sniff_image(b"<html>").is_none());
     }
 }

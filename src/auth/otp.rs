@@ -86,9 +86,7 @@ pub fn scope(secret: &str, fingerprint: Option<&str>) -> String {
 }
 
 fn code_key(state: &AppState, mode: Mode, email: &str) -> String {
-    state
-        .redis
-        .key(&format!("otp:{}:{email}", mode.as_str()))
+    state.redis.key(&format!("otp:{}:{email}", mode.as_str()))
 }
 
 fn failures_key(state: &AppState, mode: Mode, email: &str) -> String {
@@ -104,7 +102,10 @@ fn unavailable(e: impl std::fmt::Display) -> AppError {
 
 fn try_again(reset_ms: u64) -> AppError {
     AppError::TooManyRequests {
-        message: format!("Please try again in {} seconds", reset_ms.div_ceil(1000).max(1)),
+        message: format!(
+            "Please try again in {} seconds",
+            reset_ms.div_ceil(1000).max(1)
+        ),
         retry_after: None,
     }
 }
@@ -261,7 +262,10 @@ async fn record_failure(
         compare_and_delete(state, key, stored)
             .await
             .map_err(unavailable)?;
-        tracing::warn!(mode = mode.as_str(), "OTP voided after repeated wrong guesses");
+        tracing::warn!(
+            mode = mode.as_str(),
+            "OTP voided after repeated wrong guesses"
+        );
     }
     Ok(())
 }
@@ -276,11 +280,7 @@ pub async fn consume(state: &AppState, v: &Verified) -> Result<bool, AppError> {
 }
 
 /// Deletes `key` only if it still holds `value`.
-async fn compare_and_delete(
-    state: &AppState,
-    key: &str,
-    value: &str,
-) -> redis::RedisResult<bool> {
+async fn compare_and_delete(state: &AppState, key: &str, value: &str) -> redis::RedisResult<bool> {
     let script = redis::Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then
             return redis.call('DEL', KEYS[1])

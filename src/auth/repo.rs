@@ -62,11 +62,7 @@ pub async fn lift_expired_ban(db: &PgPool, user: Uuid) -> Result<(), sqlx::Error
 }
 
 /// Which of email / username an active account already uses.
-pub async fn taken(
-    db: &PgPool,
-    email: &str,
-    username: &str,
-) -> Result<(bool, bool), sqlx::Error> {
+pub async fn taken(db: &PgPool, email: &str, username: &str) -> Result<(bool, bool), sqlx::Error> {
     sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM users WHERE email = $1), \
                 EXISTS (SELECT 1 FROM users WHERE username = $2)",

@@ -137,14 +137,7 @@ pub async fn register(
         return Err(bad_request());
     }
     check_captcha(state, &captcha, ip).await?;
-    let verified = otp::verify(
-        state,
-        Mode::Register,
-        &email,
-        &ip_scope(state, ip),
-        &code,
-    )
-    .await?;
+    let verified = otp::verify(state, Mode::Register, &email, &ip_scope(state, ip), &code).await?;
     let (email_taken, username_taken) = repo::taken(&state.db, &email, &username).await?;
     if email_taken {
         return Err(AppError::conflict("Email already registered"));

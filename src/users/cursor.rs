@@ -149,8 +149,14 @@ mod tests {
         assert_eq!(msg(parse(Some("limit=x"))), "Invalid limit");
         assert_eq!(msg(parse(Some("limit=0"))), "Bad Request");
         assert_eq!(msg(parse(Some("limit=51"))), "Bad Request");
-        assert_eq!(msg(parse(Some("include_chat_id=yes"))), "Invalid include_chat_id");
-        assert_eq!(msg(parse(Some("exclude_chat_id=zz"))), "Invalid exclude_chat_id");
+        assert_eq!(
+            msg(parse(Some("include_chat_id=yes"))),
+            "Invalid include_chat_id"
+        );
+        assert_eq!(
+            msg(parse(Some("exclude_chat_id=zz"))),
+            "Invalid exclude_chat_id"
+        );
         assert!(parse(Some(&format!("query={}", "a".repeat(101)))).is_err());
     }
 

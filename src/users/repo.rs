@@ -161,48 +161,81 @@ pub struct ListRow {
     pub private_chat_id: Option<Uuid>,
 }
 
-/// User search (§13.3): `limit + 1` rows so the caller can tell whether a
-/// next page exists.
+/// Filters of the user search that apply to a candidate row `u` (`$1` is the
+/// caller, `$4`/`$5` the cursor, `$6` the excluded group chat).
+const SEARCH_FILTERS: &str = "u.deleted_at IS NULL AND u.full_name IS NOT NULL AND u.id <> $1 \
+    AND NOT (u.is_banned AND (u.banned_until IS NULL OR u.banned_until > now())) \
+    AND ($4::text IS NULL OR (u.full_name, u.id) > ($4, $5)) \
+    AND NOT EXISTS ( \
+      SELECT 1 FROM user_blocks b \
+      WHERE (b.blocker_id = $1 AND b.blocked_id = u.id) \
+         OR (b.blocker_id = u.id AND b.blocked_id = $1)) \
+    AND ($6::uuid IS NULL OR NOT EXISTS ( \
+      SELECT 1 FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id \
+      WHERE g.chat_id = $6 AND gm.user_id = u.id))";
+
+/// Avatar and (optionally, `$7`) the private chat with the caller, joined
+/// onto the page's rows only.
+const SEARCH_PAGE_JOINS: &str = "SELECT p.id, p.username, p.full_name, p.role, \
+            m.file_name AS avatar_file, pc.chat_id AS private_chat_id \
+     FROM page p \
+     LEFT JOIN media m ON m.id = p.avatar_id \
+     LEFT JOIN LATERAL ( \
+       SELECT c.chat_id FROM private_chats c \
+       WHERE $7 AND ((c.user1_id = $1 AND c.user2_id = p.id) \
+                  OR (c.user1_id = p.id AND c.user2_id = $1)) \
+       LIMIT 1 \
+     ) pc ON true \
+     ORDER BY p.full_name, p.id";
+
+/// User search (§13.3): one query per page, `limit + 1` rows so the caller
+/// can tell whether a next page exists.
+///
+/// With a search text, the matching ids come first from the three indexes
+/// (name prefix, username prefix, exact email; a BitmapOr) in a
+/// materialised CTE, so a narrow search never walks the whole name index;
+/// the page is then sorted and cut before avatars and chat ids are joined.
+/// Without one, the `(full_name, id)` index is walked in order.
 pub async fn search(db: &PgPool, me: Uuid, p: &ListParams) -> Result<Vec<ListRow>, sqlx::Error> {
+    let sql = if p.query.is_some() {
+        format!(
+            "WITH matches AS MATERIALIZED ( \
+               SELECT u.id FROM users u \
+               WHERE u.deleted_at IS NULL AND u.full_name IS NOT NULL \
+                 AND (lower(u.full_name) LIKE lower($3) \
+                      OR lower(u.username) LIKE lower($3) \
+                      OR lower(u.email) = lower($2)) \
+             ), page AS ( \
+               SELECT u.id, u.username, u.full_name, u.role, u.avatar_id \
+               FROM matches x JOIN users u ON u.id = x.id \
+               WHERE {SEARCH_FILTERS} \
+               ORDER BY u.full_name, u.id LIMIT $8 \
+             ) {SEARCH_PAGE_JOINS}"
+        )
+    } else {
+        // `$2`/`$3` are NULL here; they are mentioned so both variants take
+        // the same parameter list.
+        format!(
+            "WITH page AS ( \
+               SELECT u.id, u.username, u.full_name, u.role, u.avatar_id \
+               FROM users u \
+               WHERE {SEARCH_FILTERS} AND ($2::text IS NULL OR $3::text IS NULL) \
+               ORDER BY u.full_name, u.id LIMIT $8 \
+             ) {SEARCH_PAGE_JOINS}"
+        )
+    };
     let pattern = p.query.as_deref().map(prefix_pattern);
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.full_name, u.role, m.file_name AS avatar_file, \
-                pc.chat_id AS private_chat_id \
-         FROM users u \
-         LEFT JOIN media m ON m.id = u.avatar_id \
-         LEFT JOIN LATERAL ( \
-           SELECT p.chat_id FROM private_chats p \
-           WHERE $7 AND ((p.user1_id = $1 AND p.user2_id = u.id) \
-                      OR (p.user1_id = u.id AND p.user2_id = $1)) \
-           LIMIT 1 \
-         ) pc ON true \
-         WHERE u.deleted_at IS NULL AND u.full_name IS NOT NULL AND u.id <> $1 \
-           AND NOT (u.is_banned AND (u.banned_until IS NULL OR u.banned_until > now())) \
-           AND NOT EXISTS ( \
-             SELECT 1 FROM user_blocks b \
-             WHERE (b.blocker_id = $1 AND b.blocked_id = u.id) \
-                OR (b.blocker_id = u.id AND b.blocked_id = $1)) \
-           AND ($6::uuid IS NULL OR NOT EXISTS ( \
-             SELECT 1 FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id \
-             WHERE g.chat_id = $6 AND gm.user_id = u.id)) \
-           AND ($2::text IS NULL \
-                OR lower(u.full_name) LIKE lower($3) \
-                OR lower(u.username) LIKE lower($3) \
-                OR lower(u.email) = lower($2)) \
-           AND ($4::text IS NULL OR (u.full_name, u.id) > ($4, $5)) \
-         ORDER BY u.full_name, u.id \
-         LIMIT $8",
-    )
-    .bind(me)
-    .bind(p.query.as_deref())
-    .bind(pattern)
-    .bind(p.cursor.as_ref().map(|c| c.name.as_str()))
-    .bind(p.cursor.as_ref().map(|c| c.id))
-    .bind(p.exclude_chat_id)
-    .bind(p.include_chat_id)
-    .bind(p.limit + 1)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(&sql)
+        .bind(me)
+        .bind(p.query.as_deref())
+        .bind(pattern)
+        .bind(p.cursor.as_ref().map(|c| c.name.as_str()))
+        .bind(p.cursor.as_ref().map(|c| c.id))
+        .bind(p.exclude_chat_id)
+        .bind(p.include_chat_id)
+        .bind(p.limit + 1)
+        .fetch_all(db)
+        .await
 }
 
 /// Users `me` blocked (§13.4), `limit + 1` rows.

@@ -39,7 +39,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-async fn current(State(state): State<AppState>, AuthUser(p): AuthUser) -> AppResult<Data<OwnProfile>> {
+async fn current(
+    State(state): State<AppState>,
+    AuthUser(p): AuthUser,
+) -> AppResult<Data<OwnProfile>> {
     Ok(Data(service::current(&state, p.user_id).await?))
 }
 

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::cursor::{self, ListParams, NameCursor};
 use super::dto::{
-    avatar_url, rfc3339, BlockPayload, OwnProfile, ProfileView, UpdateProfileRequest,
-    UserListItem, UserUpdatePayload,
+    avatar_url, rfc3339, BlockPayload, OwnProfile, ProfileView, UpdateProfileRequest, UserListItem,
+    UserUpdatePayload,
 };
 use super::repo::{self, ListRow, OwnRow};
 use crate::app::AppState;
@@ -202,7 +202,12 @@ pub async fn view(state: &AppState, me: Uuid, id: Uuid) -> Result<ProfileView, A
     })
 }
 
-fn page(state: &AppState, mut rows: Vec<ListRow>, p: &ListParams, blocked: bool) -> Page<UserListItem> {
+fn page(
+    state: &AppState,
+    mut rows: Vec<ListRow>,
+    p: &ListParams,
+    blocked: bool,
+) -> Page<UserListItem> {
     let has_next = rows.len() as i64 > p.limit;
     rows.truncate(p.limit.max(0) as usize);
     let next_cursor = if has_next {

@@ -25,7 +25,15 @@ const PASS_SECRET: &str = "1x0000000000000000000000000000000AA";
 const FAIL_SECRET: &str = "2x0000000000000000000000000000000AA";
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    json(app.http.post(app.url(path)).json(&body).send().await.unwrap()).await
+    json(
+        app.http
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn post_raw(app: &TestApp, path: &str, body: &'static str) -> (u16, Value) {
@@ -40,7 +48,13 @@ async fn post_raw(app: &TestApp, path: &str, body: &'static str) -> (u16, Value)
     .await
 }
 
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = app.authed(method, path, token);
     if let Some(b) = body {
         req = req.json(&b);
@@ -116,7 +130,11 @@ async fn sign_up_through_the_otp_email_then_log_in() {
     assert_eq!((status, &body), (200, &json!({"data": ""})));
 
     let mail = app.mail.wait_for(email).await;
-    assert!(mail.data.contains("Subject: Your OTP Code"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Subject: Your OTP Code"),
+        "{}",
+        mail.data
+    );
     assert!(mail.data.contains("AtoiTalk Test"), "{}", mail.data);
     assert_eq!(mail.from, "test@atoitalk.com");
     let body_text = harness::decode_quoted_printable(&mail.data);
@@ -124,7 +142,9 @@ async fn sign_up_through_the_otp_email_then_log_in() {
     assert!(body_text.contains("This code will expire in 5 minutes."));
     let code = app.mail.otp_for(email).await;
     // Stored hashed, never in clear.
-    let stored = redis_get(&app, &format!("otp:register:{email}")).await.unwrap();
+    let stored = redis_get(&app, &format!("otp:register:{email}"))
+        .await
+        .unwrap();
     assert_eq!(stored, hmac_hex("test-otp-secret", &code));
 
     let (status, body) = post(
@@ -147,7 +167,9 @@ async fn sign_up_through_the_otp_email_then_log_in() {
     assert!(user.get("bio").is_none() && user.get("has_password").is_none());
     let token = body["data"]["token"].as_str().unwrap().to_string();
     // The code is spent, the token works, the hash is bcrypt cost 10.
-    assert!(redis_get(&app, &format!("otp:register:{email}")).await.is_none());
+    assert!(redis_get(&app, &format!("otp:register:{email}"))
+        .await
+        .is_none());
     let (status, me) = current_status(&app, &token).await;
     assert_eq!(status, 200);
     assert_eq!(me["data"]["id"], user["id"]);
@@ -231,25 +253,55 @@ async fn otp_codes_are_checked_limited_and_single_use() {
     let email = "otp@example.com";
     seed_otp(&app, "register", email, "654321").await;
     // No code for this address at all.
-    let (status, res) = post(&app, "/api/auth/register", register_body("none@example.com", "noneuser", "654321")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body("none@example.com", "noneuser", "654321"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
     // Wrong codes: 400 each, the code survives; the sixth attempt in the window is 429.
     for _ in 0..4 {
-        let (status, res) = post(&app, "/api/auth/register", register_body(email, "otpuser", "000000")).await;
+        let (status, res) = post(
+            &app,
+            "/api/auth/register",
+            register_body(email, "otpuser", "000000"),
+        )
+        .await;
         assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
     }
     app.reset_public_rate_limit().await;
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "otpuser", "abcdef")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "otpuser", "abcdef"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "otpuser", "654321")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "otpuser", "654321"),
+    )
+    .await;
     assert_eq!(status, 429, "{res}");
     assert!(err(&res).starts_with("Please try again in "), "{res}");
     assert!(err(&res).ends_with(" seconds"), "{res}");
     // After the window (2 s in tests) the right code works, once.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "otpuser", "654321")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "otpuser", "654321"),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "otpuser2", "654321")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "otpuser2", "654321"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
 }
 
@@ -261,15 +313,31 @@ async fn repeated_wrong_guesses_void_the_code_for_every_client() {
     // Ten wrong guesses over two limiter windows.
     for round in 0..2 {
         for _ in 0..5 {
-            let (status, res) = post(&app, "/api/auth/register", register_body(email, "guesser", "999999")).await;
-            assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"), "round {round}");
+            let (status, res) = post(
+                &app,
+                "/api/auth/register",
+                register_body(email, "guesser", "999999"),
+            )
+            .await;
+            assert_eq!(
+                (status, err(&res)),
+                (400, "Invalid or expired OTP"),
+                "round {round}"
+            );
         }
         app.reset_public_rate_limit().await;
         tokio::time::sleep(Duration::from_millis(2100)).await;
     }
     // The real code no longer works: it was invalidated.
-    assert!(redis_get(&app, &format!("otp:register:{email}")).await.is_none());
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "guesser", "111111")).await;
+    assert!(redis_get(&app, &format!("otp:register:{email}"))
+        .await
+        .is_none());
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "guesser", "111111"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
 }
 
@@ -284,15 +352,30 @@ async fn registration_conflicts_do_not_burn_the_code() {
         .unwrap();
 
     seed_otp(&app, "register", &taken_email, "222222").await;
-    let (status, res) = post(&app, "/api/auth/register", register_body(&taken_email, "freshname", "222222")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(&taken_email, "freshname", "222222"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (409, "Email already registered"));
 
     let email = "fresh@example.com";
     seed_otp(&app, "register", email, "333333").await;
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, &taken_username.to_uppercase(), "333333")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, &taken_username.to_uppercase(), "333333"),
+    )
+    .await;
     assert_eq!((status, err(&res)), (409, "Username already taken"));
     // Same code, another username: works.
-    let (status, res) = post(&app, "/api/auth/register", register_body(email, "freshname", "333333")).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(email, "freshname", "333333"),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
 }
 
@@ -307,7 +390,9 @@ async fn emails_are_normalised_and_mail_goes_to_the_stored_address() {
     .await;
     assert_eq!(status, 200);
     let code = app.mail.otp_for("johndoe@gmail.com").await;
-    assert!(redis_get(&app, "otp:register:johndoe@gmail.com").await.is_some());
+    assert!(redis_get(&app, "otp:register:johndoe@gmail.com")
+        .await
+        .is_some());
     let (status, res) = post(
         &app,
         "/api/auth/register",
@@ -326,7 +411,11 @@ async fn emails_are_normalised_and_mail_goes_to_the_stored_address() {
     .await;
     assert_eq!(status, 200);
     app.mail.wait_for("ann+work@corp.com").await;
-    assert!(app.mail.all().iter().all(|m| !m.to.iter().any(|t| t == "ann@corp.com")));
+    assert!(app
+        .mail
+        .all()
+        .iter()
+        .all(|m| !m.to.iter().any(|t| t == "ann@corp.com")));
 }
 
 #[tokio::test]
@@ -342,9 +431,19 @@ async fn otp_send_rules() {
         (existing.as_str(), "change_email"),
         ("nobody@example.com", "reset"),
     ] {
-        let (status, body) = post(&app, "/api/otp/send", json!({"email": email, "mode": mode, "captcha_token": CAPTCHA})).await;
+        let (status, body) = post(
+            &app,
+            "/api/otp/send",
+            json!({"email": email, "mode": mode, "captcha_token": CAPTCHA}),
+        )
+        .await;
         assert_eq!((status, &body), (200, &json!({"data": ""})), "{mode}");
-        assert!(redis_get(&app, &format!("otp:{mode}:{email}")).await.is_none(), "{mode}");
+        assert!(
+            redis_get(&app, &format!("otp:{mode}:{email}"))
+                .await
+                .is_none(),
+            "{mode}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.mail.all().len(), before, "no mail for suppressed sends");
@@ -364,20 +463,37 @@ async fn otp_send_rules() {
 
     // One send per window and address; a new send replaces the code.
     let email = "limit@example.com";
-    let send = || post(&app, "/api/otp/send", json!({"email": email, "mode": "register", "captcha_token": CAPTCHA}));
+    let send = || {
+        post(
+            &app,
+            "/api/otp/send",
+            json!({"email": email, "mode": "register", "captcha_token": CAPTCHA}),
+        )
+    };
     assert_eq!(send().await.0, 200);
-    let first = redis_get(&app, &format!("otp:register:{email}")).await.unwrap();
+    let first = redis_get(&app, &format!("otp:register:{email}"))
+        .await
+        .unwrap();
     let (status, res) = send().await;
     assert_eq!(status, 429);
     assert!(err(&res).contains("Please try again"), "{res}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(send().await.0, 200);
-    let second = redis_get(&app, &format!("otp:register:{email}")).await.unwrap();
+    let second = redis_get(&app, &format!("otp:register:{email}"))
+        .await
+        .unwrap();
     assert_ne!(first, second);
     // Reset codes go to existing accounts.
-    let (status, _) = post(&app, "/api/otp/send", json!({"email": existing, "mode": "reset", "captcha_token": CAPTCHA})).await;
+    let (status, _) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": existing, "mode": "reset", "captcha_token": CAPTCHA}),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(redis_get(&app, &format!("otp:reset:{existing}")).await.is_some());
+    assert!(redis_get(&app, &format!("otp:reset:{existing}"))
+        .await
+        .is_some());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,10 +544,12 @@ async fn login_errors_bans_and_legacy_hashes() {
 
     // Bans: checked only after the password.
     let set_ban = |until: Option<chrono::DateTime<chrono::Utc>>| {
-        sqlx::query("UPDATE users SET is_banned = true, banned_until = $2, ban_reason = 'x' WHERE id = $1")
-            .bind(id)
-            .bind(until)
-            .execute(&app.state.db)
+        sqlx::query(
+            "UPDATE users SET is_banned = true, banned_until = $2, ban_reason = 'x' WHERE id = $1",
+        )
+        .bind(id)
+        .bind(until)
+        .execute(&app.state.db)
     };
     set_ban(None).await.unwrap();
     let (status, res) = login(email.clone(), "weak").await;
@@ -450,7 +568,9 @@ async fn login_errors_bans_and_legacy_hashes() {
         )
     );
     app.reset_public_rate_limit().await;
-    set_ban(Some(chrono::Utc::now() - chrono::Duration::hours(1))).await.unwrap();
+    set_ban(Some(chrono::Utc::now() - chrono::Duration::hours(1)))
+        .await
+        .unwrap();
     let (status, res) = login(email.clone(), "weak").await;
     assert_eq!(status, 200, "{res}");
     let (banned, until): (bool, Option<chrono::DateTime<chrono::Utc>>) =
@@ -482,11 +602,20 @@ async fn logout_revokes_exactly_that_token_and_closes_sockets() {
     let second = app.second_instance().await;
     let mut ws2 = second.ws(&other).await;
 
-    let res = app.authed(Method::POST, "/api/auth/logout", &token).send().await.unwrap();
+    let res = app
+        .authed(Method::POST, "/api/auth/logout", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-ratelimit-limit"], "20");
     let (status, body) = json(res).await;
     assert_eq!((status, body), (200, json!({"data": ""})));
-    assert_eq!(redis_get(&app, &format!("blacklist:{token}")).await.as_deref(), Some("revoked"));
+    assert_eq!(
+        redis_get(&app, &format!("blacklist:{token}"))
+            .await
+            .as_deref(),
+        Some("revoked")
+    );
     let ttl: i64 = {
         let mut c = app.state.redis.conn();
         redis::cmd("TTL")
@@ -512,7 +641,13 @@ async fn the_auth_middleware_refuses_bad_tokens() {
     let app = TestApp::spawn().await;
     let (id, token) = app.make_user("Mid").await;
     let url = app.url("/api/user/current");
-    for header in [None, Some("bearer x".to_string()), Some(format!("Bearer  {token}")), Some(format!("Bearer {token} x")), Some("Bearer garbage".into())] {
+    for header in [
+        None,
+        Some("bearer x".to_string()),
+        Some(format!("Bearer  {token}")),
+        Some(format!("Bearer {token} x")),
+        Some("Bearer garbage".into()),
+    ] {
         let mut req = app.http.get(&url);
         if let Some(h) = &header {
             req = req.header("Authorization", h);
@@ -532,7 +667,12 @@ async fn the_auth_middleware_refuses_bad_tokens() {
     // Precision: a token issued 1 ms after the marker is accepted even within the same second.
     let s = now_ms / 1000;
     let revoked_at = s * 1000 + 500;
-    redis_set(&app, &format!("revoked_user:{id}"), &format!("{revoked_at}:{}", Uuid::new_v4())).await;
+    redis_set(
+        &app,
+        &format!("revoked_user:{id}"),
+        &format!("{revoked_at}:{}", Uuid::new_v4()),
+    )
+    .await;
     let claims = json!({"user_id": id, "iat": s, "iat_ms": revoked_at + 1, "exp": s + 3600, "iss": "AtoiTalkAPI"});
     let fresh = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
@@ -552,14 +692,29 @@ async fn the_auth_middleware_refuses_bad_tokens() {
 
     // Banned and deleted users.
     let (b, btoken) = app.make_user("Banned").await;
-    sqlx::query("UPDATE users SET is_banned = true WHERE id = $1").bind(b).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET is_banned = true WHERE id = $1")
+        .bind(b)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, body) = current_status(&app, &btoken).await;
     assert_eq!((status, err(&body)), (403, "Account is permanently banned"));
-    sqlx::query("UPDATE users SET banned_until = now() + interval '1 hour' WHERE id = $1").bind(b).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET banned_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(b)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, body) = current_status(&app, &btoken).await;
-    assert_eq!((status, err(&body)), (403, "Account is temporarily suspended"));
+    assert_eq!(
+        (status, err(&body)),
+        (403, "Account is temporarily suspended")
+    );
     let (d, dtoken) = app.make_user("Deleted").await;
-    sqlx::query("UPDATE users SET deleted_at = now() WHERE id = $1").bind(d).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET deleted_at = now() WHERE id = $1")
+        .bind(d)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, body) = current_status(&app, &dtoken).await;
     assert_eq!((status, err(&body)), (401, "Unauthorized"));
 }
@@ -569,13 +724,16 @@ async fn reset_password_revokes_sessions() {
     let app = TestApp::spawn().await;
     let (id, token, email) = register_user(&app, "Forgetful").await;
     let mut ws = app.ws(&token).await;
-    let (status, _) = post(&app, "/api/otp/send", json!({"email": email, "mode": "reset", "captcha_token": CAPTCHA})).await;
+    let (status, _) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": email, "mode": "reset", "captcha_token": CAPTCHA}),
+    )
+    .await;
     assert_eq!(status, 200);
     let code = app.mail.otp_for(&email).await;
     let new_password = "Brand-New-9";
-    let body = |code: &str, password: &str, confirm: &str| {
-        json!({"email": email, "code": code, "password": password, "confirm_password": confirm, "captcha_token": CAPTCHA})
-    };
+    let body = |code: &str, password: &str, confirm: &str| json!({"email": email, "code": code, "password": password, "confirm_password": confirm, "captcha_token": CAPTCHA});
     for b in [
         body(&code, new_password, "Brand-New-8"),
         body(&code, "weakweak", "weakweak"),
@@ -584,21 +742,43 @@ async fn reset_password_revokes_sessions() {
         let (status, res) = post(&app, "/api/auth/reset-password", b).await;
         assert_eq!((status, err(&res)), (400, "Bad Request"));
     }
-    let (status, res) = post(&app, "/api/auth/reset-password", body("000000", new_password, new_password)).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/reset-password",
+        body("000000", new_password, new_password),
+    )
+    .await;
     assert_eq!((status, err(&res)), (400, "Invalid or expired OTP"));
-    let (status, res) = post(&app, "/api/auth/reset-password", body(&code, new_password, new_password)).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/reset-password",
+        body(&code, new_password, new_password),
+    )
+    .await;
     assert_eq!((status, &res), (200, &json!({"data": ""})));
     ws.expect_closed().await;
     assert_eq!(current_status(&app, &token).await.0, 401);
-    let marker = redis_get(&app, &format!("revoked_user:{id}")).await.unwrap();
+    let marker = redis_get(&app, &format!("revoked_user:{id}"))
+        .await
+        .unwrap();
     assert!(marker.contains(':'), "{marker}");
     app.reset_public_rate_limit().await;
-    let (status, _) = post(&app, "/api/auth/login", json!({"email": email, "password": PASSWORD, "captcha_token": CAPTCHA})).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/login",
+        json!({"email": email, "password": PASSWORD, "captcha_token": CAPTCHA}),
+    )
+    .await;
     assert_eq!(status, 401);
     let fresh = app.login(&email, new_password).await;
     assert_eq!(current_status(&app, &fresh).await.0, 200);
     // The code was single-use.
-    let (status, _) = post(&app, "/api/auth/reset-password", body(&code, "Another-One-1", "Another-One-1")).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/reset-password",
+        body(&code, "Another-One-1", "Another-One-1"),
+    )
+    .await;
     assert_eq!(status, 400);
     // A valid code for an address without an account.
     seed_otp(&app, "reset", "ghost@example.com", "777777").await;
@@ -615,7 +795,12 @@ async fn reset_password_revokes_sessions() {
 async fn public_routes_are_rate_limited_per_ip() {
     let app = TestApp::spawn().await;
     for i in 0..10 {
-        let res = app.http.get(app.url("/api/auth/google/init")).send().await.unwrap();
+        let res = app
+            .http
+            .get(app.url("/api/auth/google/init"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.headers()["x-ratelimit-limit"], "10", "request {i}");
         assert!(res.headers().get("x-ratelimit-remaining").is_none());
     }
@@ -649,18 +834,34 @@ async fn turnstile_test_secret_that_always_fails_blocks_the_listed_endpoints() {
     seed_otp(&app, "register", "cap@example.com", "123456").await;
     seed_otp(&app, "reset", &email, "123456").await;
     let cases = [
-        ("/api/auth/login", json!({"email": email, "password": PASSWORD, "captcha_token": CAPTCHA})),
-        ("/api/auth/register", register_body("cap@example.com", "capuser", "123456")),
-        ("/api/auth/reset-password", json!({"email": email, "code": "123456", "password": "Brand-New-9", "confirm_password": "Brand-New-9", "captcha_token": CAPTCHA})),
-        ("/api/otp/send", json!({"email": "cap2@example.com", "mode": "register", "captcha_token": CAPTCHA})),
+        (
+            "/api/auth/login",
+            json!({"email": email, "password": PASSWORD, "captcha_token": CAPTCHA}),
+        ),
+        (
+            "/api/auth/register",
+            register_body("cap@example.com", "capuser", "123456"),
+        ),
+        (
+            "/api/auth/reset-password",
+            json!({"email": email, "code": "123456", "password": "Brand-New-9", "confirm_password": "Brand-New-9", "captcha_token": CAPTCHA}),
+        ),
+        (
+            "/api/otp/send",
+            json!({"email": "cap2@example.com", "mode": "register", "captcha_token": CAPTCHA}),
+        ),
     ];
     for (path, body) in cases {
         let (status, res) = post(&app, path, body).await;
         assert_eq!((status, err(&res)), (400, "Bad Request"), "{path}");
     }
     // Nothing happened behind the refusals.
-    assert!(redis_get(&app, "otp:register:cap2@example.com").await.is_none());
-    assert!(redis_get(&app, &format!("otp:reset:{email}")).await.is_some());
+    assert!(redis_get(&app, "otp:register:cap2@example.com")
+        .await
+        .is_none());
+    assert!(redis_get(&app, &format!("otp:reset:{email}"))
+        .await
+        .is_some());
     // Endpoints without Turnstile are unaffected.
     let (status, _) = call(&app, Method::GET, "/api/user/current", &token, None).await;
     assert_eq!(status, 200);
@@ -678,7 +879,10 @@ async fn turnstile_test_secret_that_always_passes() {
 }
 
 /// A fake siteverify endpoint answering with `status` and `body`, recording forms.
-async fn fake_siteverify(status: u16, body: Value) -> (SocketAddr, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+async fn fake_siteverify(
+    status: u16,
+    body: Value,
+) -> (SocketAddr, Arc<Mutex<Vec<HashMap<String, String>>>>) {
     let seen: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
     let seen2 = seen.clone();
     let app = Router::new().route(
@@ -702,19 +906,31 @@ async fn fake_siteverify(status: u16, body: Value) -> (SocketAddr, Arc<Mutex<Vec
 async fn turnstile_upstream_answers_and_failures() {
     for (status, body, expected) in [
         (200, json!({"success": true}), 200u16),
-        (200, json!({"success": false, "error-codes": ["invalid-input-response"]}), 400),
+        (
+            200,
+            json!({"success": false, "error-codes": ["invalid-input-response"]}),
+            400,
+        ),
         (500, json!({}), 503),
         (200, json!("not an object"), 503),
     ] {
         let (addr, seen) = fake_siteverify(status, body).await;
         let app = TestApp::spawn_with(|env| {
             env.insert("TURNSTILE_SECRET_KEY".into(), "real-looking-secret".into());
-            env.insert("TURNSTILE_VERIFY_URL".into(), format!("http://{addr}/siteverify"));
+            env.insert(
+                "TURNSTILE_VERIFY_URL".into(),
+                format!("http://{addr}/siteverify"),
+            );
         })
         .await;
         let (id, _) = app.make_user("Upstream").await;
         let email = email_of(&app, id).await;
-        let (got, res) = post(&app, "/api/auth/login", json!({"email": email, "password": PASSWORD, "captcha_token": "tok-1"})).await;
+        let (got, res) = post(
+            &app,
+            "/api/auth/login",
+            json!({"email": email, "password": PASSWORD, "captcha_token": "tok-1"}),
+        )
+        .await;
         assert_eq!(got, expected, "{res}");
         if expected == 503 {
             assert_eq!(err(&res), "Captcha service unavailable");
@@ -729,10 +945,18 @@ async fn turnstile_upstream_answers_and_failures() {
     // Cloudflare unreachable.
     let app = TestApp::spawn_with(|env| {
         env.insert("TURNSTILE_SECRET_KEY".into(), "real-looking-secret".into());
-        env.insert("TURNSTILE_VERIFY_URL".into(), "http://127.0.0.1:9/siteverify".into());
+        env.insert(
+            "TURNSTILE_VERIFY_URL".into(),
+            "http://127.0.0.1:9/siteverify".into(),
+        );
     })
     .await;
-    let (status, res) = post(&app, "/api/otp/send", json!({"email": "x@example.com", "mode": "register", "captcha_token": "t"})).await;
+    let (status, res) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": "x@example.com", "mode": "register", "captcha_token": "t"}),
+    )
+    .await;
     assert_eq!((status, err(&res)), (503, "Captcha service unavailable"));
 }
 
@@ -759,8 +983,14 @@ impl FakeGoogle {
         let app = Router::new()
             .route("/token", routing::post(fake_token))
             .route("/userinfo", routing::get(fake_userinfo))
-            .route("/avatar/photo.png", routing::get(|| async { ([("content-type", "image/png")], PNG) }))
-            .route("/broken.png", routing::get(|| async { StatusCode::NOT_FOUND }))
+            .route(
+                "/avatar/photo.png",
+                routing::get(|| async { ([("content-type", "image/png")], PNG) }),
+            )
+            .route(
+                "/broken.png",
+                routing::get(|| async { StatusCode::NOT_FOUND }),
+            )
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         *fake.addr.lock().unwrap() = Some(listener.local_addr().unwrap());
@@ -773,29 +1003,45 @@ impl FakeGoogle {
     }
 
     fn add(&self, code: &str, userinfo: Value) {
-        self.users.lock().unwrap().insert(code.to_string(), userinfo);
+        self.users
+            .lock()
+            .unwrap()
+            .insert(code.to_string(), userinfo);
     }
 
     fn env(&self, env: &mut HashMap<String, String>) {
         env.insert("GOOGLE_CLIENT_ID".into(), "test-client-id".into());
         env.insert("GOOGLE_CLIENT_SECRET".into(), "test-client-secret".into());
-        env.insert("GOOGLE_REDIRECT_URL".into(), "http://localhost:3000/auth/callback".into());
+        env.insert(
+            "GOOGLE_REDIRECT_URL".into(),
+            "http://localhost:3000/auth/callback".into(),
+        );
         env.insert("GOOGLE_TOKEN_URL".into(), self.url("/token"));
         env.insert("GOOGLE_USERINFO_URL".into(), self.url("/userinfo"));
     }
 }
 
-async fn fake_token(State(f): State<FakeGoogle>, Form(form): Form<HashMap<String, String>>) -> axum::response::Response {
+async fn fake_token(
+    State(f): State<FakeGoogle>,
+    Form(form): Form<HashMap<String, String>>,
+) -> axum::response::Response {
     f.token_requests.lock().unwrap().push(form.clone());
     let code = form.get("code").cloned().unwrap_or_default();
     if f.users.lock().unwrap().contains_key(&code) {
         Json(json!({"access_token": format!("at-{code}"), "token_type": "Bearer", "expires_in": 3599})).into_response()
     } else {
-        (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
     }
 }
 
-async fn fake_userinfo(State(f): State<FakeGoogle>, headers: HeaderMap) -> axum::response::Response {
+async fn fake_userinfo(
+    State(f): State<FakeGoogle>,
+    headers: HeaderMap,
+) -> axum::response::Response {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -817,20 +1063,39 @@ async fn google_app() -> (TestApp, FakeGoogle) {
 }
 
 async fn google_init(app: &TestApp) -> String {
-    let (status, body) = json(app.http.get(app.url("/api/auth/google/init")).send().await.unwrap()).await;
+    let (status, body) = json(
+        app.http
+            .get(app.url("/api/auth/google/init"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body["data"]["state"].as_str().unwrap().to_string()
 }
 
 async fn google_sign_in(app: &TestApp, code: &str) -> (u16, Value) {
     let state = google_init(app).await;
-    post(app, "/api/auth/google", json!({"code": code, "state": state})).await
+    post(
+        app,
+        "/api/auth/google",
+        json!({"code": code, "state": state}),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn google_init_returns_a_pkce_consent_url_and_stores_the_state() {
     let (app, _fake) = google_app().await;
-    let (status, body) = json(app.http.get(app.url("/api/auth/google/init")).send().await.unwrap()).await;
+    let (status, body) = json(
+        app.http
+            .get(app.url("/api/auth/google/init"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     let data = &body["data"];
     let state = data["state"].as_str().unwrap();
@@ -845,14 +1110,23 @@ async fn google_init_returns_a_pkce_consent_url_and_stores_the_state() {
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["redirect_uri"], "http://localhost:3000/auth/callback");
     assert!(q["scope"].contains("userinfo.email"));
-    let stored: Value = serde_json::from_str(&redis_get(&app, &format!("oauth:google:state:{state}")).await.unwrap()).unwrap();
+    let stored: Value = serde_json::from_str(
+        &redis_get(&app, &format!("oauth:google:state:{state}"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     let verifier = stored["code_verifier"].as_str().unwrap();
     assert_eq!(verifier.len(), 64);
     use base64::Engine;
     use sha2::Digest;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
     assert_eq!(q["code_challenge"], challenge);
-    assert_eq!(stored["fingerprint_hash"], hmac_hex("test-otp-secret", "127.0.0.1"));
+    assert_eq!(
+        stored["fingerprint_hash"],
+        hmac_hex("test-otp-secret", "127.0.0.1")
+    );
 }
 
 #[tokio::test]
@@ -869,20 +1143,27 @@ async fn google_first_sign_in_creates_the_account() {
     assert_eq!(user["full_name"], "Jane Roe");
     assert_eq!(user["role"], "user");
     let username = user["username"].as_str().unwrap();
-    assert!(username.starts_with("janeroe") && username.len() == 11, "{username}");
+    assert!(
+        username.starts_with("janeroe") && username.len() == 11,
+        "{username}"
+    );
     assert!(atoitalk::auth::fields::is_valid_username(username));
     // The PKCE verifier went to the token endpoint.
     let reqs = fake.token_requests.lock().unwrap().clone();
     assert_eq!(reqs[0]["code_verifier"].len(), 64);
     assert_eq!(reqs[0]["grant_type"], "authorization_code");
     let id: Uuid = user["id"].as_str().unwrap().parse().unwrap();
-    let (provider_id, provider_email): (String, Option<String>) =
-        sqlx::query_as("SELECT provider_id, provider_email FROM user_identities WHERE user_id = $1")
-            .bind(id)
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
-    assert_eq!((provider_id.as_str(), provider_email.as_deref()), ("g-100", Some("janeroe@gmail.com")));
+    let (provider_id, provider_email): (String, Option<String>) = sqlx::query_as(
+        "SELECT provider_id, provider_email FROM user_identities WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (provider_id.as_str(), provider_email.as_deref()),
+        ("g-100", Some("janeroe@gmail.com"))
+    );
     let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(id)
         .fetch_one(&app.state.db)
@@ -901,7 +1182,10 @@ async fn google_first_sign_in_creates_the_account() {
     .unwrap();
     match media {
         Some((file, category, mime)) => {
-            assert_eq!((category.as_str(), mime.as_str()), ("user_avatar", "image/png"));
+            assert_eq!(
+                (category.as_str(), mime.as_str()),
+                ("user_avatar", "image/png")
+            );
             assert!(file.ends_with(".png"));
             assert_eq!(avatar, app.state.storage.public_url(&file));
         }
@@ -916,7 +1200,10 @@ async fn google_first_sign_in_creates_the_account() {
     let (status, body) = google_sign_in(&app, "code-new").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["user"]["id"], user["id"]);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.state.db).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -933,20 +1220,30 @@ async fn google_links_an_existing_account_and_follows_it_after_an_email_change()
     assert_eq!(body["data"]["user"]["id"], id.to_string());
     // Name is not taken over from Google.
     assert_eq!(body["data"]["user"]["full_name"], "Linked Person");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM user_identities WHERE user_id = $1 AND provider_id = 'g-200'")
-        .bind(id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM user_identities WHERE user_id = $1 AND provider_id = 'g-200'",
+    )
+    .bind(id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
     assert_eq!(n, 1);
     // The account's email changes (directly here); the Google subject still finds it.
-    sqlx::query("UPDATE users SET email = 'moved@example.com' WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET email = 'moved@example.com' WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, body) = google_sign_in(&app, "code-link").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["user"]["id"], id.to_string());
 
     // Banned accounts are refused like at login.
-    sqlx::query("UPDATE users SET is_banned = true WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET is_banned = true WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, body) = google_sign_in(&app, "code-link").await;
     assert_eq!((status, err(&body)), (403, "Account is permanently banned"));
 }
@@ -954,11 +1251,23 @@ async fn google_links_an_existing_account_and_follows_it_after_an_email_change()
 #[tokio::test]
 async fn google_exchange_errors() {
     let (app, fake) = google_app().await;
-    fake.add("unverified", json!({"id": "g-1", "email": "u@example.com", "verified_email": false, "name": "U"}));
-    fake.add("no-email", json!({"id": "g-2", "email": "", "verified_email": true}));
-    fake.add("no-id", json!({"id": "", "email": "n@example.com", "verified_email": true}));
+    fake.add(
+        "unverified",
+        json!({"id": "g-1", "email": "u@example.com", "verified_email": false, "name": "U"}),
+    );
+    fake.add(
+        "no-email",
+        json!({"id": "g-2", "email": "", "verified_email": true}),
+    );
+    fake.add(
+        "no-id",
+        json!({"id": "", "email": "n@example.com", "verified_email": true}),
+    );
     fake.add("broken", json!("500"));
-    fake.add("ok", json!({"id": "g-3", "email": "ok@example.com", "verified_email": true, "name": ""}));
+    fake.add(
+        "ok",
+        json!({"id": "g-3", "email": "ok@example.com", "verified_email": true, "name": ""}),
+    );
 
     for body in [
         json!({"code": "ok", "state": "short"}),
@@ -969,16 +1278,37 @@ async fn google_exchange_errors() {
         let (status, res) = post(&app, "/api/auth/google", body.clone()).await;
         assert_eq!((status, err(&res)), (400, "Bad Request"), "{body}");
     }
-    let (status, res) = post(&app, "/api/auth/google", json!({"code": "ok", "state": "x".repeat(48)})).await;
-    assert_eq!((status, err(&res)), (401, "Invalid or expired Google auth state"));
+    let (status, res) = post(
+        &app,
+        "/api/auth/google",
+        json!({"code": "ok", "state": "x".repeat(48)}),
+    )
+    .await;
+    assert_eq!(
+        (status, err(&res)),
+        (401, "Invalid or expired Google auth state")
+    );
     app.reset_public_rate_limit().await;
 
     // States are single use, even when the exchange fails.
     let state = google_init(&app).await;
-    let (status, res) = post(&app, "/api/auth/google", json!({"code": "bad-code", "state": state})).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/google",
+        json!({"code": "bad-code", "state": state}),
+    )
+    .await;
     assert_eq!((status, err(&res)), (401, "Invalid authorization code"));
-    let (status, res) = post(&app, "/api/auth/google", json!({"code": "ok", "state": state})).await;
-    assert_eq!((status, err(&res)), (401, "Invalid or expired Google auth state"));
+    let (status, res) = post(
+        &app,
+        "/api/auth/google",
+        json!({"code": "ok", "state": state}),
+    )
+    .await;
+    assert_eq!(
+        (status, err(&res)),
+        (401, "Invalid or expired Google auth state")
+    );
 
     for (code, status_expected, message) in [
         ("unverified", 400, "Email from Google is not verified."),
@@ -1007,9 +1337,15 @@ async fn google_state_is_bound_to_the_client_that_asked_for_it() {
         env.insert("TRUSTED_PROXY_CIDRS".into(), "127.0.0.0/8".into());
     })
     .await;
-    fake.add("ok", json!({"id": "g-9", "email": "bound@example.com", "verified_email": true, "name": "Bound"}));
+    fake.add(
+        "ok",
+        json!({"id": "g-9", "email": "bound@example.com", "verified_email": true, "name": "Bound"}),
+    );
     let init = |ip: &'static str| {
-        let req = app.http.get(app.url("/api/auth/google/init")).header("X-Forwarded-For", ip);
+        let req = app
+            .http
+            .get(app.url("/api/auth/google/init"))
+            .header("X-Forwarded-For", ip);
         async move {
             let (_, body) = json(req.send().await.unwrap()).await;
             body["data"]["state"].as_str().unwrap().to_string()
@@ -1034,7 +1370,14 @@ async fn google_state_is_bound_to_the_client_that_asked_for_it() {
 #[tokio::test]
 async fn google_is_unavailable_until_configured() {
     let app = TestApp::spawn().await;
-    let (status, res) = json(app.http.get(app.url("/api/auth/google/init")).send().await.unwrap()).await;
+    let (status, res) = json(
+        app.http
+            .get(app.url("/api/auth/google/init"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 503, "{res}");
 }
 
@@ -1048,7 +1391,15 @@ async fn change_password_revokes_every_session() {
     let (id, token, email) = register_user(&app, "Changer").await;
     let other = app.login(&email, PASSWORD).await;
     let mut ws = app.ws(&other).await;
-    let put = |body: Value| call(&app, Method::PUT, "/api/account/password", &token, Some(body));
+    let put = |body: Value| {
+        call(
+            &app,
+            Method::PUT,
+            "/api/account/password",
+            &token,
+            Some(body),
+        )
+    };
     for body in [
         json!({"new_password": "Brand-New-9", "confirm_password": "Brand-New-9"}),
         json!({"old_password": null, "new_password": "Brand-New-9", "confirm_password": "Brand-New-9"}),
@@ -1069,12 +1420,18 @@ async fn change_password_revokes_every_session() {
     assert_eq!(current_status(&app, &token).await.0, 401);
     assert_eq!(current_status(&app, &other).await.0, 401);
     ws.expect_closed().await;
-    assert!(redis_get(&app, &format!("revoked_user:{id}")).await.is_some());
+    assert!(redis_get(&app, &format!("revoked_user:{id}"))
+        .await
+        .is_some());
     let fresh = app.login(&email, "Brand-New-9").await;
     assert_eq!(current_status(&app, &fresh).await.0, 200);
 
     // Google-only accounts set a password without an old one.
-    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, _) = call(&app, Method::PUT, "/api/account/password", &fresh, Some(json!({"old_password": "whatever", "new_password": "Third-Pass-3", "confirm_password": "Third-Pass-3"}))).await;
     assert_eq!(status, 200);
     app.login(&email, "Third-Pass-3").await;
@@ -1093,7 +1450,12 @@ async fn change_email_with_a_code_sent_to_the_new_address() {
         .await
         .unwrap();
     let new_email = "moved.here@example.com";
-    let (status, _) = post(&app, "/api/otp/send", json!({"email": new_email, "mode": "change_email", "captcha_token": CAPTCHA})).await;
+    let (status, _) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": new_email, "mode": "change_email", "captcha_token": CAPTCHA}),
+    )
+    .await;
     assert_eq!(status, 200);
     let code = app.mail.otp_for(new_email).await;
     let put = |body: Value| call(&app, Method::PUT, "/api/account/email", &token, Some(body));
@@ -1114,16 +1476,24 @@ async fn change_email_with_a_code_sent_to_the_new_address() {
     seed_otp(&app, "change_email", &taken, "424242").await;
     let (status, res) = put(json!({"email": taken, "code": "424242"})).await;
     assert_eq!((status, err(&res)), (409, "Email already registered"));
-    assert!(redis_get(&app, &format!("otp:change_email:{taken}")).await.is_some());
+    assert!(redis_get(&app, &format!("otp:change_email:{taken}"))
+        .await
+        .is_some());
 
     // Whitespace and case around the address are tolerated.
-    let (status, res) = put(json!({"email": format!("  {}  ", new_email.to_uppercase()), "code": code})).await;
+    let (status, res) =
+        put(json!({"email": format!("  {}  ", new_email.to_uppercase()), "code": code})).await;
     assert_eq!((status, &res), (200, &json!({"data": ""})));
     ws.expect_closed().await;
     assert_eq!(current_status(&app, &token).await.0, 401);
     let stored: String = email_of(&app, id).await;
     assert_eq!(stored, new_email);
-    let identities: i64 = sqlx::query_scalar("SELECT count(*) FROM user_identities WHERE user_id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
+    let identities: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_identities WHERE user_id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
     assert_eq!(identities, 0, "Google link removed");
     let fresh = app.login(new_email, PASSWORD).await;
     let (_, me) = current_status(&app, &fresh).await;
@@ -1134,18 +1504,43 @@ async fn change_email_with_a_code_sent_to_the_new_address() {
 async fn change_email_needs_a_password_and_is_attempt_limited() {
     let app = TestApp::spawn().await;
     let (id, token) = app.make_user("NoPass").await;
-    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
-    let (status, res) = call(&app, Method::PUT, "/api/account/email", &token, Some(json!({"email": "new@example.com", "code": "123456"}))).await;
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, res) = call(
+        &app,
+        Method::PUT,
+        "/api/account/email",
+        &token,
+        Some(json!({"email": "new@example.com", "code": "123456"})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(err(&res).contains("set a password"), "{res}");
 
     let (_, token) = app.make_user("Guesser").await;
     seed_otp(&app, "change_email", "target@example.com", "123456").await;
     for _ in 0..5 {
-        let (status, _) = call(&app, Method::PUT, "/api/account/email", &token, Some(json!({"email": "target@example.com", "code": "654321"}))).await;
+        let (status, _) = call(
+            &app,
+            Method::PUT,
+            "/api/account/email",
+            &token,
+            Some(json!({"email": "target@example.com", "code": "654321"})),
+        )
+        .await;
         assert_eq!(status, 400);
     }
-    let (status, res) = call(&app, Method::PUT, "/api/account/email", &token, Some(json!({"email": "target@example.com", "code": "123456"}))).await;
+    let (status, res) = call(
+        &app,
+        Method::PUT,
+        "/api/account/email",
+        &token,
+        Some(json!({"email": "target@example.com", "code": "123456"})),
+    )
+    .await;
     assert_eq!(status, 429, "{res}");
     assert!(err(&res).starts_with("Please try again in"));
 }
@@ -1158,7 +1553,7 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     let (_stranger, stranger_token) = app.make_user("Stranger").await;
     app.make_private_chat(id, contact).await;
     let (other_owner, _) = app.make_user("Owner").await;
-    let group_chat = app.make_group( other_owner, &[id]).await;
+    let group_chat = app.make_group(other_owner, &[id]).await;
     sqlx::query("INSERT INTO user_blocks (id, blocker_id, blocked_id) VALUES ($1, $2, $3)")
         .bind(Uuid::now_v7())
         .bind(contact)
@@ -1183,9 +1578,15 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
         async move { json(req.send().await.unwrap()).await }
     };
     let (status, res) = delete(None).await;
-    assert_eq!((status, err(&res)), (400, "Password is required to delete account"));
+    assert_eq!(
+        (status, err(&res)),
+        (400, "Password is required to delete account")
+    );
     let (status, res) = delete(Some(r#"{"password": ""}"#.into())).await;
-    assert_eq!((status, err(&res)), (400, "Password is required to delete account"));
+    assert_eq!(
+        (status, err(&res)),
+        (400, "Password is required to delete account")
+    );
     let (status, res) = delete(Some(r#"{"password": "Wrong123!"}"#.into())).await;
     assert_eq!((status, err(&res)), (400, "Invalid password"));
     let (status, res) = delete(Some("{not json".into())).await;
@@ -1201,10 +1602,20 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     assert_eq!(ev["meta"]["sender_id"], id.to_string());
     assert_eq!(ev["meta"]["chat_id"], Uuid::nil().to_string());
     own_ws.expect_closed().await;
-    stranger_ws.expect_no_event("user.deleted", Duration::from_millis(500)).await;
+    stranger_ws
+        .expect_no_event("user.deleted", Duration::from_millis(500))
+        .await;
     assert_eq!(current_status(&app, &token).await.0, 401);
 
-    let row: (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, bool) = sqlx::query_as(
+    type Anonymised = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+    );
+    let row: Anonymised = sqlx::query_as(
         "SELECT email, username, full_name, bio, password_hash, deleted_at IS NOT NULL FROM users WHERE id = $1",
     )
     .bind(id)
@@ -1222,14 +1633,28 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     .fetch_one(&app.state.db)
     .await
     .unwrap();
-    assert_eq!(leftovers, (0, 0, 0, 1), "identities, live memberships and blocks go; chats stay");
+    assert_eq!(
+        leftovers,
+        (0, 0, 0, 1),
+        "identities, live memberships and blocks go; chats stay"
+    );
     let _ = group_chat;
     // The address is free again (after the sign-up send's 2 s window).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _) = post(&app, "/api/otp/send", json!({"email": email, "mode": "register", "captcha_token": CAPTCHA})).await;
+    let (status, _) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": email, "mode": "register", "captcha_token": CAPTCHA}),
+    )
+    .await;
     assert_eq!(status, 200);
     let code = app.mail.otp_for(&email).await;
-    let (status, res) = post(&app, "/api/auth/register", register_body(&email, "reborn", &code)).await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body(&email, "reborn", &code),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
     assert_ne!(res["data"]["user"]["id"], id.to_string());
 }
@@ -1239,19 +1664,34 @@ async fn group_owners_must_hand_over_before_deleting() {
     let app = TestApp::spawn().await;
     let (id, token) = app.make_user("GroupOwner").await;
     let (member, _) = app.make_user("Member").await;
-    let chat = app.make_group( id, &[member]).await;
+    let chat = app.make_group(id, &[member]).await;
     let body = json!({"password": PASSWORD});
-    let (status, res) = call(&app, Method::DELETE, "/api/account", &token, Some(body.clone())).await;
+    let (status, res) = call(
+        &app,
+        Method::DELETE,
+        "/api/account",
+        &token,
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(
         (status, err(&res)),
         (403, "You must transfer ownership of your groups or delete them before deleting your account.")
     );
     // Owning only a deleted group is fine.
-    sqlx::query("UPDATE chats SET deleted_at = now() WHERE id = $1").bind(chat).execute(&app.state.db).await.unwrap();
+    sqlx::query("UPDATE chats SET deleted_at = now() WHERE id = $1")
+        .bind(chat)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
     let (status, res) = call(&app, Method::DELETE, "/api/account", &token, Some(body)).await;
     assert_eq!(status, 200, "{res}");
     // The dissolved group's history keeps its owner row.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM group_members WHERE user_id = $1").bind(id).fetch_one(&app.state.db).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM group_members WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -1259,8 +1699,18 @@ async fn group_owners_must_hand_over_before_deleting() {
 async fn passwordless_accounts_delete_without_a_body() {
     let app = TestApp::spawn().await;
     let (id, token) = app.make_user("Googler").await;
-    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(id).execute(&app.state.db).await.unwrap();
-    let (status, res) = json(app.authed(Method::DELETE, "/api/account", &token).send().await.unwrap()).await;
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let (status, res) = json(
+        app.authed(Method::DELETE, "/api/account", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, &res), (200, &json!({"data": ""})));
     assert_eq!(current_status(&app, &token).await.0, 401);
 }
@@ -1286,7 +1736,13 @@ async fn garbage_bodies_never_cause_a_500() {
         nul.into(),
         huge,
     ];
-    let public = ["/api/auth/login", "/api/auth/register", "/api/auth/reset-password", "/api/otp/send", "/api/auth/google"];
+    let public = [
+        "/api/auth/login",
+        "/api/auth/register",
+        "/api/auth/reset-password",
+        "/api/otp/send",
+        "/api/auth/google",
+    ];
     let authed = [
         (Method::PUT, "/api/account/password"),
         (Method::PUT, "/api/account/email"),
@@ -1297,7 +1753,13 @@ async fn garbage_bodies_never_cause_a_500() {
     for body in &bodies {
         for path in public {
             app.reset_public_rate_limit().await;
-            let res = app.http.post(app.url(path)).body(body.clone()).send().await.unwrap();
+            let res = app
+                .http
+                .post(app.url(path))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
             let status = res.status().as_u16();
             let (_, v) = json(res).await;
             assert!(status < 500, "{path} {status} {v} for {:.60}", body);
@@ -1307,14 +1769,30 @@ async fn garbage_bodies_never_cause_a_500() {
             if *path == "/api/auth/logout" || *path == "/api/account" {
                 continue;
             }
-            let res = app.authed(method.clone(), path, &token).body(body.clone()).send().await.unwrap();
+            let res = app
+                .authed(method.clone(), path, &token)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
             let status = res.status().as_u16();
             let (_, v) = json(res).await;
-            assert!((400..500).contains(&status), "{path} {status} {v} for {:.60}", body);
+            assert!(
+                (400..500).contains(&status),
+                "{path} {status} {v} for {:.60}",
+                body
+            );
         }
     }
     // Wrong methods and unknown sub-paths answer in the envelope.
-    let (status, body) = json(app.http.get(app.url("/api/auth/login")).send().await.unwrap()).await;
+    let (status, body) = json(
+        app.http
+            .get(app.url("/api/auth/login"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, err(&body)), (405, "Method Not Allowed"));
 }
 
@@ -1329,16 +1807,28 @@ async fn admin_cli_promotes_and_demotes() {
             .output()
             .unwrap()
     };
-    let role = || sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE id = $1").bind(id).fetch_one(&app.state.db);
+    let role = || {
+        sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+    };
     let out = run(&["admin", "promote", &format!("  {}  ", email.to_uppercase())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(role().await.unwrap(), "admin");
     // The role is read from the database on every request.
     let token = app.login(&email, PASSWORD).await;
     let (_, me) = current_status(&app, &token).await;
     assert_eq!(me["data"]["role"], "admin");
     let out = run(&["admin", "demote", &email]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(role().await.unwrap(), "user");
     let out = run(&["admin", "promote", "nobody@example.com"]);
     assert!(!out.status.success());

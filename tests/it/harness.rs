@@ -541,7 +541,12 @@ pub async fn register_user(app: &TestApp, name: &str) -> (Uuid, String, String) 
         .send()
         .await
         .expect("otp send");
-    assert_eq!(res.status(), 200, "otp send: {}", res.text().await.unwrap_or_default());
+    assert_eq!(
+        res.status(),
+        200,
+        "otp send: {}",
+        res.text().await.unwrap_or_default()
+    );
     let code = app.mail.otp_for(&email).await;
     let (status, body) = json(
         app.http
@@ -578,7 +583,12 @@ impl TestApp {
     }
 
     /// `Authorization: Bearer <token>` request builder.
-    pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .header("Authorization", format!("Bearer {token}"))

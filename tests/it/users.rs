@@ -15,7 +15,13 @@ async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     json(app.authed(Method::GET, path, token).send().await.unwrap()).await
 }
 
-async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = app.authed(method, path, token);
     if let Some(b) = body {
         req = req.json(&b);
@@ -32,7 +38,12 @@ fn err(body: &Value) -> &str {
 }
 
 /// Inserts an active user with explicit names; returns (id, token).
-async fn insert_user(app: &TestApp, full_name: &str, username: &str, email: &str) -> (Uuid, String) {
+async fn insert_user(
+    app: &TestApp,
+    full_name: &str,
+    username: &str,
+    email: &str,
+) -> (Uuid, String) {
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO users (id, email, username, full_name, password_hash) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
@@ -48,7 +59,11 @@ async fn insert_user(app: &TestApp, full_name: &str, username: &str, email: &str
 }
 
 async fn exec(app: &TestApp, sql: &str, id: Uuid) {
-    sqlx::query(sql).bind(id).execute(&app.state.db).await.unwrap();
+    sqlx::query(sql)
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
 }
 
 async fn block_row(app: &TestApp, blocker: Uuid, blocked: Uuid) {
@@ -64,7 +79,11 @@ async fn block_row(app: &TestApp, blocker: Uuid, blocked: Uuid) {
 /// Inserts a media row; returns (id, file_name).
 async fn make_media(app: &TestApp, owner: Uuid, category: &str, status: &str) -> (Uuid, String) {
     let id = Uuid::now_v7();
-    let file = format!("{}-{}.png", chrono::Utc::now().timestamp_nanos_opt().unwrap(), Uuid::new_v4());
+    let file = format!(
+        "{}-{}.png",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap(),
+        Uuid::new_v4()
+    );
     sqlx::query(
         "INSERT INTO media (id, file_name, original_name, file_size, mime_type, category, upload_status, uploaded_by_id) \
          VALUES ($1, $2, 'a.png', 10, 'image/png', $3, $4, $5)",
@@ -97,7 +116,11 @@ fn names(body: &Value) -> Vec<String> {
 async fn current_user_shows_own_fields_and_presence() {
     let app = TestApp::spawn().await;
     let (id, token, email) = register_user(&app, "Curious Cat").await;
-    let res = app.authed(Method::GET, "/api/user/current", &token).send().await.unwrap();
+    let res = app
+        .authed(Method::GET, "/api/user/current", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-ratelimit-limit"], "200");
     let (status, body) = json(res).await;
     assert_eq!(status, 200);
@@ -117,7 +140,12 @@ async fn current_user_shows_own_fields_and_presence() {
     let (_, body) = get(&app, "/api/user/current", &token).await;
     assert_eq!(body["data"]["is_online"], true);
 
-    exec(&app, "UPDATE users SET password_hash = NULL, bio = 'About me' WHERE id = $1", id).await;
+    exec(
+        &app,
+        "UPDATE users SET password_hash = NULL, bio = 'About me' WHERE id = $1",
+        id,
+    )
+    .await;
     let (_, body) = get(&app, "/api/user/current", &token).await;
     assert!(body["data"].get("has_password").is_none());
     assert_eq!(body["data"]["bio"], "About me");
@@ -162,29 +190,56 @@ async fn profile_update_changes_fields_and_notifies_devices_and_contacts_only() 
         assert_eq!(ev["meta"]["chat_id"], Uuid::nil().to_string());
         assert_eq!(ev["meta"]["unread_count"], 0);
     }
-    stranger_ws.expect_no_event("user.update", Duration::from_millis(400)).await;
+    stranger_ws
+        .expect_no_event("user.update", Duration::from_millis(400))
+        .await;
 
     // Same values again: no change, no event.
-    let (status, body) = put_profile(&app, &token, json!({"full_name": "New Name", "username": "newhandle7", "bio": "Hello there"})).await;
+    let (status, body) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "New Name", "username": "newhandle7", "bio": "Hello there"}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["bio"], "Hello there");
-    contact_ws.expect_no_event("user.update", Duration::from_millis(400)).await;
+    contact_ws
+        .expect_no_event("user.update", Duration::from_millis(400))
+        .await;
 
     // An absent bio is kept (the reference cleared it); "" clears it.
     let (_, body) = put_profile(&app, &token, json!({"full_name": "Newer Name"})).await;
     assert_eq!(body["data"]["bio"], "Hello there");
-    assert_eq!(contact_ws.expect_event("user.update").await["payload"]["full_name"], "Newer Name");
+    assert_eq!(
+        contact_ws.expect_event("user.update").await["payload"]["full_name"],
+        "Newer Name"
+    );
     let (_, body) = put_profile(&app, &token, json!({"full_name": "Newer Name", "bio": ""})).await;
     assert!(body["data"].get("bio").is_none(), "{body}");
-    assert_eq!(contact_ws.expect_event("user.update").await["payload"]["bio"], "");
-    let bio: Option<String> = sqlx::query_scalar("SELECT bio FROM users WHERE id = $1").bind(me).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(
+        contact_ws.expect_event("user.update").await["payload"]["bio"],
+        ""
+    );
+    let bio: Option<String> = sqlx::query_scalar("SELECT bio FROM users WHERE id = $1")
+        .bind(me)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert!(bio.is_none());
 
     // last_seen_at is reported when set.
-    exec(&app, "UPDATE users SET last_seen_at = '2026-01-02T03:04:05.678Z' WHERE id = $1", me).await;
+    exec(
+        &app,
+        "UPDATE users SET last_seen_at = '2026-01-02T03:04:05.678Z' WHERE id = $1",
+        me,
+    )
+    .await;
     let (_, body) = put_profile(&app, &token, json!({"full_name": "Final Name"})).await;
     assert_eq!(body["data"]["last_seen_at"], "2026-01-02T03:04:05Z");
-    assert_eq!(contact_ws.expect_event("user.update").await["payload"]["last_seen_at"], "2026-01-02T03:04:05Z");
+    assert_eq!(
+        contact_ws.expect_event("user.update").await["payload"]["last_seen_at"],
+        "2026-01-02T03:04:05Z"
+    );
 }
 
 #[tokio::test]
@@ -213,12 +268,25 @@ async fn profile_update_validation_and_conflicts() {
         let (status, res) = put_profile(&app, &token, body.clone()).await;
         assert_eq!((status, err(&res)), (400, "Bad Request"), "{body}");
     }
-    let (status, res) = put_profile(&app, &token, json!({"full_name": "Fine Name", "username": "OTHERNAME"})).await;
+    let (status, res) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "Fine Name", "username": "OTHERNAME"}),
+    )
+    .await;
     assert_eq!((status, err(&res)), (409, "Username already taken"));
     // Multi-byte text at the limits is accepted (no 500 from the column sizes).
-    let (status, res) = put_profile(&app, &token, json!({"full_name": "é".repeat(100), "bio": "ü".repeat(255), "unknown": [1, 2]})).await;
+    let (status, res) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "é".repeat(100), "bio": "ü".repeat(255), "unknown": [1, 2]}),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
-    assert_eq!(res["data"]["full_name"].as_str().unwrap().chars().count(), 100);
+    assert_eq!(
+        res["data"]["full_name"].as_str().unwrap().chars().count(),
+        100
+    );
     let _ = me;
 }
 
@@ -242,31 +310,66 @@ async fn profile_avatar_rules() {
     }
 
     let (good, file) = make_media(&app, me, "user_avatar", "completed").await;
-    let (status, res) = put_profile(&app, &token, json!({"full_name": "Avatar Owner", "avatar_media_id": good.to_string().to_uppercase()})).await;
+    let (status, res) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "Avatar Owner", "avatar_media_id": good.to_string().to_uppercase()}),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
     let url = app.state.storage.public_url(&file);
     assert_eq!(res["data"]["avatar"], url);
-    assert_eq!(contact_ws.expect_event("user.update").await["payload"]["avatar"], url);
+    assert_eq!(
+        contact_ws.expect_event("user.update").await["payload"]["avatar"],
+        url
+    );
     let (_, current) = get(&app, "/api/user/current", &token).await;
     assert_eq!(current["data"]["avatar"], url);
     // Already in use (even by the caller) → refused.
     let (status, res) = put_profile(&app, &token, invalid(good)).await;
     assert_eq!((status, err(&res)), (400, "Invalid avatar media"));
-    let (_, other_token) = (other, atoitalk::auth::tokens::issue(&app.state.cfg.jwt_secret, 3600, other).unwrap());
-    let (status, _) = put_profile(&app, &other_token, json!({"full_name": "Avatar Other", "avatar_media_id": good})).await;
+    let (_, other_token) = (
+        other,
+        atoitalk::auth::tokens::issue(&app.state.cfg.jwt_secret, 3600, other).unwrap(),
+    );
+    let (status, _) = put_profile(
+        &app,
+        &other_token,
+        json!({"full_name": "Avatar Other", "avatar_media_id": good}),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // Removing the avatar unlinks it; the media row stays for the cleanup job.
-    let (status, res) = put_profile(&app, &token, json!({"full_name": "Avatar Owner", "delete_avatar": true})).await;
+    let (status, res) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "Avatar Owner", "delete_avatar": true}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(res["data"]["avatar"], "");
-    assert_eq!(contact_ws.expect_event("user.update").await["payload"]["avatar"], "");
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM media WHERE id = $1").bind(good).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(
+        contact_ws.expect_event("user.update").await["payload"]["avatar"],
+        ""
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM media WHERE id = $1")
+        .bind(good)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(kept, 1);
     // Deleting when there is none changes nothing.
-    let (status, _) = put_profile(&app, &token, json!({"full_name": "Avatar Owner", "delete_avatar": true})).await;
+    let (status, _) = put_profile(
+        &app,
+        &token,
+        json!({"full_name": "Avatar Owner", "delete_avatar": true}),
+    )
+    .await;
     assert_eq!(status, 200);
-    contact_ws.expect_no_event("user.update", Duration::from_millis(300)).await;
+    contact_ws
+        .expect_no_event("user.update", Duration::from_millis(300))
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,7 +381,12 @@ async fn profile_view_hides_presence_across_blocks_and_bans() {
     let app = TestApp::spawn().await;
     let (me, token) = app.make_user("Viewer").await;
     let (bob, bob_token) = app.make_user("Bob").await;
-    exec(&app, "UPDATE users SET bio = 'Bio of Bob', last_seen_at = '2026-02-03T04:05:06Z' WHERE id = $1", bob).await;
+    exec(
+        &app,
+        "UPDATE users SET bio = 'Bio of Bob', last_seen_at = '2026-02-03T04:05:06Z' WHERE id = $1",
+        bob,
+    )
+    .await;
     let _bob_ws = app.ws(&bob_token).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -299,7 +407,12 @@ async fn profile_view_hides_presence_across_blocks_and_bans() {
         assert!(d.get(absent).is_none(), "{absent}");
     }
     // Lenient id forms.
-    let (status, _) = get(&app, &format!("/api/users/{}", bob.simple().to_string().to_uppercase()), &token).await;
+    let (status, _) = get(
+        &app,
+        &format!("/api/users/{}", bob.simple().to_string().to_uppercase()),
+        &token,
+    )
+    .await;
     assert_eq!(status, 200);
 
     // I blocked Bob: still visible, presence hidden.
@@ -316,11 +429,21 @@ async fn profile_view_hides_presence_across_blocks_and_bans() {
 
     // Banned users' presence is hidden; an expired ban is no ban.
     exec(&app, "DELETE FROM user_blocks WHERE blocked_id = $1", bob).await;
-    exec(&app, "UPDATE users SET is_banned = true, banned_until = now() + interval '1 hour' WHERE id = $1", bob).await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true, banned_until = now() + interval '1 hour' WHERE id = $1",
+        bob,
+    )
+    .await;
     let (_, body) = get(&app, &path, &token).await;
     assert_eq!(body["data"]["is_online"], false);
     assert!(body["data"].get("last_seen_at").is_none());
-    exec(&app, "UPDATE users SET banned_until = now() - interval '1 hour' WHERE id = $1", bob).await;
+    exec(
+        &app,
+        "UPDATE users SET banned_until = now() - interval '1 hour' WHERE id = $1",
+        bob,
+    )
+    .await;
     let (_, body) = get(&app, &path, &token).await;
     assert_eq!(body["data"]["is_online"], true);
 
@@ -333,7 +456,12 @@ async fn profile_view_hides_presence_across_blocks_and_bans() {
     assert_eq!((status, err(&body)), (400, "Invalid User ID"));
     let (status, body) = get(&app, &format!("/api/users/{}", Uuid::now_v7()), &token).await;
     assert_eq!((status, err(&body)), (404, "User not found"));
-    exec(&app, "UPDATE users SET deleted_at = now() WHERE id = $1", bob).await;
+    exec(
+        &app,
+        "UPDATE users SET deleted_at = now() WHERE id = $1",
+        bob,
+    )
+    .await;
     let (status, body) = get(&app, &path, &token).await;
     assert_eq!((status, err(&body)), (404, "User not found"));
 }
@@ -348,7 +476,8 @@ async fn user_search_pages_filters_and_matches() {
     let (me, token) = insert_user(&app, "Searcher", "searcher", "searcher@test.com").await;
     let (alice, _) = insert_user(&app, "User Alice", "useralice", "useralice@test.com").await;
     let (bob, _) = insert_user(&app, "User Bob", "userbob", "userbob@test.com").await;
-    let (charlie, _) = insert_user(&app, "User Charlie", "usercharlie", "usercharlie@test.com").await;
+    let (charlie, _) =
+        insert_user(&app, "User Charlie", "usercharlie", "usercharlie@test.com").await;
     let (_david, _) = insert_user(&app, "User David", "userdavid", "userdavid@test.com").await;
     let (xena, _) = insert_user(&app, "User Xena", "userxena", "userxena@test.com").await;
     let (yuri, _) = insert_user(&app, "User Yuri", "useryuri", "useryuri@test.com").await;
@@ -356,10 +485,30 @@ async fn user_search_pages_filters_and_matches() {
     let (zara, _) = insert_user(&app, "User Zara", "userzara", "userzara@test.com").await;
     let (zed, _) = insert_user(&app, "User Zed", "userzed", "userzed@test.com").await;
     let (zoe, _) = insert_user(&app, "User Zoe", "userzoe", "userzoe@test.com").await;
-    exec(&app, "UPDATE users SET is_banned = true, banned_until = now() - interval '1 day' WHERE id = $1", xena).await;
-    exec(&app, "UPDATE users SET is_banned = true WHERE id = $1", yuri).await;
-    exec(&app, "UPDATE users SET is_banned = true, banned_until = now() + interval '1 day' WHERE id = $1", yves).await;
-    exec(&app, "UPDATE users SET deleted_at = now() WHERE id = $1", zara).await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true, banned_until = now() - interval '1 day' WHERE id = $1",
+        xena,
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true WHERE id = $1",
+        yuri,
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true, banned_until = now() + interval '1 day' WHERE id = $1",
+        yves,
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE users SET deleted_at = now() WHERE id = $1",
+        zara,
+    )
+    .await;
     block_row(&app, me, zed).await;
     block_row(&app, zoe, me).await;
 
@@ -369,21 +518,42 @@ async fn user_search_pages_filters_and_matches() {
     assert_eq!(body["meta"]["has_next"], true);
     assert_eq!(body["meta"]["has_prev"], false);
     let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_string();
-    let decoded = base64::engine::general_purpose::URL_SAFE.decode(&cursor).unwrap();
-    assert_eq!(String::from_utf8(decoded).unwrap(), format!("User Bob|||{bob}"));
+    let decoded = base64::engine::general_purpose::URL_SAFE
+        .decode(&cursor)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        format!("User Bob|||{bob}")
+    );
     let item = &body["data"][0];
     assert_eq!(item["id"], alice.to_string());
     assert_eq!(item["username"], "useralice");
     assert_eq!(item["avatar"], "");
     assert_eq!(item["role"], "user");
-    for absent in ["email", "bio", "is_online", "private_chat_id", "has_password"] {
+    for absent in [
+        "email",
+        "bio",
+        "is_online",
+        "private_chat_id",
+        "has_password",
+    ] {
         assert!(item.get(absent).is_none(), "{absent}");
     }
-    let (_, body) = get(&app, &format!("/api/users?query=User&limit=2&cursor={cursor}"), &token).await;
+    let (_, body) = get(
+        &app,
+        &format!("/api/users?query=User&limit=2&cursor={cursor}"),
+        &token,
+    )
+    .await;
     assert_eq!(names(&body), ["User Charlie", "User David"]);
     assert_eq!(body["meta"]["has_next"], true);
     let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_string();
-    let (_, body) = get(&app, &format!("/api/users?query=User&limit=2&cursor={cursor}"), &token).await;
+    let (_, body) = get(
+        &app,
+        &format!("/api/users?query=User&limit=2&cursor={cursor}"),
+        &token,
+    )
+    .await;
     // Expired bans are included; banned, deleted and blocked (either way) users are not.
     assert_eq!(names(&body), ["User Xena"]);
     assert_eq!(body["meta"], json!({"has_next": false, "has_prev": false}));
@@ -413,11 +583,24 @@ async fn user_search_pages_filters_and_matches() {
     let private_chat = app.make_private_chat(bob, me).await;
     let (group_owner, _) = insert_user(&app, "Owner Person", "ownerperson", "owner@test.com").await;
     let group = app.make_group(group_owner, &[charlie]).await;
-    let (_, body) = get(&app, &format!("/api/users?query=user&include_chat_id=true&exclude_chat_id={group}"), &token).await;
-    assert_eq!(names(&body), ["User Alice", "User Bob", "User David", "User Xena"]);
+    let (_, body) = get(
+        &app,
+        &format!("/api/users?query=user&include_chat_id=true&exclude_chat_id={group}"),
+        &token,
+    )
+    .await;
+    assert_eq!(
+        names(&body),
+        ["User Alice", "User Bob", "User David", "User Xena"]
+    );
     assert_eq!(body["data"][1]["private_chat_id"], private_chat.to_string());
     assert!(body["data"][0].get("private_chat_id").is_none());
-    let (_, body) = get(&app, "/api/users?query=user%20bob&include_chat_id=0", &token).await;
+    let (_, body) = get(
+        &app,
+        "/api/users?query=user%20bob&include_chat_id=0",
+        &token,
+    )
+    .await;
     assert!(body["data"][0].get("private_chat_id").is_none());
 }
 
@@ -436,7 +619,10 @@ async fn user_list_parameter_errors_are_400() {
         ("exclude_chat_id=nope".into(), "Invalid exclude_chat_id"),
         ("cursor=%25%25%25".into(), "Bad Request"),
         (format!("cursor={}", b64("no separator")), "Bad Request"),
-        (format!("cursor={}", b64("Name|||not-a-uuid")), "Bad Request"),
+        (
+            format!("cursor={}", b64("Name|||not-a-uuid")),
+            "Bad Request",
+        ),
         (format!("query={}", "q".repeat(101)), "Bad Request"),
         ("query=a%00b".into(), "Bad Request"),
     ];
@@ -446,18 +632,33 @@ async fn user_list_parameter_errors_are_400() {
     }
     for (q, message) in cases.iter().filter(|(q, _)| !q.contains("chat_id")) {
         let (status, body) = get(&app, &format!("/api/users/blocked?{q}"), &token).await;
-        assert_eq!((status, err(&body)), (400, *message), "/api/users/blocked?{q}");
+        assert_eq!(
+            (status, err(&body)),
+            (400, *message),
+            "/api/users/blocked?{q}"
+        );
     }
     // Names containing the separator still page correctly.
     let (me, token) = insert_user(&app, "Pager", "pager", "pager@test.com").await;
     for n in ["A|||1", "A|||2", "A|||3"] {
-        let (id, _) = insert_user(&app, n, &format!("u{}", &Uuid::new_v4().simple().to_string()[..8]), &format!("{}@t.com", Uuid::new_v4().simple())).await;
+        let (id, _) = insert_user(
+            &app,
+            n,
+            &format!("u{}", &Uuid::new_v4().simple().to_string()[..8]),
+            &format!("{}@t.com", Uuid::new_v4().simple()),
+        )
+        .await;
         let _ = (id, me);
     }
     let (_, body) = get(&app, "/api/users?query=a&limit=2", &token).await;
     assert_eq!(names(&body), ["A|||1", "A|||2"]);
     let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_string();
-    let (status, body) = get(&app, &format!("/api/users?query=a&limit=2&cursor={cursor}"), &token).await;
+    let (status, body) = get(
+        &app,
+        &format!("/api/users?query=a&limit=2&cursor={cursor}"),
+        &token,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body), ["A|||3"]);
 }
@@ -474,14 +675,22 @@ async fn blocked_list_shows_whom_i_blocked() {
 
     let (status, body) = get(&app, "/api/users/blocked", &token).await;
     assert_eq!(status, 200);
-    assert_eq!(body, json!({"data": [], "meta": {"has_next": false, "has_prev": false}}));
+    assert_eq!(
+        body,
+        json!({"data": [], "meta": {"has_next": false, "has_prev": false}})
+    );
 
     for target in [alice, bob, carl] {
         block_row(&app, me, target).await;
     }
     block_row(&app, dora, me).await;
     exec(&app, "UPDATE users SET is_banned = true WHERE id = $1", bob).await;
-    exec(&app, "UPDATE users SET deleted_at = now() WHERE id = $1", carl).await;
+    exec(
+        &app,
+        "UPDATE users SET deleted_at = now() WHERE id = $1",
+        carl,
+    )
+    .await;
 
     let (_, body) = get(&app, "/api/users/blocked?limit=1", &token).await;
     assert_eq!(names(&body), ["Alice Blocked"]);
@@ -489,7 +698,12 @@ async fn blocked_list_shows_whom_i_blocked() {
     assert_eq!(body["data"][0]["username"], "aliceb");
     assert_eq!(body["meta"]["has_next"], true);
     let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_string();
-    let (_, body) = get(&app, &format!("/api/users/blocked?limit=1&cursor={cursor}"), &token).await;
+    let (_, body) = get(
+        &app,
+        &format!("/api/users/blocked?limit=1&cursor={cursor}"),
+        &token,
+    )
+    .await;
     assert_eq!(names(&body), ["Bob Banned"]);
     assert_eq!(body["meta"], json!({"has_next": false, "has_prev": false}));
     let (_, body) = get(&app, "/api/users/blocked?query=BO", &token).await;
@@ -521,7 +735,13 @@ async fn block_and_unblock_with_events_to_both_sides_only() {
     let unblock_path = format!("/api/users/{b}/unblock");
 
     // Bodiless POST without a content type, as the frontend sends it.
-    let (status, body) = json(app.authed(Method::POST, &block_path, &a_token).send().await.unwrap()).await;
+    let (status, body) = json(
+        app.authed(Method::POST, &block_path, &a_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, &body), (200, &json!({"data": ""})));
     let expected = json!({"blocker_id": a, "blocked_id": b});
     for ws in [&mut b_ws, &mut a_ws] {
@@ -529,12 +749,25 @@ async fn block_and_unblock_with_events_to_both_sides_only() {
         assert_eq!(ev["payload"], expected);
         assert_eq!(ev["meta"]["sender_id"], a.to_string());
     }
-    c_ws.expect_no_event("user.block", Duration::from_millis(300)).await;
+    c_ws.expect_no_event("user.block", Duration::from_millis(300))
+        .await;
     // Idempotent: a second block changes nothing and says nothing.
-    let (status, _) = send(&app, Method::POST, &block_path, &a_token, Some(json!({"junk": true}))).await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &block_path,
+        &a_token,
+        Some(json!({"junk": true})),
+    )
+    .await;
     assert_eq!(status, 200);
-    b_ws.expect_no_event("user.block", Duration::from_millis(300)).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM user_blocks WHERE blocker_id = $1").bind(a).fetch_one(&app.state.db).await.unwrap();
+    b_ws.expect_no_event("user.block", Duration::from_millis(300))
+        .await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM user_blocks WHERE blocker_id = $1")
+        .bind(a)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     // The block shows in search (hidden) and in the profile view.
     let (_, body) = get(&app, &format!("/api/users/{a}"), &b_token).await;
@@ -547,11 +780,13 @@ async fn block_and_unblock_with_events_to_both_sides_only() {
         assert_eq!(ev["payload"], expected);
         assert_eq!(ev["meta"]["sender_id"], a.to_string());
     }
-    c_ws.expect_no_event("user.unblock", Duration::from_millis(300)).await;
+    c_ws.expect_no_event("user.unblock", Duration::from_millis(300))
+        .await;
     // Unblocking again is a no-op: 200 and, unlike the reference, no event.
     let (status, _) = send(&app, Method::POST, &unblock_path, &a_token, None).await;
     assert_eq!(status, 200);
-    b_ws.expect_no_event("user.unblock", Duration::from_millis(300)).await;
+    b_ws.expect_no_event("user.unblock", Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test]
@@ -560,8 +795,18 @@ async fn block_and_unblock_errors() {
     let (me, token) = app.make_user("Careful").await;
     let (banned, _) = app.make_user("Banned One").await;
     let (gone, _) = app.make_user("Gone One").await;
-    exec(&app, "UPDATE users SET is_banned = true WHERE id = $1", banned).await;
-    exec(&app, "UPDATE users SET deleted_at = now() WHERE id = $1", gone).await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true WHERE id = $1",
+        banned,
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE users SET deleted_at = now() WHERE id = $1",
+        gone,
+    )
+    .await;
     let (a, t) = (&app, &token);
     let post = |path: String| async move { send(a, Method::POST, &path, t, None).await };
 
@@ -594,8 +839,18 @@ async fn user_routes_refuse_unauthenticated_banned_and_deleted_callers() {
     let (target, _) = app.make_user("Target").await;
     let (banned, banned_token) = app.make_user("Banned Caller").await;
     let (deleted, deleted_token) = app.make_user("Deleted Caller").await;
-    exec(&app, "UPDATE users SET is_banned = true WHERE id = $1", banned).await;
-    exec(&app, "UPDATE users SET deleted_at = now() WHERE id = $1", deleted).await;
+    exec(
+        &app,
+        "UPDATE users SET is_banned = true WHERE id = $1",
+        banned,
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE users SET deleted_at = now() WHERE id = $1",
+        deleted,
+    )
+    .await;
     let routes = [
         (Method::GET, "/api/user/current".to_string()),
         (Method::PUT, "/api/user/profile".to_string()),
@@ -610,14 +865,36 @@ async fn user_routes_refuse_unauthenticated_banned_and_deleted_callers() {
         (Method::POST, "/api/auth/logout".to_string()),
     ];
     for (method, path) in &routes {
-        let (status, body) = json(app.http.request(method.clone(), app.url(path)).send().await.unwrap()).await;
-        assert_eq!((status, err(&body)), (401, "Unauthorized"), "{method} {path}");
+        let (status, body) = json(
+            app.http
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, err(&body)),
+            (401, "Unauthorized"),
+            "{method} {path}"
+        );
         let (status, body) = send(&app, method.clone(), path, &banned_token, None).await;
-        assert_eq!((status, err(&body)), (403, "Account is permanently banned"), "{method} {path}");
+        assert_eq!(
+            (status, err(&body)),
+            (403, "Account is permanently banned"),
+            "{method} {path}"
+        );
         let (status, body) = send(&app, method.clone(), path, &deleted_token, None).await;
-        assert_eq!((status, err(&body)), (401, "Unauthorized"), "{method} {path}");
+        assert_eq!(
+            (status, err(&body)),
+            (401, "Unauthorized"),
+            "{method} {path}"
+        );
     }
     // Nothing happened on the target's side.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM user_blocks").fetch_one(&app.state.db).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM user_blocks")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 }
