@@ -1834,3 +1834,76 @@ async fn admin_cli_promotes_and_demotes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody@example.com"));
 }
+
+#[tokio::test]
+async fn otp_mail_is_sent_in_the_background_when_smtp_async() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("SMTP_ASYNC".into(), "true".into());
+    })
+    .await;
+    let (status, _) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": "async@example.com", "mode": "register", "captcha_token": CAPTCHA}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = app.mail.otp_for("async@example.com").await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register_body("async@example.com", "asyncuser", &code),
+    )
+    .await;
+    assert_eq!(status, 200, "{res}");
+}
+
+#[tokio::test]
+async fn undeliverable_codes_are_voided_without_telling_the_client() {
+    // Nothing listens on port 9 (discard): every SMTP attempt fails.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("SMTP_PORT".into(), "9".into());
+    })
+    .await;
+    let (status, body) = post(
+        &app,
+        "/api/otp/send",
+        json!({"email": "lost@example.com", "mode": "register", "captcha_token": CAPTCHA}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"data": ""})));
+    assert!(redis_get(&app, "otp:register:lost@example.com")
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn one_address_cannot_be_mail_bombed_from_many_ips() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("TRUSTED_PROXY_CIDRS".into(), "127.0.0.0/8".into());
+    })
+    .await;
+    let send = |i: u32| {
+        let req = app
+            .http
+            .post(app.url("/api/otp/send"))
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .json(&json!({"email": "victim@example.com", "mode": "register", "captcha_token": CAPTCHA}));
+        async move { json(req.send().await.unwrap()).await }
+    };
+    // Each client may send once per window; the address itself caps them all.
+    for i in 1..=atoitalk::auth::otp::SENDS_PER_HOUR as u32 {
+        let (status, res) = send(i).await;
+        assert_eq!(status, 200, "send {i}: {res}");
+    }
+    let (status, res) = send(200).await;
+    assert_eq!(status, 429, "{res}");
+    assert!(err(&res).starts_with("Please try again in"));
+    let mails = app
+        .mail
+        .all()
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == "victim@example.com"))
+        .count();
+    assert_eq!(mails as u64, atoitalk::auth::otp::SENDS_PER_HOUR);
+}

@@ -814,6 +814,8 @@ async fn block_and_unblock_errors() {
     assert_eq!((status, err(&body)), (400, "Cannot block yourself"));
     let (status, body) = post(format!("/api/users/{me}/unblock")).await;
     assert_eq!((status, err(&body)), (400, "Cannot unblock yourself"));
+    let (status, body) = get(&app, "/api/users/%FF%FE", &token).await;
+    assert_eq!((status, err(&body)), (400, "Invalid User ID"));
     for action in ["block", "unblock"] {
         let (status, body) = post(format!("/api/users/xyz/{action}")).await;
         assert_eq!((status, err(&body)), (400, "Invalid User ID"), "{action}");
