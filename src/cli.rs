@@ -80,9 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminAction::Demote { email } => (email, "user"),
             };
             let db = crate::infra::db::connect(&cfg).await?;
-            let email = email.trim().to_lowercase();
+            // The same normalisation as sign-up, so the address works as typed.
+            let email = crate::auth::fields::normalize_email(&email);
             let updated = sqlx::query(
-                "UPDATE users SET role = $1, updated_at = now() WHERE lower(email) = $2 AND deleted_at IS NULL",
+                "UPDATE users SET role = $1, updated_at = now() WHERE email = $2 AND deleted_at IS NULL",
             )
             .bind(role)
             .bind(&email)

@@ -1,3 +1,6 @@
-//! The account feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The account feature: password change, email change and account deletion.
 
+pub mod dto;
+pub mod repo;
 pub mod routes;
+pub mod service;

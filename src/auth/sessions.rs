@@ -123,6 +123,33 @@ impl RevokeGuard {
     }
 }
 
+/// Commits `tx` together with a revoke-all for `user` (spec §8): the marker
+/// is written before the commit, so no token issued earlier can outlive the
+/// change; if Redis fails the transaction is rolled back (503 `Session
+/// service unavailable`), and if the commit fails the marker is restored.
+pub async fn commit_revoking(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    redis: &Redis,
+    user: Uuid,
+    ttl_secs: i64,
+) -> Result<(), crate::error::AppError> {
+    let guard = match revoke_all(redis, user, ttl_secs).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, %user, "cannot write revocation marker");
+            // Dropping `tx` rolls the change back.
+            return Err(crate::error::AppError::unavailable(
+                "Session service unavailable",
+            ));
+        }
+    };
+    if let Err(e) = tx.commit().await {
+        guard.rollback(redis).await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_marker;

@@ -1,3 +1,8 @@
-//! The users feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The users feature: own profile, profile updates, profile view, user search
+//! and blocking.
 
+pub mod cursor;
+pub mod dto;
+pub mod repo;
 pub mod routes;
+pub mod service;

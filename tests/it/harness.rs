@@ -562,3 +562,115 @@ pub async fn make_group(app: &TestApp, owner: Uuid, members: &[Uuid]) -> Uuid {
     tx.commit().await.expect("commit group");
     chat
 }
+
+/// Signs a user up exactly as a client does: `POST /api/otp/send`, the code
+/// from the captured email, `POST /api/auth/register` (password
+/// [`PASSWORD`], full name `name`, padded to 3 characters if shorter).
+/// Returns (id, token, email). Afterwards the per-IP `auth_public` counter is
+/// cleared, so a test may sign up more users than that bucket's 10/min.
+pub async fn register_user(app: &TestApp, name: &str) -> (Uuid, String, String) {
+    let slug: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .take(30)
+        .collect();
+    // Letters only: a digit run in the address (it is in the To header)
+    // could be mistaken for the code by `otp_for`.
+    let short: String = Uuid::new_v4().as_bytes()[..10]
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    let email = format!("{slug}{short}@example.com");
+    let username = format!("{slug}{short}");
+    let full_name = if name.chars().count() < 3 {
+        format!("{name}___")
+    } else {
+        name.to_string()
+    };
+    let res = app
+        .http
+        .post(app.url("/api/otp/send"))
+        .json(&serde_json::json!({
+            "email": email, "mode": "register", "captcha_token": "dummy-token"
+        }))
+        .send()
+        .await
+        .expect("otp send");
+    assert_eq!(
+        res.status(),
+        200,
+        "otp send: {}",
+        res.text().await.unwrap_or_default()
+    );
+    let code = app.mail.otp_for(&email).await;
+    let (status, body) = json(
+        app.http
+            .post(app.url("/api/auth/register"))
+            .json(&serde_json::json!({
+                "email": email, "username": username, "code": code,
+                "full_name": full_name, "password": PASSWORD, "captcha_token": "dummy-token"
+            }))
+            .send()
+            .await
+            .expect("register"),
+    )
+    .await;
+    assert_eq!(status, 200, "register: {body}");
+    app.reset_public_rate_limit().await;
+    let id: Uuid = body["data"]["user"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("user id");
+    let token = body["data"]["token"].as_str().expect("token").to_string();
+    (id, token, email)
+}
+
+impl TestApp {
+    /// Clears the loopback client's `auth_public` counter (10/min per IP).
+    pub async fn reset_public_rate_limit(&self) {
+        let key = self.state.redis.key("ratelimit:ip:auth_public:127.0.0.1");
+        let mut c = self.state.redis.conn();
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .expect("redis del");
+    }
+
+    /// `Authorization: Bearer <token>` request builder.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+    }
+
+    /// Signs in with email and password; returns the token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = json(
+            self.http
+                .post(self.url("/api/auth/login"))
+                .json(&serde_json::json!({
+                    "email": email, "password": password, "captcha_token": "dummy-token"
+                }))
+                .send()
+                .await
+                .expect("login"),
+        )
+        .await;
+        assert_eq!(status, 200, "login: {body}");
+        body["data"]["token"].as_str().expect("token").to_string()
+    }
+}
+
+impl TestApp {
+    /// Method form of [`make_group`].
+    pub async fn make_group(&self, owner: Uuid, members: &[Uuid]) -> Uuid {
+        make_group(self, owner, members).await
+    }
+}

@@ -1,0 +1,102 @@
+//! Wire types of `/api/user/*` and `/api/users*` (subsets of the contract's
+//! `UserDTO`; which keys appear follows spec §13) and the user event
+//! payloads (§18).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::infra::storage::Storage;
+
+/// Public URL of an avatar object, `""` when there is none.
+pub fn avatar_url(storage: &dyn Storage, file_name: Option<&str>) -> String {
+    match file_name {
+        Some(f) if !f.is_empty() => storage.public_url(f),
+        _ => String::new(),
+    }
+}
+
+/// RFC 3339 in UTC with second precision (`2026-03-01T10:00:00Z`).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `GET /api/user/current` and `PUT /api/user/profile` responses.
+#[derive(Debug, Serialize)]
+pub struct OwnProfile {
+    pub id: Uuid,
+    pub email: String,
+    pub username: String,
+    pub full_name: String,
+    pub avatar: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_password: Option<bool>,
+    pub is_online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
+}
+
+/// `GET /api/users/{id}`: never email, password or ban flags.
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    pub id: Uuid,
+    pub username: String,
+    pub full_name: String,
+    pub avatar: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+    pub role: String,
+    pub is_blocked_by_me: bool,
+    pub is_blocked_by_other: bool,
+    pub is_online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
+}
+
+/// An item of the user search and of the blocked list.
+#[derive(Debug, Serialize)]
+pub struct UserListItem {
+    pub id: Uuid,
+    pub username: String,
+    pub full_name: String,
+    pub avatar: String,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_chat_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_blocked_by_me: Option<bool>,
+}
+
+/// `PUT /api/user/profile` body. `bio` absent or `null` keeps the current
+/// bio (the reference cleared it); `""` removes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpdateProfileRequest {
+    pub username: Option<String>,
+    pub full_name: Option<String>,
+    pub bio: Option<String>,
+    pub avatar_media_id: Option<Uuid>,
+    pub delete_avatar: Option<bool>,
+}
+
+/// `user.update` payload: public profile only; `bio` always present.
+#[derive(Debug, Serialize)]
+pub struct UserUpdatePayload {
+    pub id: Uuid,
+    pub username: String,
+    pub full_name: String,
+    pub avatar: String,
+    pub bio: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
+}
+
+/// `user.block` / `user.unblock` payload.
+#[derive(Debug, Serialize)]
+pub struct BlockPayload {
+    pub blocker_id: Uuid,
+    pub blocked_id: Uuid,
+}
