@@ -43,17 +43,25 @@ pub async fn authenticate(
     if token.is_empty() {
         return Err(AppError::unauthorized());
     }
-    match sessions::is_blacklisted(redis, token).await {
-        Ok(true) => return Err(AppError::Unauthorized("Token has been revoked".into())),
-        Ok(false) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "session store unavailable");
-            return Err(AppError::unavailable("Session service unavailable"));
+    // Signature first (CPU only), then blacklist + revoke-all in one round
+    // trip. A bad token is still checked against the blacklist so a
+    // logged-out token keeps its precise message after it expires.
+    let claims = match tokens::verify(jwt_secret, token) {
+        Ok(c) => c,
+        Err(_) => {
+            return match sessions::is_blacklisted(redis, token).await {
+                Ok(true) => Err(AppError::Unauthorized("Token has been revoked".into())),
+                Ok(false) => Err(AppError::unauthorized()),
+                Err(e) => {
+                    tracing::error!(error = %e, "session store unavailable");
+                    Err(AppError::unavailable("Session service unavailable"))
+                }
+            }
         }
-    }
-    let claims = tokens::verify(jwt_secret, token).map_err(|_| AppError::unauthorized())?;
-    match sessions::revoked_before_ms(redis, claims.user_id).await {
-        Ok(Some(revoked_ms)) if claims.issued_at_ms() <= revoked_ms => {
+    };
+    match sessions::token_state(redis, token, claims.user_id).await {
+        Ok((true, _)) => return Err(AppError::Unauthorized("Token has been revoked".into())),
+        Ok((false, Some(revoked_ms))) if claims.issued_at_ms() <= revoked_ms => {
             return Err(AppError::unauthorized())
         }
         Ok(_) => {}

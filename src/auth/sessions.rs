@@ -52,6 +52,27 @@ pub async fn revoked_before_ms(redis: &Redis, user: Uuid) -> Result<Option<i64>,
     }
 }
 
+/// What Redis knows about a verified token: whether it was logged out and
+/// the user's latest revoke-all time (ms). One round trip.
+pub async fn token_state(
+    redis: &Redis,
+    token: &str,
+    user: Uuid,
+) -> Result<(bool, Option<i64>), RevocationError> {
+    let mut c = redis.conn();
+    let (blacklisted, marker): (bool, Option<String>) = redis::pipe()
+        .exists(redis.key(&format!("blacklist:{token}")))
+        .get(redis.key(&format!("revoked_user:{user}")))
+        .query_async(&mut c)
+        .await
+        .map_err(|e| RevocationError::Redis(e.into()))?;
+    let revoked = match marker {
+        None => None,
+        Some(s) => Some(parse_marker(&s).ok_or(RevocationError::BadMarker)?),
+    };
+    Ok((blacklisted, revoked))
+}
+
 /// Revocation lookup failures.
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {

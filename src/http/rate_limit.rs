@@ -91,73 +91,114 @@ pub async fn hit(
     limit: u64,
     window: Duration,
 ) -> Result<Verdict, redis::RedisError> {
-    let script = redis::Script::new(
-        r"local n = redis.call('INCR', KEYS[1])
-          local ttl = redis.call('PTTL', KEYS[1])
-          if n == 1 or ttl < 0 then
-            redis.call('PEXPIRE', KEYS[1], ARGV[1])
-            ttl = tonumber(ARGV[1])
-          end
-          return {n, ttl}",
-    );
-    let mut c = redis.conn();
-    let (count, ttl): (u64, i64) = script
-        .key(key)
-        .arg(window.as_millis() as u64)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(Verdict {
-        allowed: count <= limit,
-        count,
-        reset_ms: ttl.max(0) as u64,
-    })
+    let mut v = hit_many(redis, &[(key.to_string(), limit, window)]).await?;
+    Ok(v.pop().unwrap_or(Verdict {
+        allowed: false,
+        count: 0,
+        reset_ms: window.as_millis() as u64,
+    }))
 }
 
-/// Middleware body: `from_fn_with_state((state, bucket), limit)`.
+/// Counts one hit on each key in ONE Redis round trip.
+pub async fn hit_many(
+    redis: &crate::infra::redis::Redis,
+    counters: &[(String, u64, Duration)],
+) -> Result<Vec<Verdict>, redis::RedisError> {
+    let script = redis::Script::new(
+        r"local out = {}
+          for i, key in ipairs(KEYS) do
+            local n = redis.call('INCR', key)
+            local ttl = redis.call('PTTL', key)
+            if n == 1 or ttl < 0 then
+              redis.call('PEXPIRE', key, ARGV[i])
+              ttl = tonumber(ARGV[i])
+            end
+            out[#out + 1] = n
+            out[#out + 1] = ttl
+          end
+          return out",
+    );
+    let mut inv = script.prepare_invoke();
+    for (key, _, window) in counters {
+        inv.key(key).arg(window.as_millis() as u64);
+    }
+    let mut c = redis.conn();
+    let flat: Vec<i64> = inv.invoke_async(&mut c).await?;
+    Ok(counters
+        .iter()
+        .zip(flat.chunks(2))
+        .map(|((_, limit, _), pair)| {
+            let count = pair.first().copied().unwrap_or(0).max(0) as u64;
+            Verdict {
+                allowed: count <= *limit,
+                count,
+                reset_ms: pair.get(1).copied().unwrap_or(0).max(0) as u64,
+            }
+        })
+        .collect())
+}
+
+/// The buckets one limiter layer counts against, outermost first; the last
+/// one's figures go into the `X-RateLimit-*` headers.
+pub type Buckets = std::sync::Arc<[Bucket]>;
+
+/// Middleware body: `from_fn_with_state((state, buckets), limit)`. All
+/// buckets are counted in one Redis round trip.
 pub async fn limit(
-    State((state, bucket)): State<(AppState, Bucket)>,
+    State((state, buckets)): State<(AppState, Buckets)>,
     req: Request,
     next: Next,
 ) -> Response {
-    let identity = match req.extensions().get::<Principal>() {
-        Some(p) => format!("user:{}:{}", bucket.name, p.user_id),
-        None => {
-            let ip = req
-                .extensions()
+    let (kind, id) = match req.extensions().get::<Principal>() {
+        Some(p) => ("user", p.user_id.to_string()),
+        None => (
+            "ip",
+            req.extensions()
                 .get::<ClientIp>()
                 .map(|c| c.0.to_string())
-                .unwrap_or_default();
-            format!("ip:{}:{}", bucket.name, ip)
-        }
+                .unwrap_or_default(),
+        ),
     };
-    let key = state.redis.key(&format!("ratelimit:{identity}"));
-    let verdict = match hit(&state.redis, &key, bucket.limit, bucket.window).await {
+    let counters: Vec<(String, u64, Duration)> = buckets
+        .iter()
+        .map(|b| {
+            let key = state
+                .redis
+                .key(&format!("ratelimit:{kind}:{}:{id}", b.name));
+            (key, b.limit, b.window)
+        })
+        .collect();
+    let verdicts = match hit_many(&state.redis, &counters).await {
         Ok(v) => v,
         Err(e) => {
-            tracing::error!(error = %e, bucket = bucket.name, "rate limiter unavailable");
+            tracing::error!(error = %e, "rate limiter unavailable");
             return AppError::unavailable("Rate limiting service unavailable").into_response();
         }
     };
-    let reset_secs = verdict.reset_ms / 1000;
-    let mut res = if verdict.allowed {
-        next.run(req).await
-    } else {
-        let mut r = AppError::TooManyRequests {
-            message: "Rate limit exceeded. Please try again later.".into(),
-            retry_after: Some(verdict.reset_ms.div_ceil(1000)),
+    let Some((bucket, shown)) = buckets.last().zip(verdicts.last()) else {
+        return next.run(req).await;
+    };
+    let blocked = verdicts.iter().find(|v| !v.allowed);
+    let mut res = match blocked {
+        None => next.run(req).await,
+        Some(v) => {
+            let mut r = AppError::TooManyRequests {
+                message: "Rate limit exceeded. Please try again later.".into(),
+                retry_after: Some(v.reset_ms.div_ceil(1000)),
+            }
+            .into_response();
+            r.headers_mut()
+                .insert("X-RateLimit-Remaining", HeaderValue::from_static("0"));
+            r
         }
-        .into_response();
-        r.headers_mut()
-            .insert("X-RateLimit-Remaining", HeaderValue::from_static("0"));
-        r
     };
     let headers = res.headers_mut();
-    // The innermost limiter runs last on the way out, so set only if absent.
+    // An inner limiter (admin routes) already set them: innermost wins.
     if !headers.contains_key("X-RateLimit-Limit") {
         if let Ok(v) = HeaderValue::from_str(&bucket.limit.to_string()) {
             headers.insert("X-RateLimit-Limit", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&reset_secs.to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&(shown.reset_ms / 1000).to_string()) {
             headers.insert("X-RateLimit-Reset", v);
         }
     }

@@ -1,6 +1,7 @@
 //! Route groups with their middleware chains (the reference's route table):
 //! public routes are limited per IP; authenticated routes authenticate first,
-//! then count against `auth_verify` and their own bucket per user; admin
+//! then count against `auth_verify` and their own bucket per user (one
+//! Redis round trip for both); admin
 //! routes add the admin guard before counting.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -10,7 +11,7 @@ use axum::Router;
 
 use super::auth::bearer_token;
 use super::json::BODY_LIMIT;
-use super::rate_limit::{self, Bucket};
+use super::rate_limit::{self, Bucket, Buckets};
 use crate::app::AppState;
 use crate::auth::principal;
 use crate::error::AppError;
@@ -22,7 +23,7 @@ const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 pub fn public(router: Router<AppState>, state: &AppState, bucket: Bucket) -> Router<AppState> {
     router
         .layer(from_fn_with_state(
-            (state.clone(), bucket),
+            (state.clone(), Buckets::from([bucket])),
             rate_limit::limit,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -36,11 +37,10 @@ pub fn authenticated(
 ) -> Router<AppState> {
     router
         .layer(from_fn_with_state(
-            (state.clone(), bucket),
-            rate_limit::limit,
-        ))
-        .layer(from_fn_with_state(
-            (state.clone(), rate_limit::AUTH_VERIFY),
+            (
+                state.clone(),
+                Buckets::from([rate_limit::AUTH_VERIFY, bucket]),
+            ),
             rate_limit::limit,
         ))
         .layer(from_fn_with_state(state.clone(), require_auth))
@@ -51,12 +51,12 @@ pub fn authenticated(
 pub fn admin(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     router
         .layer(from_fn_with_state(
-            (state.clone(), rate_limit::ADMIN_ACTION),
+            (state.clone(), Buckets::from([rate_limit::ADMIN_ACTION])),
             rate_limit::limit,
         ))
         .layer(axum::middleware::from_fn(require_admin))
         .layer(from_fn_with_state(
-            (state.clone(), rate_limit::AUTH_VERIFY),
+            (state.clone(), Buckets::from([rate_limit::AUTH_VERIFY])),
             rate_limit::limit,
         ))
         .layer(from_fn_with_state(state.clone(), require_auth))
