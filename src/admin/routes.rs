@@ -34,6 +34,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             .route("/api/admin/users/{user_id}/reset", post(reset)),
         state,
     )
+    .merge(super::groups::routes::routes(state))
 }
 
 fn user_id(path: Result<Path<String>, PathRejection>, message: &str) -> Result<Uuid, AppError> {

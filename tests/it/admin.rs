@@ -774,3 +774,431 @@ async fn reset_user_info() {
         .expect_no_event("user.update", Duration::from_millis(300))
         .await;
 }
+
+// ---------------------------------------------------------------------------
+// Admin groups
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn group_list_and_detail() {
+    let app = TestApp::spawn().await;
+    let (admin, admin_t) = app.make_user("Admin").await;
+    app.make_admin(admin).await;
+    let (a, _) = app.make_user("Ann").await;
+    let (b, _) = app.make_user("Ben").await;
+    let (c, _) = app.make_user("Cid").await;
+    let (g1chat, g1) = app.make_group("Alpha Team", a, &[b, c]).await;
+    let (_, g2) = app.make_group("Beta_50%", b, &[]).await;
+    let (g3chat, _) = app.make_group("Gamma", c, &[a]).await;
+    sqlx::query("UPDATE chats SET deleted_at = now() WHERE id = $1")
+        .bind(g3chat)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET deleted_at = now(), full_name = NULL WHERE id = $1")
+        .bind(c)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE group_chats SET is_public = true WHERE id = $1")
+        .bind(g2)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    let (status, p) = get(&app, &admin_t, "/api/admin/groups").await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["meta"], json!({"has_next": false, "has_prev": false}));
+    let items = p["data"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "dissolved groups are not listed");
+    assert_eq!(items[0]["id"], g1.to_string());
+    assert_eq!(items[0]["chat_id"], g1chat.to_string());
+    assert_eq!(items[0]["name"], "Alpha Team");
+    assert_eq!(
+        items[0]["member_count"], 2,
+        "soft-deleted members are not counted"
+    );
+    assert_eq!(items[0]["is_public"], false);
+    assert!(items[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(items[1]["is_public"], true);
+
+    let (_, p) = get(&app, &admin_t, "/api/admin/groups?query=alpha").await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 1);
+    let (_, p) = get(&app, &admin_t, "/api/admin/groups?query=50%25").await;
+    assert_eq!(p["data"][0]["id"], g2.to_string());
+    let (_, p) = get(&app, &admin_t, "/api/admin/groups?query=_").await;
+    assert_eq!(
+        p["data"].as_array().unwrap().len(),
+        1,
+        "wildcards are literal"
+    );
+    let (_, p) = get(&app, &admin_t, "/api/admin/groups?limit=1").await;
+    assert_eq!(p["meta"]["has_next"], true);
+    let cursor = p["meta"]["next_cursor"].as_str().unwrap();
+    let (_, p2) = get(
+        &app,
+        &admin_t,
+        &format!("/api/admin/groups?limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(p2["data"][0]["id"], g2.to_string());
+    assert_eq!(p2["meta"]["has_next"], false);
+    for q in ["limit=0", "limit=-5", "limit=1000", "cursor=garbage"] {
+        let (status, p) = get(&app, &admin_t, &format!("/api/admin/groups?{q}")).await;
+        assert_eq!(
+            (status, p["data"].as_array().unwrap().len()),
+            (200, 2),
+            "{q}"
+        );
+    }
+    assert_eq!(
+        get(&app, &admin_t, "/api/admin/groups?limit=x").await,
+        err(400, "Invalid limit")
+    );
+
+    // Detail: members, messages, creator; dissolved groups still shown.
+    app.insert_message(g1chat, a, "one").await;
+    app.insert_message(g1chat, b, "two").await;
+    let (status, d) = get(&app, &admin_t, &format!("/api/admin/groups/{g1chat}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        d["data"],
+        json!({
+            "id": g1, "chat_id": g1chat, "name": "Alpha Team", "description": "", "avatar": "",
+            "is_public": false, "creator_id": a, "creator_name": "Ann", "member_count": 2,
+            "total_messages": 2, "created_at": d["data"]["created_at"]
+        })
+    );
+    let (status, d) = get(&app, &admin_t, &format!("/api/admin/groups/{g3chat}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        d["data"]["creator_name"],
+        Value::Null,
+        "soft-deleted creator has no name"
+    );
+    assert_eq!(
+        get(&app, &admin_t, "/api/admin/groups/99999").await,
+        err(400, "Invalid Chat ID")
+    );
+    assert_eq!(
+        get(&app, &admin_t, &format!("/api/admin/groups/{g1}")).await,
+        err(404, "Group not found")
+    );
+}
+
+#[tokio::test]
+async fn group_members() {
+    let app = TestApp::spawn().await;
+    let (admin, admin_t) = app.make_user("Admin").await;
+    app.make_admin(admin).await;
+    let (a, _) = app.make_user("Alpha User").await;
+    let (b, _) = app.make_user("Beta User").await;
+    let (c, _) = app.make_user("Gamma User").await;
+    let (d, _) = app.make_user("Delta User").await;
+    let (chat, _) = app.make_group("G", a, &[b, c, d]).await;
+    sqlx::query(
+        "UPDATE users SET deleted_at = now(), full_name = NULL, username = NULL WHERE id = $1",
+    )
+    .bind(d)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE users SET is_banned = true WHERE id = $1")
+        .bind(c)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let path = format!("/api/admin/groups/{chat}/members");
+
+    let (status, p) = get(&app, &admin_t, &path).await;
+    assert_eq!(status, 200, "{p}");
+    let items = p["data"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["user_id"], a.to_string());
+    assert_eq!(items[0]["role"], "owner");
+    assert_eq!(items[1]["role"], "member");
+    assert_eq!(items[2]["is_banned"], true);
+    assert_eq!(items[0]["avatar"], "");
+    let joined = items[0]["joined_at"].as_str().unwrap();
+    assert!(
+        joined.ends_with(" +0000 UTC") && joined.contains(' '),
+        "{joined}"
+    );
+    let (_, p) = get(&app, &admin_t, &format!("{path}?query=beta")).await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 1);
+    assert_eq!(p["data"][0]["full_name"], "Beta User");
+    let (_, p) = get(&app, &admin_t, &format!("{path}?query=User")).await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 0, "prefix match only");
+    let (_, p) = get(&app, &admin_t, &format!("{path}?limit=2")).await;
+    assert_eq!(p["meta"]["has_next"], true);
+    let cursor = p["meta"]["next_cursor"].as_str().unwrap();
+    let (_, p2) = get(&app, &admin_t, &format!("{path}?limit=2&cursor={cursor}")).await;
+    assert_eq!(p2["data"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["data"][0]["user_id"], c.to_string());
+    assert_eq!(p2["meta"]["has_next"], false);
+    assert_eq!(
+        get(&app, &admin_t, &format!("{path}?cursor=abc")).await,
+        err(400, "Invalid cursor format")
+    );
+    assert_eq!(
+        get(&app, &admin_t, &format!("{path}?limit=51")).await,
+        err(400, "Bad Request")
+    );
+    assert_eq!(
+        get(&app, &admin_t, "/api/admin/groups/nope/members").await,
+        err(400, "Invalid Chat ID")
+    );
+    sqlx::query("UPDATE chats SET deleted_at = now() WHERE id = $1")
+        .bind(chat)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, &admin_t, &path).await,
+        err(404, "Group chat not found")
+    );
+    let _ = b;
+}
+
+#[tokio::test]
+async fn group_dissolve() {
+    let app = TestApp::spawn().await;
+    let (admin, admin_t) = app.make_user("Admin").await;
+    app.make_admin(admin).await;
+    let (a, a_t) = app.make_user("Ann").await;
+    let (b, b_t) = app.make_user("Ben").await;
+    let (_, out_t) = app.make_user("Out").await;
+    let (chat, _) = app.make_group("G", a, &[b]).await;
+    let mut a_ws = app.ws(&a_t).await;
+    let mut b_ws = app.ws(&b_t).await;
+    let mut out_ws = app.ws(&out_t).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let del = |path: String| {
+        let app = &app;
+        let t = admin_t.clone();
+        async move {
+            json(
+                app.http
+                    .delete(app.url(&path))
+                    .bearer_auth(&t)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        del("/api/admin/groups/xyz".into()).await,
+        err(400, "Invalid Chat ID")
+    );
+    assert_eq!(
+        del(format!("/api/admin/groups/{}", Uuid::now_v7())).await,
+        err(404, "Group chat not found")
+    );
+    assert_eq!(del(format!("/api/admin/groups/{chat}")).await, ok());
+    for ws in [&mut a_ws, &mut b_ws] {
+        let e = ws.expect_event("chat.delete").await;
+        assert_eq!(e["payload"], json!({"chat_id": chat}));
+        assert_eq!(e["meta"]["sender_id"], admin.to_string());
+    }
+    out_ws
+        .expect_no_event("chat.delete", Duration::from_millis(300))
+        .await;
+    let deleted: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT deleted_at FROM chats WHERE id = $1")
+            .bind(chat)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert!(deleted.is_some());
+    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id WHERE g.chat_id = $1")
+        .bind(chat)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(members, 2, "membership rows stay");
+    assert_eq!(
+        del(format!("/api/admin/groups/{chat}")).await,
+        err(404, "Group chat not found")
+    );
+}
+
+#[tokio::test]
+async fn group_reset() {
+    let app = TestApp::spawn().await;
+    let (admin, admin_t) = app.make_user("Admin").await;
+    app.make_admin(admin).await;
+    let (owner, owner_t) = app.make_user("Owner").await;
+    let (member, member_t) = app.make_user("Member").await;
+    let (_, out_t) = app.make_user("Out").await;
+    let (chat, group) = app.make_group("Offensive name", owner, &[member]).await;
+    let avatar = app
+        .upload_media(&owner_t, "group_avatar", "g.png", "image/png", b"png")
+        .await;
+    let avatar_id: Uuid = avatar["id"].as_str().unwrap().parse().unwrap();
+    sqlx::query("UPDATE group_chats SET avatar_id = $1, description = 'bad words', invite_expires_at = now() + interval '7 days' WHERE id = $2")
+        .bind(avatar_id)
+        .bind(group)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let path = format!("/api/admin/groups/{chat}/reset");
+
+    assert_eq!(
+        post(&app, &admin_t, "/api/admin/groups/bad/reset", "{").await,
+        err(400, "Invalid Chat ID")
+    );
+    assert_eq!(
+        post(&app, &admin_t, &path, "{").await,
+        err(400, "Invalid request body")
+    );
+    assert_eq!(
+        post(&app, &admin_t, &path, "").await,
+        err(400, "Invalid request body")
+    );
+    assert_eq!(
+        post(&app, &admin_t, &path, r#"{"reset_name":"yes"}"#).await,
+        err(400, "Invalid request body")
+    );
+    let missing = format!("/api/admin/groups/{}/reset", Uuid::now_v7());
+    assert_eq!(
+        post(&app, &admin_t, &missing, "{}").await,
+        ok(),
+        "no flags: no-op even for unknown groups"
+    );
+    assert_eq!(
+        post(&app, &admin_t, &missing, r#"{"reset_name":true}"#).await,
+        err(404, "Group chat not found")
+    );
+
+    let mut owner_ws = app.ws(&owner_t).await;
+    let mut member_ws = app.ws(&member_t).await;
+    let mut out_ws = app.ws(&out_t).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        post(
+            &app,
+            &admin_t,
+            &path,
+            r#"{"reset_name":true,"reset_description":true,"reset_avatar":true}"#
+        )
+        .await,
+        ok()
+    );
+    let new_name = format!("Group {}", &chat.to_string()[..8]);
+    let (name, desc, av): (String, Option<String>, Option<Uuid>) =
+        sqlx::query_as("SELECT name, description, avatar_id FROM group_chats WHERE id = $1")
+            .bind(group)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (name.as_str(), desc.as_deref(), av),
+        (new_name.as_str(), Some(""), None)
+    );
+    let msgs: Vec<(String, Option<Uuid>, Value)> = sqlx::query_as(
+        "SELECT type, sender_id, action_data FROM messages WHERE chat_id = $1 ORDER BY id",
+    )
+    .bind(chat)
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        msgs,
+        vec![
+            (
+                "system_rename".into(),
+                Some(admin),
+                json!({"old_name": "Offensive name", "new_name": new_name})
+            ),
+            (
+                "system_description".into(),
+                Some(admin),
+                json!({"old_description": "bad words", "new_description": ""})
+            ),
+            (
+                "system_avatar".into(),
+                Some(admin),
+                json!({"action": "removed"})
+            ),
+        ]
+    );
+
+    for (ws, role) in [(&mut owner_ws, "owner"), (&mut member_ws, "member")] {
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            let e = ws.expect_event("message.new").await;
+            assert_eq!(e["meta"]["chat_id"], chat.to_string());
+            assert_eq!(e["payload"]["sender_id"], admin.to_string());
+            assert_eq!(e["payload"]["sender_name"], "Admin");
+            kinds.push(e["payload"]["type"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            kinds,
+            ["system_rename", "system_description", "system_avatar"]
+        );
+        let u = ws.expect_event("chat.update").await;
+        let p = &u["payload"];
+        assert_eq!(p["id"], chat.to_string());
+        assert_eq!(p["name"], new_name);
+        assert_eq!(p["avatar"], "");
+        assert_eq!(p["description"], "");
+        assert_eq!(p["my_role"], role);
+        assert_eq!(p["member_count"], 2);
+        assert_eq!(p["last_message"]["type"], "system_avatar");
+        assert_eq!(
+            p["invite_code"].is_string(),
+            role == "owner",
+            "private group: invite code for owner/admin only"
+        );
+        assert_eq!(p["invite_expires_at"].is_string(), role == "owner");
+    }
+    out_ws
+        .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
+    let last: Option<Uuid> = sqlx::query_scalar("SELECT last_message_id FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    let last_avatar: Uuid =
+        sqlx::query_scalar("SELECT id FROM messages WHERE chat_id = $1 AND type = 'system_avatar'")
+            .bind(chat)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(last, Some(last_avatar));
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM media WHERE id = $1")
+        .bind(avatar_id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+
+    // Nothing left to reset: no messages, no events.
+    assert_eq!(
+        post(
+            &app,
+            &admin_t,
+            &path,
+            r#"{"reset_name":true,"reset_description":true,"reset_avatar":true}"#
+        )
+        .await,
+        ok()
+    );
+    member_ws
+        .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
+    // Dissolved groups cannot be reset.
+    sqlx::query("UPDATE chats SET deleted_at = now() WHERE id = $1")
+        .bind(chat)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&app, &admin_t, &path, r#"{"reset_name":true}"#).await,
+        err(404, "Group chat not found")
+    );
+    let _ = member;
+}
