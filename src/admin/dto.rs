@@ -64,7 +64,6 @@ pub struct BanUserRequest {
 #[derive(Debug, Default, Deserialize)]
 pub struct ResetUserInfoRequest {
     #[serde(default)]
-    #[allow(dead_code)]
     pub target_user_id: Option<Uuid>,
     #[serde(default)]
     pub reset_avatar: Option<bool>,

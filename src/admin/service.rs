@@ -41,10 +41,7 @@ pub async fn list_users(
     state: &AppState,
     q: &QueryParams,
 ) -> Result<Page<AdminUserListItem>, AppError> {
-    let query = q.get_or_empty("query");
-    if query.chars().count() > MAX_QUERY {
-        return Err(bad_request());
-    }
+    let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?;
     let role = q.get_or_empty("role");
     if !matches!(role, "" | "user" | "admin") {
         return Err(bad_request());

@@ -74,6 +74,15 @@ pub fn decode_uuid_cursor(raw: Option<&str>) -> Option<Uuid> {
     Uuid::try_parse(text.trim()).ok()
 }
 
+/// A search text from the query string: at most `max` characters and no
+/// NUL (PostgreSQL text cannot hold one), else 400 `Bad Request`.
+pub fn search_text(raw: &str, max: usize) -> Result<&str, AppError> {
+    if raw.chars().count() > max || raw.contains('\0') {
+        return Err(AppError::bad_request("Bad Request"));
+    }
+    Ok(raw)
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE`/`ILIKE` pattern (escape char `\`).
 pub fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -140,11 +149,19 @@ mod tests {
     fn cursors_round_trip_and_bad_ones_are_none() {
         let id = Uuid::now_v7();
         let c = encode_cursor(&id.to_string());
-        assert!(c.ends_with('='), "padded: {c}");
+        assert_eq!(encode_cursor("??>"), "Pz8-", "URL-safe alphabet");
+        assert_eq!(encode_cursor("a"), "YQ==", "padded");
         assert_eq!(decode_uuid_cursor(Some(&c)), Some(id));
         assert_eq!(decode_uuid_cursor(Some("bukan-base64-valid")), None);
         assert_eq!(decode_uuid_cursor(Some(&encode_cursor("nope"))), None);
         assert_eq!(decode_uuid_cursor(None), None);
+    }
+
+    #[test]
+    fn search_texts() {
+        assert_eq!(search_text("abc", 3).unwrap(), "abc");
+        assert!(search_text("abcd", 3).is_err());
+        assert!(search_text("a\0", 3).is_err());
     }
 
     #[test]

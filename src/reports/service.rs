@@ -179,10 +179,7 @@ pub async fn create(
 
 /// `GET /api/admin/reports`.
 pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<ReportListItem>, AppError> {
-    let query = q.get_or_empty("query");
-    if query.chars().count() > MAX_QUERY {
-        return Err(bad_request());
-    }
+    let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?;
     let status = q.get_or_empty("status");
     if !status.is_empty() && !STATUSES.contains(&status) {
         return Err(bad_request());

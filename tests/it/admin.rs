@@ -1202,3 +1202,121 @@ async fn group_reset() {
     );
     let _ = member;
 }
+
+/// Odd input on every media, report and admin endpoint: always a 4xx with
+/// the JSON envelope, never a 500.
+#[tokio::test]
+async fn no_500_on_malformed_input() {
+    let app = TestApp::spawn().await;
+    let (admin, admin_t) = app.make_user("Admin").await;
+    app.make_admin(admin).await;
+    let (user, user_t) = app.make_user("User").await;
+    let (chat, _) = app.make_group("G", user, &[]).await;
+    let odd_ids = [
+        "%FF",
+        "%00",
+        "..%2F..%2Fetc",
+        "1",
+        "ffffffff-ffff-ffff-ffff-fffffffffffff",
+        "%E2%80%AE",
+    ];
+    let odd_queries = [
+        "query=%00",
+        "query=%FF",
+        "limit=99999999999999999999",
+        "limit=1e3",
+        "limit=%00",
+        "cursor=%00",
+        "cursor=====",
+        "status=%00",
+        "role=%00",
+        "cursor=MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw",
+    ];
+    let odd_bodies = [
+        "", "null", "[]", "\"x\"", "{\"target_user_id\":{}}", "{\"reason\":[1]}", "{\"status\":\"resolved\",\"notes\":\"\\u0000\"}",
+        "{\"file_size\":1e400}", "{\"duration_hours\":99999999999999999999}", "{\"usage\":\"user_avatar\",\"original_name\":\"\\u0000\",\"file_size\":1,\"mime_type\":\"image/png\",\"captcha_token\":\"x\"}",
+        "{\"target_type\":\"user\",\"reason\":\"\\u0000\",\"target_user_id\":\"00000000-0000-0000-0000-000000000000\"}",
+        "{\"target_type\":\"message\",\"reason\":\"r\",\"message_id\":\"\"}",
+        "{\"target_user_id\":\"00000000-0000-0000-0000-000000000001\",\"reason\":\"x\\u0000\"}",
+    ];
+    let mut cases: Vec<(&str, String, String)> = Vec::new();
+    for id in odd_ids {
+        for (m, p) in [
+            ("POST", format!("/api/media/{id}/complete")),
+            ("GET", format!("/api/media/{id}/url")),
+            ("GET", format!("/api/admin/users/{id}")),
+            ("POST", format!("/api/admin/users/{id}/unban")),
+            ("POST", format!("/api/admin/users/{id}/reset")),
+            ("GET", format!("/api/admin/reports/{id}")),
+            ("DELETE", format!("/api/admin/reports/{id}")),
+            ("PUT", format!("/api/admin/reports/{id}/resolve")),
+            ("GET", format!("/api/admin/groups/{id}")),
+            ("GET", format!("/api/admin/groups/{id}/members")),
+            ("DELETE", format!("/api/admin/groups/{id}")),
+            ("POST", format!("/api/admin/groups/{id}/reset")),
+        ] {
+            cases.push((m, p, "{}".into()));
+        }
+    }
+    for q in odd_queries {
+        for p in [
+            "/api/admin/users",
+            "/api/admin/reports",
+            "/api/admin/groups",
+        ] {
+            cases.push(("GET", format!("{p}?{q}"), String::new()));
+        }
+        cases.push((
+            "GET",
+            format!("/api/admin/groups/{chat}/members?{q}"),
+            String::new(),
+        ));
+    }
+    for b in odd_bodies {
+        for p in ["/api/media/upload", "/api/reports", "/api/admin/users/ban"] {
+            cases.push(("POST", p.to_string(), b.to_string()));
+        }
+        cases.push((
+            "POST",
+            format!("/api/admin/users/{user}/reset"),
+            b.to_string(),
+        ));
+        cases.push((
+            "POST",
+            format!("/api/admin/groups/{chat}/reset"),
+            b.to_string(),
+        ));
+        cases.push((
+            "PUT",
+            format!("/api/admin/reports/{}/resolve", Uuid::now_v7()),
+            b.to_string(),
+        ));
+    }
+    assert!(cases.len() > 150, "{}", cases.len());
+    for (i, (method, path, body)) in cases.iter().enumerate() {
+        // Media uploads are limited to 20 per minute per user: spread them.
+        let token = if path.starts_with("/api/media/upload") {
+            app.make_user(&format!("U{i}")).await.1
+        } else if path.starts_with("/api/admin") {
+            admin_t.clone()
+        } else {
+            user_t.clone()
+        };
+        let res = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth(&token)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        assert!(status < 500, "{method} {path} {body:?} -> {status} {text}");
+        if status >= 400 {
+            let v: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+            assert!(v["error"].is_string(), "{method} {path}: {text}");
+        }
+    }
+}

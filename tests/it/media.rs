@@ -511,7 +511,6 @@ async fn complete_rejections() {
 #[tokio::test]
 async fn upload_validation() {
     let app = TestApp::spawn().await;
-    let (_, token) = app.make_user("Alice").await;
     let bad = json!({"error": "Bad Request"});
     let unsupported = json!({"error": "Unsupported file metadata"});
     let mb = 1024 * 1024;

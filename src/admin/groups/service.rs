@@ -26,10 +26,6 @@ pub const MAX_GROUP_LIST_LIMIT: i64 = 100;
 /// Longest search text.
 const MAX_QUERY: usize = 100;
 
-fn bad_request() -> AppError {
-    AppError::bad_request("Bad Request")
-}
-
 fn group_chat_not_found() -> AppError {
     AppError::not_found("Group chat not found")
 }
@@ -50,10 +46,7 @@ pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<AdminGroupLi
             }
         }
     };
-    let query = q.get_or_empty("query");
-    if query.chars().count() > MAX_QUERY {
-        return Err(bad_request());
-    }
+    let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?;
     let after = pagination::decode_uuid_cursor(q.get("cursor"));
     let escaped = pagination::escape_like(query);
     let rows = repo::list(
@@ -135,10 +128,7 @@ pub async fn members(
     chat: Uuid,
     q: &QueryParams,
 ) -> Result<Page<GroupMemberDto>, AppError> {
-    let query = q.get_or_empty("query").trim();
-    if query.chars().count() > MAX_QUERY {
-        return Err(bad_request());
-    }
+    let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?.trim();
     let limit = pagination::parse_limit(q.get("limit"))?;
     // The reference answers 500 for a bad cursor here; a 400 is honest.
     let after = match q.get("cursor").filter(|c| !c.is_empty()) {
