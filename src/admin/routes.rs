@@ -1,10 +1,102 @@
-//! HTTP routes of the admin feature.
+//! HTTP routes of the admin console (users part): dashboard, user list and
+//! detail, ban, unban, reset. All behind `routing::admin` (auth, admin
+//! guard, `admin_action` bucket).
 
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post};
 use axum::Router;
+use uuid::Uuid;
 
+use super::dto::{
+    AdminUserDetail, AdminUserListItem, BanUserRequest, DashboardStats, ResetUserInfoRequest,
+};
+use super::service;
 use crate::app::AppState;
+use crate::error::AppError;
+use crate::http::auth::AdminUser;
+use crate::http::json::{decode_lenient, LenientJson};
+use crate::http::pagination::QueryParams;
+use crate::http::path::parse_uuid;
+use crate::http::response::{Data, Empty, Page};
+use crate::http::routing;
 
-/// The admin routes with their middleware groups.
-pub fn routes(_state: &AppState) -> Router<AppState> {
-    Router::new()
+/// The admin routes with their middleware group.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    routing::admin(
+        Router::new()
+            .route("/api/admin/dashboard", get(dashboard))
+            .route("/api/admin/users", get(list_users))
+            .route("/api/admin/users/ban", post(ban))
+            .route("/api/admin/users/{user_id}", get(user_detail))
+            .route("/api/admin/users/{user_id}/unban", post(unban))
+            .route("/api/admin/users/{user_id}/reset", post(reset)),
+        state,
+    )
+    .merge(super::groups::routes::routes(state))
+}
+
+fn user_id(path: Result<Path<String>, PathRejection>, message: &str) -> Result<Uuid, AppError> {
+    let Path(raw) = path.map_err(|_| AppError::bad_request(message))?;
+    parse_uuid(&raw, message)
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+) -> Result<Data<DashboardStats>, AppError> {
+    service::dashboard(&state).await.map(Data)
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    RawQuery(query): RawQuery,
+) -> Result<Page<AdminUserListItem>, AppError> {
+    service::list_users(&state, &QueryParams::parse(query.as_deref())).await
+}
+
+async fn user_detail(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Data<AdminUserDetail>, AppError> {
+    let id = user_id(path, "Invalid user ID")?;
+    service::user_detail(&state, id).await.map(Data)
+}
+
+async fn ban(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    LenientJson(req): LenientJson<BanUserRequest>,
+) -> Result<Empty, AppError> {
+    service::ban(&state, admin.user_id, req).await?;
+    Ok(Empty)
+}
+
+async fn unban(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Empty, AppError> {
+    let id = user_id(path, "Invalid User ID")?;
+    service::unban(&state, admin.user_id, id).await?;
+    Ok(Empty)
+}
+
+/// The body is decoded before the path is checked, as the reference does.
+async fn reset(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Empty, AppError> {
+    let req: ResetUserInfoRequest = body
+        .ok()
+        .and_then(|b| decode_lenient(&b))
+        .ok_or_else(|| AppError::bad_request("Invalid request body"))?;
+    let id = user_id(path, "Invalid user ID URL")?;
+    service::reset(&state, admin.user_id, id, req).await?;
+    Ok(Empty)
 }

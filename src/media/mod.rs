@@ -1,3 +1,8 @@
-//! The media feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The media feature: presigned direct uploads to the public (avatars) or
+//! private (attachments) bucket, completion after a storage HEAD, and read
+//! URLs for the people allowed to see an object.
 
+pub mod dto;
+pub mod repo;
 pub mod routes;
+pub mod service;

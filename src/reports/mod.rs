@@ -1,3 +1,8 @@
-//! The reports feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The reports feature: users report messages, groups and users (with an
+//! evidence snapshot that outlives the content); admins review, resolve and
+//! delete reports.
 
+pub mod dto;
+pub mod repo;
 pub mod routes;
+pub mod service;

@@ -674,3 +674,142 @@ impl TestApp {
         make_group(self, owner, members).await
     }
 }
+
+// ---------------------------------------------------------------------------
+// Media / reports / admin helpers (media branch). Direct SQL so these tests do
+// not depend on the chats/groups endpoints.
+// ---------------------------------------------------------------------------
+
+impl TestApp {
+    /// Makes `user` a platform admin.
+    pub async fn make_admin(&self, user: Uuid) {
+        sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+            .bind(user)
+            .execute(&self.state.db)
+            .await
+            .expect("promote admin");
+    }
+
+    /// Inserts a regular message and makes it the chat's last message.
+    pub async fn insert_message(&self, chat: Uuid, sender: Uuid, content: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO messages (id, chat_id, sender_id, type, content) VALUES ($1, $2, $3, 'regular', $4)",
+        )
+        .bind(id)
+        .bind(chat)
+        .bind(sender)
+        .bind(content)
+        .execute(&self.state.db)
+        .await
+        .expect("insert message");
+        sqlx::query("UPDATE chats SET last_message_id = $1, last_message_at = now() WHERE id = $2")
+            .bind(id)
+            .bind(chat)
+            .execute(&self.state.db)
+            .await
+            .expect("update last message");
+        id
+    }
+
+    /// Creates a group chat owned by `owner` with `members`; returns
+    /// (chat id, group_chats id).
+    pub async fn make_named_group(
+        &self,
+        name: &str,
+        owner: Uuid,
+        members: &[Uuid],
+    ) -> (Uuid, Uuid) {
+        let chat = Uuid::now_v7();
+        let group = Uuid::now_v7();
+        sqlx::query("INSERT INTO chats (id, type) VALUES ($1, 'group')")
+            .bind(chat)
+            .execute(&self.state.db)
+            .await
+            .expect("insert group chat");
+        sqlx::query(
+            "INSERT INTO group_chats (id, chat_id, name, description, invite_code, created_by) \
+             VALUES ($1, $2, $3, '', $4, $5)",
+        )
+        .bind(group)
+        .bind(chat)
+        .bind(name)
+        .bind(Uuid::new_v4().simple().to_string()[..12].to_string())
+        .bind(owner)
+        .execute(&self.state.db)
+        .await
+        .expect("insert group");
+        for (i, u) in std::iter::once(&owner).chain(members).enumerate() {
+            sqlx::query(
+                "INSERT INTO group_members (id, group_chat_id, user_id, role, joined_at) \
+                 VALUES ($1, $2, $3, $4, now())",
+            )
+            .bind(Uuid::now_v7())
+            .bind(group)
+            .bind(u)
+            .bind(if i == 0 { "owner" } else { "member" })
+            .execute(&self.state.db)
+            .await
+            .expect("insert member");
+        }
+        (chat, group)
+    }
+
+    /// Runs the whole upload flow over HTTP (upload, PUT to the presigned
+    /// URL, complete) and returns the completed MediaDTO.
+    pub async fn upload_media(
+        &self,
+        token: &str,
+        usage: &str,
+        name: &str,
+        mime: &str,
+        bytes: &[u8],
+    ) -> Value {
+        let (status, body) = json(
+            self.http
+                .post(self.url("/api/media/upload"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({
+                    "usage": usage, "original_name": name, "file_size": bytes.len(),
+                    "mime_type": mime, "captcha_token": "dummy-token"
+                }))
+                .send()
+                .await
+                .expect("upload request"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let put = self
+            .http
+            .put(body["data"]["upload_url"].as_str().expect("upload_url"))
+            .header("Content-Type", mime)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("PUT object");
+        assert!(put.status().is_success(), "PUT: {}", put.status());
+        let id = body["data"]["media"]["id"].as_str().expect("media id");
+        let (status, done) = json(
+            self.http
+                .post(self.url(&format!("/api/media/{id}/complete")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("complete request"),
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        done["data"].clone()
+    }
+
+    /// Links a media row to a message (what sending with attachments does).
+    pub async fn attach_media(&self, media: Uuid, message: Uuid) {
+        sqlx::query("UPDATE media SET message_id = $1 WHERE id = $2")
+            .bind(message)
+            .bind(media)
+            .execute(&self.state.db)
+            .await
+            .expect("attach media");
+    }
+}
+// --- end of media / reports / admin helpers ---------------------------------

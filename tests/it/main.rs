@@ -14,6 +14,7 @@ mod groups;
 mod media;
 mod messages;
 mod realtime;
+mod reports;
 mod scheduler;
 mod storage;
 mod users;

@@ -1,0 +1,55 @@
+//! Wire types of the media endpoints (`model.UploadMediaRequest`,
+//! `model.UploadMediaResponse`, `model.MediaDTO`, `model.MediaURLResponse`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST /api/media/upload` body. Every field is optional at the decoding
+/// level (`null` and absence are "empty"); the service validates.
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadMediaRequest {
+    #[serde(default)]
+    pub usage: Option<String>,
+    #[serde(default)]
+    pub original_name: Option<String>,
+    #[serde(default)]
+    pub file_size: Option<i64>,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub captcha_token: Option<String>,
+}
+
+/// One media item as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaDto {
+    pub id: Uuid,
+    pub file_name: String,
+    pub original_name: String,
+    pub file_size: i64,
+    pub mime_type: String,
+    pub category: String,
+    pub upload_status: String,
+    /// Public URL (avatars), presigned GET (completed attachments) or `""`.
+    pub url: String,
+}
+
+/// Answer to an upload request: the pending media and how to upload it.
+#[derive(Debug, Serialize)]
+pub struct UploadMediaResponse {
+    pub media: MediaDto,
+    pub upload_url: String,
+    pub upload_method: &'static str,
+    /// Exactly `{"Content-Type": <mime_type>}`.
+    pub upload_headers: BTreeMap<&'static str, String>,
+    /// Same instant as the row's `upload_expires_at`, full precision.
+    pub expires_at: String,
+}
+
+/// `GET /api/media/{id}/url` answer.
+#[derive(Debug, Serialize)]
+pub struct MediaUrlResponse {
+    pub url: String,
+}

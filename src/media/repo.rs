@@ -1,0 +1,121 @@
+//! SQL of the media feature.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A media row as the media endpoints need it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MediaRow {
+    pub id: Uuid,
+    pub file_name: String,
+    pub original_name: String,
+    pub file_size: i64,
+    pub mime_type: String,
+    pub category: String,
+    pub upload_status: String,
+    pub upload_expires_at: Option<DateTime<Utc>>,
+    pub uploaded_by_id: Option<Uuid>,
+}
+
+const MEDIA_COLUMNS: &str = "id, file_name, original_name, file_size, mime_type, category, \
+     upload_status, upload_expires_at, uploaded_by_id";
+
+/// A new pending upload.
+pub struct NewPending<'a> {
+    pub id: Uuid,
+    pub file_name: &'a str,
+    pub original_name: &'a str,
+    pub file_size: i64,
+    pub mime_type: &'a str,
+    pub category: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub uploader: Uuid,
+}
+
+/// Inserts a pending media row.
+pub async fn insert_pending(db: &PgPool, m: &NewPending<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO media (id, file_name, original_name, file_size, mime_type, category, \
+         upload_status, upload_expires_at, uploaded_by_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, now(), now())",
+    )
+    .bind(m.id)
+    .bind(m.file_name)
+    .bind(m.original_name)
+    .bind(m.file_size)
+    .bind(m.mime_type)
+    .bind(m.category)
+    .bind(m.expires_at)
+    .bind(m.uploader)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// One media row.
+pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<MediaRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Marks a pending upload of `uploader` completed. `None` when it is no
+/// longer pending (a concurrent completion won): the status condition in the
+/// UPDATE makes completion happen exactly once without holding a row lock
+/// across the storage round trip.
+pub async fn mark_completed(
+    db: &PgPool,
+    id: Uuid,
+    uploader: Uuid,
+) -> Result<Option<MediaRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE media SET upload_status = 'completed', completed_at = now(), \
+         upload_expires_at = NULL, updated_at = now() \
+         WHERE id = $1 AND uploaded_by_id = $2 AND upload_status = 'pending' \
+         RETURNING {MEDIA_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(uploader)
+    .fetch_optional(db)
+    .await
+}
+
+/// What decides who may fetch a media item's URL.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccessRow {
+    pub file_name: String,
+    pub category: String,
+    pub upload_status: String,
+    pub uploaded_by_id: Option<Uuid>,
+    pub message_id: Option<Uuid>,
+    /// The linked message is soft-deleted.
+    pub message_deleted: bool,
+    /// The caller is a participant/member of the linked message's chat.
+    pub caller_in_chat: bool,
+    /// The media is pinned as evidence of some report.
+    pub in_evidence: bool,
+}
+
+/// Access facts of `id` for `caller`, in one query.
+pub async fn access(db: &PgPool, id: Uuid, caller: Uuid) -> Result<Option<AccessRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.file_name, m.category, m.upload_status, m.uploaded_by_id, m.message_id, \
+           (msg.deleted_at IS NOT NULL) AS message_deleted, \
+           COALESCE(( \
+             EXISTS (SELECT 1 FROM private_chats pc WHERE pc.chat_id = msg.chat_id \
+                     AND (pc.user1_id = $2 OR pc.user2_id = $2)) \
+             OR EXISTS (SELECT 1 FROM group_chats g \
+                        JOIN group_members gm ON gm.group_chat_id = g.id \
+                        WHERE g.chat_id = msg.chat_id AND gm.user_id = $2) \
+           ), false) AS caller_in_chat, \
+           EXISTS (SELECT 1 FROM report_evidence_media r WHERE r.media_id = m.id) AS in_evidence \
+         FROM media m LEFT JOIN messages msg ON msg.id = m.message_id \
+         WHERE m.id = $1",
+    )
+    .bind(id)
+    .bind(caller)
+    .fetch_optional(db)
+    .await
+}
