@@ -15,6 +15,7 @@ mod media;
 mod messages;
 mod realtime;
 mod reports;
+mod resilience;
 mod scheduler;
 mod storage;
 mod users;
