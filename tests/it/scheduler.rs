@@ -7,7 +7,9 @@ use atoitalk::jobs::{run_job, Job, JobContext};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::harness::{self, TestApp};
+use serde_json::json;
+
+use crate::harness::{self, json, TestApp};
 
 fn ctx(app: &TestApp, retention_days: i64, media_days: f64) -> JobContext {
     JobContext {
@@ -28,39 +30,79 @@ async fn exists(app: &TestApp, table: &str, id: Uuid) -> bool {
     .unwrap()
 }
 
-async fn soft_delete_user(app: &TestApp, user: Uuid, days_ago: i64) {
-    sqlx::query(
-        "UPDATE users SET deleted_at = now() - make_interval(days => $2::int), email = NULL, username = NULL WHERE id = $1",
+/// Deletes the account through the API, then moves the deletion `days_ago`
+/// into the past (retention needs time to pass).
+async fn delete_account(app: &TestApp, user: Uuid, token: &str, days_ago: i64) {
+    let (status, body) = json(
+        app.http
+            .delete(app.url("/api/account"))
+            .bearer_auth(token)
+            .json(&json!({"password": harness::PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "delete account: {body}");
+    age_user_deletion(app, user, days_ago).await;
+}
+
+async fn age_user_deletion(app: &TestApp, user: Uuid, days_ago: i64) {
+    let n = sqlx::query(
+        "UPDATE users SET deleted_at = now() - make_interval(days => $2::int) \
+         WHERE id = $1 AND deleted_at IS NOT NULL",
     )
     .bind(user)
     .bind(days_ago as i32)
     .execute(&app.state.db)
     .await
-    .unwrap();
+    .unwrap()
+    .rows_affected();
+    assert_eq!(n, 1, "user was soft-deleted by the API");
 }
 
-async fn insert_message(app: &TestApp, chat: Uuid, sender: Uuid) -> Uuid {
-    let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO messages (id, chat_id, sender_id, content) VALUES ($1, $2, $3, 'hi')")
-        .bind(id)
-        .bind(chat)
-        .bind(sender)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
-    id
+/// Opens (or finds) the private chat with `other` through the API.
+async fn open_chat(app: &TestApp, token: &str, other: Uuid) -> Uuid {
+    let (status, body) = json(
+        app.http
+            .post(app.url("/api/chats/private"))
+            .bearer_auth(token)
+            .json(&json!({"target_user_id": other}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "create private chat: {body}");
+    body["data"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Sends a message through the API.
+async fn send(app: &TestApp, token: &str, chat: Uuid, attachments: &[Uuid]) -> Uuid {
+    let (status, body) = json(
+        app.http
+            .post(app.url("/api/messages"))
+            .bearer_auth(token)
+            .json(&json!({"chat_id": chat, "content": "hi", "attachment_ids": attachments}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "send: {body}");
+    body["data"]["id"].as_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
 async fn entity_cleanup_respects_retention() {
     let app = TestApp::spawn().await;
-    let (old, _) = app.make_user("Old").await;
-    let (recent, _) = app.make_user("Recent").await;
+    let (old, old_token) = app.make_user("Old").await;
+    let (recent, recent_token) = app.make_user("Recent").await;
     let (alive, _) = app.make_user("Alive").await;
-    let chat = app.make_private_chat(old, alive).await;
-    let msg = insert_message(&app, chat, old).await;
-    soft_delete_user(&app, old, 40).await;
-    soft_delete_user(&app, recent, 3).await;
+    let chat = open_chat(&app, &old_token, alive).await;
+    let msg = send(&app, &old_token, chat, &[]).await;
+    delete_account(&app, old, &old_token, 40).await;
+    delete_account(&app, recent, &recent_token, 3).await;
 
     let report = run_job(&ctx(&app, 30, 7.0), Job::EntityCleanup)
         .await
@@ -137,7 +179,7 @@ async fn entity_cleanup_removes_old_deleted_groups_and_memberless_groups() {
     let recent_deleted = mk_group(Some(2), true).await;
     let live = mk_group(None, true).await;
     let empty = mk_group(None, false).await;
-    let msg = insert_message(&app, old_deleted, owner).await;
+    let msg = app.insert_message(old_deleted, owner, "hi").await;
 
     let report = run_job(&ctx(&app, 30, 7.0), Job::EntityCleanup)
         .await
@@ -159,15 +201,14 @@ async fn entity_cleanup_removes_old_deleted_groups_and_memberless_groups() {
 #[tokio::test]
 async fn private_chat_gc_needs_both_users_gone() {
     let app = TestApp::spawn().await;
-    let (a, _) = app.make_user("A").await;
-    let (b, _) = app.make_user("B").await;
-    let (c, _) = app.make_user("C").await;
-    let both_gone = app.make_private_chat(a, b).await;
-    let one_left = app.make_private_chat(c, a).await;
-    let msg = insert_message(&app, both_gone, a).await;
-    for u in [a, b] {
-        soft_delete_user(&app, u, 40).await;
-    }
+    let (a, a_token) = app.make_user("A").await;
+    let (b, b_token) = app.make_user("B").await;
+    let (_c, c_token) = app.make_user("C").await;
+    let both_gone = open_chat(&app, &a_token, b).await;
+    let one_left = open_chat(&app, &c_token, a).await;
+    let msg = send(&app, &a_token, both_gone, &[]).await;
+    delete_account(&app, a, &a_token, 40).await;
+    delete_account(&app, b, &b_token, 40).await;
     run_job(&ctx(&app, 30, 7.0), Job::EntityCleanup)
         .await
         .unwrap();
@@ -229,85 +270,99 @@ async fn insert_media(
     (id, key)
 }
 
+/// Moves a media row's creation (and completion) `hours` into the past.
+async fn age_media(app: &TestApp, id: Uuid, hours: i32) {
+    sqlx::query(
+        "UPDATE media SET created_at = now() - make_interval(hours => $2), \
+           completed_at = CASE WHEN completed_at IS NULL THEN NULL ELSE now() - make_interval(hours => $2) END, \
+           upload_expires_at = CASE WHEN upload_expires_at IS NULL THEN NULL \
+                                    ELSE now() - make_interval(hours => $2) + interval '15 minutes' END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(hours)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+}
+
+fn media_id(dto: &serde_json::Value) -> Uuid {
+    dto["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn key_of(app: &TestApp, id: Uuid) -> String {
+    sqlx::query_scalar("SELECT file_name FROM media WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn media_cleanup_deletes_orphans_from_s3_then_the_database() {
     let s3 = harness::s3_env().await;
     let app = TestApp::spawn_with(|env| env.extend(s3)).await;
     let storage = app.state.storage.clone();
-    let (owner, _) = app.make_user("Owner").await;
+    let (owner, token) = app.make_user("Owner").await;
     let (other, _) = app.make_user("Other").await;
-    let chat = app.make_private_chat(owner, other).await;
-    let msg = insert_message(&app, chat, owner).await;
+    let chat = open_chat(&app, &token, other).await;
+    let png = b"\x89PNG\r\n\x1a\nfake image bytes";
 
-    let (orphan, orphan_key) = insert_media(
-        &app,
-        &storage,
-        owner,
-        "message_attachment",
-        "completed",
-        48,
-        true,
+    // Everything below goes through the real upload flow (S3 presigned PUT).
+    let upload = |usage: &'static str, name: &'static str| {
+        app.upload_media(&token, usage, name, "image/png", png)
+    };
+    let orphan = media_id(&upload("message_attachment", "orphan.png").await);
+    let attached = media_id(&upload("message_attachment", "attached.png").await);
+    send(&app, &token, chat, &[attached]).await;
+    let avatar = media_id(&upload("user_avatar", "me.png").await);
+    let (status, body) = json(
+        app.http
+            .put(app.url("/api/user/profile"))
+            .bearer_auth(&token)
+            .json(&json!({"full_name": "Owner", "avatar_media_id": avatar}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    let (attached, attached_key) = insert_media(
-        &app,
-        &storage,
-        owner,
-        "message_attachment",
-        "completed",
-        48,
-        true,
+    assert_eq!(status, 200, "{body}");
+    let fresh = media_id(&upload("message_attachment", "fresh.png").await);
+    // An upload that was started and never finished.
+    let (status, body) = json(
+        app.http
+            .post(app.url("/api/media/upload"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"usage": "message_attachment", "original_name": "never.png",
+                          "file_size": 3, "mime_type": "image/png", "captcha_token": "t"}),
+            )
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    sqlx::query("UPDATE media SET message_id = $1 WHERE id = $2")
-        .bind(msg)
-        .bind(attached)
-        .execute(&app.state.db)
+    assert_eq!(status, 200, "{body}");
+    let abandoned = media_id(&body["data"]["media"]);
+    for id in [orphan, attached, avatar, abandoned] {
+        age_media(&app, id, 48).await;
+    }
+    age_media(&app, fresh, 1).await;
+    let (orphan_key, attached_key, avatar_key) = (
+        key_of(&app, orphan).await,
+        key_of(&app, attached).await,
+        key_of(&app, avatar).await,
+    );
+    assert!(storage
+        .head(Bucket::Private, &orphan_key)
         .await
-        .unwrap();
-    let (avatar, avatar_key) =
-        insert_media(&app, &storage, owner, "user_avatar", "completed", 48, true).await;
-    sqlx::query("UPDATE users SET avatar_id = $1 WHERE id = $2")
-        .bind(avatar)
-        .bind(owner)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
-    let (fresh, _) = insert_media(
-        &app,
-        &storage,
-        owner,
-        "message_attachment",
-        "completed",
-        1,
-        true,
-    )
-    .await;
-    let (expired_pending, _) = insert_media(
-        &app,
-        &storage,
-        owner,
-        "message_attachment",
-        "pending",
-        2,
-        false,
-    )
-    .await;
-    let (never_uploaded, _) = insert_media(
-        &app,
-        &storage,
-        owner,
-        "group_avatar",
-        "completed",
-        48,
-        false,
-    )
-    .await;
+        .unwrap()
+        .is_some());
 
     let report = run_job(&ctx(&app, 30, 1.0), Job::MediaCleanup)
         .await
         .unwrap();
-    assert_eq!((report.deleted, report.failed), (3, 0), "{report}");
+    assert_eq!((report.deleted, report.failed), (2, 0), "{report}");
     assert!(!exists(&app, "media", orphan).await);
     assert!(
         storage
@@ -317,10 +372,9 @@ async fn media_cleanup_deletes_orphans_from_s3_then_the_database() {
             .is_none(),
         "object removed from S3"
     );
-    assert!(!exists(&app, "media", expired_pending).await);
     assert!(
-        !exists(&app, "media", never_uploaded).await,
-        "missing object counts as deleted"
+        !exists(&app, "media", abandoned).await,
+        "expired pending upload"
     );
     assert!(exists(&app, "media", attached).await);
     assert!(storage
@@ -345,6 +399,23 @@ async fn media_cleanup_deletes_orphans_from_s3_then_the_database() {
         .unwrap();
     assert_eq!(report.deleted, 1);
     assert!(!exists(&app, "media", fresh).await);
+
+    // A row whose object never existed is removed too (deleting nothing succeeds).
+    let (ghost, _) = insert_media(
+        &app,
+        &storage,
+        owner,
+        "group_avatar",
+        "completed",
+        48,
+        false,
+    )
+    .await;
+    let report = run_job(&ctx(&app, 30, 1.0), Job::MediaCleanup)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, 1);
+    assert!(!exists(&app, "media", ghost).await);
 }
 
 #[tokio::test]
@@ -382,8 +453,8 @@ async fn media_cleanup_keeps_the_row_when_storage_fails() {
 #[tokio::test]
 async fn a_job_never_runs_twice_at_once() {
     let app = TestApp::spawn().await;
-    let (u, _) = app.make_user("Gone").await;
-    soft_delete_user(&app, u, 40).await;
+    let (u, token) = app.make_user("Gone").await;
+    delete_account(&app, u, &token, 40).await;
     // Another scheduler holds the entity-cleanup lock.
     let mut holder = app.state.db.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
@@ -412,8 +483,8 @@ async fn a_job_never_runs_twice_at_once() {
     // Two concurrent runs: together they delete each row exactly once.
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (id, _) = app.make_user(&format!("U{i}")).await;
-        soft_delete_user(&app, id, 40).await;
+        let (id, token) = app.make_user(&format!("U{i}")).await;
+        delete_account(&app, id, &token, 40).await;
         ids.push(id);
     }
     let c = ctx(&app, 30, 7.0);
@@ -431,8 +502,8 @@ async fn a_job_never_runs_twice_at_once() {
 #[tokio::test]
 async fn jobs_run_cli_reports_counts() {
     let app = TestApp::spawn().await;
-    let (u, _) = app.make_user("Gone").await;
-    soft_delete_user(&app, u, 40).await;
+    let (u, token) = app.make_user("Gone").await;
+    delete_account(&app, u, &token, 40).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
         .args(["jobs", "run", "entity-cleanup"])
         .envs(app.env.iter())
