@@ -466,7 +466,9 @@ pub async fn member_page(
           WHERE gm.group_chat_id = $1"
     );
     if prefix.is_some() {
-        sql.push_str(" AND (lower(u.username) LIKE lower($2) OR lower(u.full_name) LIKE lower($2))");
+        sql.push_str(
+            " AND (lower(u.username) LIKE lower($2) OR lower(u.full_name) LIKE lower($2))",
+        );
     }
     if after.is_some() {
         sql.push_str(" AND (gm.joined_at, gm.id) > ($3, $4)");
@@ -506,9 +508,7 @@ pub async fn public_page(
           WHERE g.is_public = true AND c.deleted_at IS NULL",
     );
     if prefix.is_some() {
-        sql.push_str(
-            " AND (lower(g.name) LIKE lower($2) OR lower(g.description) LIKE lower($2))",
-        );
+        sql.push_str(" AND (lower(g.name) LIKE lower($2) OR lower(g.description) LIKE lower($2))");
     }
     let (name_after, count_after, id_after) = match after {
         Some(PublicCursor::Name(n, id)) => (Some(n.as_str()), None, Some(*id)),

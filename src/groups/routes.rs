@@ -77,9 +77,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// The chat and user ids of the member routes, each with its own 400.
-fn chat_and_user(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> AppResult<(Uuid, Uuid)> {
+fn chat_and_user(path: Result<Path<(String, String)>, PathRejection>) -> AppResult<(Uuid, Uuid)> {
     let Ok(Path((chat, user))) = path else {
         return Err(AppError::bad_request(INVALID_CHAT_ID));
     };
@@ -199,10 +197,11 @@ async fn change_role(
     let LenientJson(req) = body?;
     let role = service::validate_role(req.role)?;
     let user = me.user_id;
-    let msg = run_detached(async move {
-        service::change_role(&state, user, chat_id, target, role).await
-    })
-    .await?;
+    let msg =
+        run_detached(
+            async move { service::change_role(&state, user, chat_id, target, role).await },
+        )
+        .await?;
     Ok(Data(msg))
 }
 
@@ -217,8 +216,7 @@ async fn transfer(
     let target = service::validate_transfer(req.new_owner_id)?;
     let user = me.user_id;
     let msg =
-        run_detached(async move { service::transfer(&state, user, chat_id, target).await })
-            .await?;
+        run_detached(async move { service::transfer(&state, user, chat_id, target).await }).await?;
     Ok(Data(msg))
 }
 

@@ -143,9 +143,8 @@ async fn render_system(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> AppResult<Vec<MessageResponse>> {
-    let msgs =
-        load_message_responses(conn, state.storage.as_ref(), ids, RenderOpts::SYSTEM_ACTION)
-            .await?;
+    let msgs = load_message_responses(conn, state.storage.as_ref(), ids, RenderOpts::SYSTEM_ACTION)
+        .await?;
     if msgs.len() != ids.len() {
         return Err(internal("system message vanished after commit"));
     }
@@ -181,10 +180,7 @@ async fn publish_chat_items(
             let events = items
                 .iter()
                 .map(|(viewer, item)| {
-                    (
-                        *viewer,
-                        Event::new(kind, item, Some(chat_id), Some(sender)),
-                    )
+                    (*viewer, Event::new(kind, item, Some(chat_id), Some(sender)))
                 })
                 .collect();
             state.bus.to_each(events).await;
@@ -230,7 +226,11 @@ pub struct CreateInput {
 
 /// Validates a create body (400 `Bad Request`).
 pub fn validate_create(req: CreateGroupChatRequest) -> AppResult<CreateInput> {
-    let name = req.name.as_deref().and_then(valid_name).ok_or_else(bad_request)?;
+    let name = req
+        .name
+        .as_deref()
+        .and_then(valid_name)
+        .ok_or_else(bad_request)?;
     let description = match req.description.as_deref() {
         None => String::new(),
         Some(d) => valid_description(d).ok_or_else(bad_request)?,
@@ -390,7 +390,9 @@ pub async fn update(
     chat_id: Uuid,
     input: UpdateInput,
 ) -> AppResult<Option<ChatListResponse>> {
-    in_chat_order!(state, chat_id, |conn| update_locked(state, conn, actor, chat_id, input))
+    in_chat_order!(state, chat_id, |conn| update_locked(
+        state, conn, actor, chat_id, input
+    ))
 }
 
 async fn update_locked(
@@ -726,11 +728,7 @@ pub async fn join_public(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult
 }
 
 /// `POST /api/chats/group/join/invite` (any group with a valid code).
-pub async fn join_by_invite(
-    state: &AppState,
-    me: Uuid,
-    code: &str,
-) -> AppResult<ChatListResponse> {
+pub async fn join_by_invite(state: &AppState, me: Uuid, code: &str) -> AppResult<ChatListResponse> {
     if !plausible_code(code) {
         return Err(AppError::not_found(INVALID_INVITE));
     }
@@ -827,7 +825,9 @@ pub async fn add_members(
         let owner = repo::owner(&mut tx, g.group_id).await?;
         let found = repo::candidates(&mut tx, &user_ids, me, owner, Some(g.group_id)).await?;
         if found.len() != user_ids.len() || found.iter().any(|c| c.deleted) {
-            return Err(AppError::not_found("One or more users not found or deleted"));
+            return Err(AppError::not_found(
+                "One or more users not found or deleted",
+            ));
         }
         if found.iter().any(|c| c.banned) {
             return Err(AppError::forbidden(BANNED_MEMBER));
@@ -855,7 +855,10 @@ pub async fn add_members(
         let mut ids = Vec::with_capacity(added.len());
         for user in &added {
             let data = json!({ "target_id": user, "actor_id": me });
-            ids.push(insert_system_message(&mut tx, chat_id, Some(me), "system_add", Some(&data)).await?);
+            ids.push(
+                insert_system_message(&mut tx, chat_id, Some(me), "system_add", Some(&data))
+                    .await?,
+            );
         }
         let count = repo::member_count(&mut tx, g.group_id).await?;
         tx.commit().await?;
@@ -913,7 +916,9 @@ pub async fn kick(
             .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
         let role = member_role(&g, AppError::forbidden(NOT_MEMBER))?;
         if role == "member" {
-            return Err(AppError::forbidden("Only admins or owners can kick members"));
+            return Err(AppError::forbidden(
+                "Only admins or owners can kick members",
+            ));
         }
         let t = repo::target_member(&mut tx, g.group_id, target)
             .await?
@@ -932,7 +937,8 @@ pub async fn kick(
         }
         repo::delete_member(&mut tx, g.group_id, target).await?;
         let data = json!({ "target_id": target, "actor_id": me });
-        let id = insert_system_message(&mut tx, chat_id, Some(me), "system_kick", Some(&data)).await?;
+        let id =
+            insert_system_message(&mut tx, chat_id, Some(me), "system_kick", Some(&data)).await?;
         let count = repo::member_count(&mut tx, g.group_id).await?;
         tx.commit().await?;
 
@@ -983,7 +989,9 @@ pub async fn change_role(
             return Err(AppError::bad_request("Cannot change your own role"));
         }
         if t.deleted {
-            return Err(AppError::bad_request("Cannot change role of a deleted user"));
+            return Err(AppError::bad_request(
+                "Cannot change role of a deleted user",
+            ));
         }
         if t.role == "owner" {
             return Err(AppError::bad_request(
@@ -992,7 +1000,9 @@ pub async fn change_role(
         }
         // Unlike the reference, a banned admin CAN be demoted.
         if t.banned && new_role == "admin" {
-            return Err(AppError::forbidden("Cannot promote a suspended/banned user"));
+            return Err(AppError::forbidden(
+                "Cannot promote a suspended/banned user",
+            ));
         }
         if t.role == new_role {
             return Err(AppError::bad_request("Target user already has that role"));
@@ -1068,8 +1078,8 @@ pub async fn transfer(
             "new_role": "owner",
             "action": "ownership_transferred",
         });
-        let id =
-            insert_system_message(&mut tx, chat_id, Some(me), "system_promote", Some(&data)).await?;
+        let id = insert_system_message(&mut tx, chat_id, Some(me), "system_promote", Some(&data))
+            .await?;
         tx.commit().await?;
 
         let msg = render_one(state, conn, id).await?;
@@ -1097,7 +1107,10 @@ mod tests {
         assert_eq!(valid_name("  ab  "), None);
         assert_eq!(valid_name("     "), None);
         assert_eq!(valid_name(&"x".repeat(101)), None);
-        assert_eq!(valid_name(&"é".repeat(100)).map(|s| s.chars().count()), Some(100));
+        assert_eq!(
+            valid_name(&"é".repeat(100)).map(|s| s.chars().count()),
+            Some(100)
+        );
         assert_eq!(valid_name("a\0bc"), None);
     }
 
