@@ -474,7 +474,10 @@ pub async fn member_page(
         sql.push_str(" AND (gm.joined_at, gm.id) > ($3, $4)");
     }
     sql.push_str(" ORDER BY gm.joined_at, gm.id LIMIT $5");
+    // A search is planned with its actual prefix (unprepared), so the users'
+    // prefix indexes serve it; a plain page is a keyset walk either way.
     sqlx::query_as(&sql)
+        .persistent(prefix.is_none())
         .bind(group_id)
         .bind(prefix)
         .bind(after.map(|a| a.0))
@@ -489,7 +492,9 @@ pub async fn member_page(
 /// planner sees the actual prefix and can turn `LIKE 'q%'` into ranges of
 /// the `*_prefix_idx` indexes; without a query the page is a walk of
 /// `group_chats_public_name_id_idx` / `group_chats_public_member_count_idx`
-/// from the keyset position.
+/// from the keyset position. Deleted groups are removed by an anti-join
+/// against the few soft-deleted chats (`chats_deleted_at_idx`), never by
+/// probing or scanning `chats` for every candidate row.
 pub async fn public_page(
     db: &PgPool,
     viewer: Uuid,
@@ -503,9 +508,10 @@ pub async fn public_page(
                 EXISTS (SELECT 1 FROM group_members gm \
                          WHERE gm.group_chat_id = g.id AND gm.user_id = $1) AS is_member \
            FROM group_chats g \
-           JOIN chats c ON c.id = g.chat_id \
            LEFT JOIN media av ON av.id = g.avatar_id \
-          WHERE g.is_public = true AND c.deleted_at IS NULL",
+          WHERE g.is_public = true \
+            AND NOT EXISTS (SELECT 1 FROM chats c \
+                             WHERE c.id = g.chat_id AND c.deleted_at IS NOT NULL)",
     );
     if prefix.is_some() {
         sql.push_str(" AND (lower(g.name) LIKE lower($2) OR lower(g.description) LIKE lower($2))");
