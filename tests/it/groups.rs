@@ -2127,3 +2127,136 @@ async fn malformed_input_never_yields_a_server_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn system_messages_and_concurrent_sends_arrive_in_history_order() {
+    let app = TestApp::spawn().await;
+    let (_, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let mut joiners = Vec::new();
+    for i in 0..3 {
+        joiners.push(app.make_user(&format!("Joiner{i}")).await);
+    }
+    let g = create_group(&app, &at, "Ordered", &[bob, carol], true).await;
+    let chat = chat_id(&g);
+    let mut carol_ws = connect(&app, carol, &ct).await;
+
+    let sends = (0..10).map(|i| {
+        let bt = bt.clone();
+        let app = &app;
+        async move {
+            let (s, b) = post(
+                app,
+                &bt,
+                "/api/messages",
+                json!({"chat_id": chat, "content": format!("m{i}")}),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+        }
+    });
+    let renames = (0..3).map(|i| {
+        let at = at.clone();
+        let app = &app;
+        async move {
+            let (s, b) = put(
+                app,
+                &at,
+                &format!("/api/chats/group/{chat}"),
+                json!({"name": format!("Ordered {i}")}),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+        }
+    });
+    let joins = joiners.iter().map(|(_, t)| {
+        let app = &app;
+        async move {
+            let (s, b) = post(app, t, &format!("/api/chats/group/{chat}/join"), json!({})).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    });
+    tokio::join!(join_all(sends), join_all(renames), join_all(joins));
+
+    let mut live = Vec::new();
+    while live.len() < 16 {
+        let e = next_event(&mut carol_ws).await;
+        if e["type"] == "message.new" {
+            live.push(e["payload"]["id"].as_str().unwrap().to_string());
+        }
+    }
+    let history: Vec<String> = messages_of(&app, &ct, chat)
+        .await
+        .iter()
+        .skip(1) // system_create
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(live, history, "live order = history order");
+}
+
+#[tokio::test]
+async fn admin_console_entry_points_reset_dissolve_and_list() {
+    use atoitalk::groups::service::{self, Actor, UpdateInput};
+
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.make_user("Platform Admin").await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let avatar = media(&app, alice, "group_avatar", "completed").await;
+    let (s, b) = post(
+        &app,
+        &at,
+        "/api/chats/group",
+        json!({"name": "Bad Name", "description": "bad words", "member_ids": [bob],
+               "avatar_media_id": avatar}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let chat = chat_id(&b["data"]);
+    let mut bob_ws = connect(&app, bob, &bt).await;
+
+    let reset = UpdateInput::admin_reset(chat, true, true, true);
+    let out = service::update(&app.state, Actor::PlatformAdmin(admin), chat, reset)
+        .await
+        .expect("admin reset");
+    assert!(
+        out.is_none(),
+        "the admin is not a member of this private group"
+    );
+    let expected = format!("Group {}", &chat.to_string()[..8]);
+    for kind in ["system_rename", "system_description", "system_avatar"] {
+        let e = bob_ws.expect_event("message.new").await;
+        assert_eq!(e["payload"]["type"], kind);
+        assert_eq!(e["meta"]["sender_id"], admin.to_string());
+        assert!(e["payload"].get("sender_role").is_none());
+    }
+    let e = bob_ws.expect_event("chat.update").await;
+    assert_eq!(e["payload"]["id"], chat.to_string());
+    assert_eq!(e["payload"]["name"], expected.as_str());
+    assert_eq!(e["payload"]["description"], "");
+    assert_eq!(e["payload"]["avatar"], "");
+
+    let page = service::list_members(&app.state, None, chat, &Default::default())
+        .await
+        .expect("admin member list");
+    assert_eq!(page.data.len(), 2);
+    let err = service::list_members(&app.state, Some(admin), chat, &Default::default())
+        .await
+        .err()
+        .expect("a non-member user is refused");
+    assert_eq!(err.status(), 403);
+
+    service::delete(&app.state, Actor::PlatformAdmin(admin), chat)
+        .await
+        .expect("dissolve");
+    let e = bob_ws.expect_event("chat.delete").await;
+    assert_eq!(e["meta"]["sender_id"], admin.to_string());
+    let (s, _) = get(&app, &at, &format!("/api/chats/{chat}")).await;
+    assert_eq!(s, 404);
+    let err = service::delete(&app.state, Actor::PlatformAdmin(admin), chat)
+        .await
+        .err()
+        .expect("already dissolved");
+    assert_eq!(err.status(), 404);
+}
