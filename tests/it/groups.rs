@@ -2256,7 +2256,6 @@ async fn admin_console_entry_points_reset_dissolve_and_list() {
     assert_eq!(s, 404);
     let err = service::delete(&app.state, Actor::PlatformAdmin(admin), chat)
         .await
-        .err()
-        .expect("already dissolved");
+        .expect_err("already dissolved");
     assert_eq!(err.status(), 404);
 }
