@@ -32,7 +32,7 @@ use crate::messages::ordering::ChatOrderGuard;
 use crate::messages::service::{insert_system_message, load_message_responses, publish_to_chat};
 use crate::realtime::event::{kinds, Event};
 
-/// Length of invite codes: 22 characters of `[A-Za-z0-9]` carry 130 bits
+/// Length of invite codes: 22 characters of `[A-Za-z0-9]` carry 131 bits
 /// from the OS CSPRNG (the reference's 12 carry 71), URL-safe as they are.
 pub const INVITE_CODE_LEN: usize = 22;
 /// The `invite_code` column's width; longer input cannot be a code.
@@ -122,8 +122,10 @@ fn parse_avatar(raw: Option<String>) -> AppResult<Option<Uuid>> {
     }
 }
 
-/// Runs `$body` (an expression using `$conn: &mut PgConnection`) inside the
-/// chat's ordering guard, then releases it.
+/// Runs `$body` (a future using `$conn: &mut PgConnection`) inside the
+/// chat's ordering guard, then releases it. A macro rather than a helper
+/// taking a closure: the body's future borrows the guard's connection, and a
+/// generic `FnOnce(&mut PgConnection) -> Fut` cannot tie `Fut` to that borrow.
 macro_rules! in_chat_order {
     ($state:expr, $chat_id:expr, |$conn:ident| $body:expr) => {{
         let mut guard = ChatOrderGuard::acquire(&$state.db, $chat_id).await?;
