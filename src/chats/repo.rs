@@ -33,17 +33,15 @@ fn render_sql(page_cte: &str, order: &str) -> String {
                   AS blocked_by_other, \
                 g.name AS group_name, g.description, g.is_public, g.invite_code, \
                 g.invite_expires_at, gav.file_name AS group_avatar, \
-                COALESCE(mc.n, 0) AS member_count, \
+                /* live members, kept by triggers (group_member_count migration): \
+                   one column read, not a count per viewer row */ \
+                COALESCE(g.member_count, 0) AS member_count, \
                 lm.j AS last_message \
            FROM page \
            LEFT JOIN users ou ON ou.id = page.other_id \
            LEFT JOIN media oav ON oav.id = ou.avatar_id \
            LEFT JOIN group_chats g ON g.id = page.group_id \
            LEFT JOIN media gav ON gav.id = g.avatar_id \
-           LEFT JOIN LATERAL (SELECT count(*)::bigint AS n FROM group_members gm2 \
-                                JOIN users u2 ON u2.id = gm2.user_id AND u2.deleted_at IS NULL \
-                               WHERE gm2.group_chat_id = page.group_id) mc \
-                  ON page.group_id IS NOT NULL \
            LEFT JOIN LATERAL ({last_message}) lm ON page.is_participant \
           {order}",
         last_message = message_json_sql("m.id = page.last_message_id"),

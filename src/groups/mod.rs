@@ -1,3 +1,7 @@
-//! The groups feature: routes (thin handlers), service (rules), repo (SQL), dto (wire types).
+//! The groups feature: routes (thin handlers), service (rules, transactions,
+//! events), repo (SQL), dto (wire types).
 
+pub mod dto;
+pub mod repo;
 pub mod routes;
+pub mod service;
