@@ -1,7 +1,7 @@
 //! Wire types of the admin group endpoints.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
 use uuid::Uuid;
 
 /// One row of `GET /api/admin/groups`.
@@ -57,48 +57,4 @@ pub struct ResetGroupInfoRequest {
     pub reset_description: Option<bool>,
     #[serde(default)]
     pub reset_name: Option<bool>,
-}
-
-/// A system message as sent in `message.new` (a `MessageResponse` with
-/// only the fields a system message has).
-#[derive(Debug, Clone, Serialize)]
-pub struct SystemMessage {
-    pub id: Uuid,
-    pub chat_id: Uuid,
-    pub sender_id: Uuid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender_name: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub action_data: Value,
-    pub attachments: Vec<Value>,
-    pub created_at: String,
-}
-
-/// A group as one member sees it (`ChatListResponse`), for `chat.update`.
-#[derive(Debug, Serialize)]
-pub struct GroupChatView {
-    pub id: Uuid,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub name: String,
-    pub avatar: String,
-    pub last_message: Option<SystemMessage>,
-    pub unread_count: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_read_at: Option<String>,
-    pub is_blocked_by_me: bool,
-    pub other_user_is_deleted: bool,
-    pub other_user_is_banned: bool,
-    pub is_blocked_by_other: bool,
-    pub is_online: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub is_public: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invite_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invite_expires_at: Option<String>,
-    pub my_role: String,
-    pub member_count: i64,
 }

@@ -4,21 +4,16 @@
 
 use base64::Engine;
 use chrono::{DateTime, Timelike, Utc};
-use serde_json::json;
 use uuid::Uuid;
 
-use super::dto::{
-    AdminGroupDetail, AdminGroupListItem, GroupChatView, GroupMemberDto, ResetGroupInfoRequest,
-    SystemMessage,
-};
+use super::dto::{AdminGroupDetail, AdminGroupListItem, GroupMemberDto, ResetGroupInfoRequest};
 use super::repo;
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::groups::{self, service::Actor};
 use crate::http::pagination::{self, QueryParams, DEFAULT_LIMIT};
 use crate::http::response::Page;
 use crate::http::timestamps::{rfc3339, rfc3339_nano};
-use crate::realtime::event::kinds;
-use crate::realtime::Event;
 
 /// Largest page of the admin group list. The reference accepts any size;
 /// we cap it silently so one request cannot load the whole table.
@@ -182,188 +177,45 @@ async fn forget_member_cache(state: &AppState, chat: Uuid) {
     }
 }
 
-/// `DELETE /api/admin/groups/{chatID}`: soft-deletes the chat and sends
-/// `chat.delete` to every member.
+/// `DELETE /api/admin/groups/{chatID}`: the owner's delete, run as the
+/// platform admin (soft delete, `chat.delete` to every member).
 pub async fn dissolve(state: &AppState, admin: Uuid, chat: Uuid) -> Result<(), AppError> {
-    let mut tx = state.db.begin().await?;
-    let members = repo::dissolve(&mut tx, chat)
-        .await?
-        .ok_or_else(group_chat_not_found)?;
-    tx.commit().await?;
+    groups::service::delete(state, Actor::PlatformAdmin(admin), chat).await?;
     tracing::info!(admin_id = %admin, action = "group.dissolve", target = %chat, "admin action");
     forget_member_cache(state, chat).await;
-    let event = Event::new(
-        kinds::CHAT_DELETE,
-        json!({ "chat_id": chat }),
-        Some(chat),
-        Some(admin),
-    );
-    state.bus.to_users(&members, &event).await;
     Ok(())
 }
 
-/// `POST /api/admin/groups/{chatID}/reset`: name → `Group <first 8 of the
-/// chat id>`, description → `""`, avatar removed; one system message per
-/// effective change (sender = the admin), then `message.new` and a
-/// personalised `chat.update` to every member.
+/// `POST /api/admin/groups/{chatID}/reset`: the group update run as the
+/// platform admin: name → `Group <first 8 of the chat id>`, description →
+/// `""`, avatar removed; one system message per effective change, then
+/// `message.new` and a per-role `chat.update` to every member.
 pub async fn reset(
     state: &AppState,
     admin: Uuid,
     chat: Uuid,
     req: ResetGroupInfoRequest,
 ) -> Result<(), AppError> {
-    let (reset_name, reset_description, reset_avatar) = (
+    let (name, description, avatar) = (
         req.reset_name.unwrap_or(false),
         req.reset_description.unwrap_or(false),
         req.reset_avatar.unwrap_or(false),
     );
-    if !(reset_name || reset_description || reset_avatar) {
+    if !(name || description || avatar) {
         return Ok(());
     }
-    let sender_name = repo::full_name(&state.db, admin).await?;
-    let mut tx = state.db.begin().await?;
-    let g = repo::lock_live_group(&mut tx, chat)
-        .await?
-        .ok_or_else(group_chat_not_found)?;
-    let new_name = format!("Group {}", &g.chat_id.to_string()[..8]);
-    let old_description = g.description.clone().unwrap_or_default();
-    let rename = reset_name && g.name != new_name;
-    let clear_description = reset_description && !old_description.is_empty();
-    let clear_avatar = reset_avatar && g.avatar_id.is_some();
-    let mut changes: Vec<(&'static str, serde_json::Value)> = Vec::new();
-    if rename {
-        changes.push((
-            "system_rename",
-            json!({"old_name": g.name, "new_name": new_name}),
-        ));
-    }
-    if clear_description {
-        changes.push((
-            "system_description",
-            json!({"old_description": old_description, "new_description": ""}),
-        ));
-    }
-    if clear_avatar {
-        changes.push(("system_avatar", json!({"action": "removed"})));
-    }
-    if changes.is_empty() {
-        tracing::info!(admin_id = %admin, action = "group.reset", target = %chat, "admin action (no change)");
-        return Ok(());
-    }
-    repo::update_group(
-        &mut tx,
-        g.id,
-        rename.then_some(new_name.as_str()),
-        clear_description,
-        clear_avatar,
-    )
-    .await?;
-    let mut messages = Vec::with_capacity(changes.len());
-    for (kind, data) in changes {
-        let id = Uuid::now_v7();
-        let at = repo::insert_system_message(&mut tx, id, chat, admin, kind, &data).await?;
-        messages.push((
-            SystemMessage {
-                id,
-                chat_id: chat,
-                sender_id: admin,
-                sender_name: sender_name.clone(),
-                kind,
-                action_data: data,
-                attachments: Vec::new(),
-                created_at: rfc3339(at),
-            },
-            at,
-        ));
-    }
-    if let Some((last, at)) = messages.last() {
-        repo::set_last_message(&mut tx, chat, last.id, *at).await?;
-    }
-    tx.commit().await?;
+    let input = groups::service::UpdateInput::admin_reset(chat, name, description, avatar);
+    groups::service::update(state, Actor::PlatformAdmin(admin), chat, input).await?;
     tracing::info!(
         admin_id = %admin,
         action = "group.reset",
         target = %chat,
-        name = rename,
-        description = clear_description,
-        avatar = clear_avatar,
+        name,
+        description,
+        avatar,
         "admin action"
     );
-    publish_reset(
-        state,
-        admin,
-        chat,
-        g.id,
-        messages.into_iter().map(|(m, _)| m).collect(),
-    )
-    .await;
     Ok(())
-}
-
-/// `message.new` per system message, then `chat.update` per member with
-/// that member's role (invite code for public groups or owner/admin,
-/// expiry for owner/admin only).
-async fn publish_reset(
-    state: &AppState,
-    admin: Uuid,
-    chat: Uuid,
-    group: Uuid,
-    messages: Vec<SystemMessage>,
-) {
-    let (view, members) = match tokio::try_join!(
-        repo::group_view(&state.db, group),
-        repo::member_states(&state.db, group)
-    ) {
-        Ok((Some(v), m)) => (v, m),
-        Ok((None, _)) => return,
-        Err(e) => {
-            tracing::error!(error = %e, %chat, "group reset events: lookup failed");
-            return;
-        }
-    };
-    let users: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
-    let mut items = Vec::new();
-    for m in &messages {
-        let event = Event::new(kinds::MESSAGE_NEW, m, Some(chat), Some(admin));
-        items.extend(users.iter().map(|u| (*u, event.clone())));
-    }
-    let avatar = view
-        .avatar_file
-        .as_deref()
-        .map(|f| state.storage.public_url(f))
-        .unwrap_or_default();
-    for m in &members {
-        let privileged = matches!(m.role.as_str(), "owner" | "admin");
-        let payload = GroupChatView {
-            id: chat,
-            kind: "group",
-            name: view.name.clone(),
-            avatar: avatar.clone(),
-            last_message: messages.last().cloned(),
-            unread_count: 0,
-            last_read_at: m.last_read_at.map(rfc3339),
-            is_blocked_by_me: false,
-            other_user_is_deleted: false,
-            other_user_is_banned: false,
-            is_blocked_by_other: false,
-            is_online: false,
-            description: view.description.clone(),
-            is_public: view.is_public,
-            invite_code: (view.is_public || privileged).then(|| view.invite_code.clone()),
-            invite_expires_at: if privileged {
-                view.invite_expires_at.map(rfc3339)
-            } else {
-                None
-            },
-            my_role: m.role.clone(),
-            member_count: view.member_count,
-        };
-        items.push((
-            m.user_id,
-            Event::new(kinds::CHAT_UPDATE, payload, Some(chat), Some(admin)),
-        ));
-    }
-    state.bus.to_each(items).await;
 }
 
 #[cfg(test)]
