@@ -298,6 +298,61 @@ pub async fn insert_message(
     Ok(())
 }
 
+/// Records a new regular message in ONE statement: inserts it, moves the
+/// chat's last-message pointer forward, bumps every other member's unread
+/// counter (the sender has read everything) and returns each recipient with
+/// their new counter, which is exactly what `message.new` needs. (The send
+/// path only reaches here when no block stands between private-chat
+/// participants, so no block filter is needed.)
+pub async fn record_new_message(
+    conn: &mut PgConnection,
+    m: &NewMessage<'_>,
+    group_id: Option<Uuid>,
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH ins AS ( \
+           INSERT INTO messages (id, created_at, updated_at, type, content, action_data, chat_id, \
+                                 reply_to_id, sender_id) \
+           VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)), \
+         adv AS ( \
+           UPDATE chats SET last_message_id = $1, last_message_at = $2, updated_at = $2 \
+            WHERE id = $6 \
+              AND (last_message_at IS NULL OR last_message_at < $2 \
+                   OR (last_message_at = $2 AND (last_message_id IS NULL OR last_message_id < $1)))), \
+         pc AS ( \
+           UPDATE private_chats SET \
+             user1_unread_count = CASE WHEN user1_id = $8 THEN 0 ELSE user1_unread_count + 1 END, \
+             user1_last_read_at = CASE WHEN user1_id = $8 THEN $2 ELSE user1_last_read_at END, \
+             user2_unread_count = CASE WHEN user2_id = $8 THEN 0 ELSE user2_unread_count + 1 END, \
+             user2_last_read_at = CASE WHEN user2_id = $8 THEN $2 ELSE user2_last_read_at END \
+            WHERE chat_id = $6 AND $9::uuid IS NULL \
+           RETURNING user1_id, user1_unread_count, user2_id, user2_unread_count), \
+         gm AS ( \
+           UPDATE group_members SET \
+             unread_count = CASE WHEN user_id = $8 THEN 0 ELSE unread_count + 1 END, \
+             last_read_at = CASE WHEN user_id = $8 THEN $2 ELSE last_read_at END \
+            WHERE group_chat_id = $9 \
+           RETURNING user_id, unread_count) \
+         SELECT v.u, v.n::bigint FROM pc \
+           CROSS JOIN LATERAL (VALUES (pc.user1_id, pc.user1_unread_count), \
+                                      (pc.user2_id, pc.user2_unread_count)) v(u, n) \
+          WHERE v.u IS NOT NULL \
+         UNION ALL \
+         SELECT user_id, unread_count::bigint FROM gm",
+    )
+    .bind(m.id)
+    .bind(m.created_at)
+    .bind(m.kind)
+    .bind(m.content)
+    .bind(m.action_data)
+    .bind(m.chat_id)
+    .bind(m.reply_to_id)
+    .bind(m.sender_id)
+    .bind(group_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Moves the chat's last-message pointer forward, never backwards.
 pub async fn advance_last_message(
     conn: &mut PgConnection,
@@ -355,52 +410,6 @@ pub async fn detach(
     )
     .bind(message_id)
     .bind(media_ids)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Counter effects of a new message in a private chat: the sender has read
-/// everything, the other side gets one more unread (atomic increments).
-pub async fn bump_private_counters(
-    conn: &mut PgConnection,
-    chat_id: Uuid,
-    sender: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE private_chats SET \
-           user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count + 1 END, \
-           user1_last_read_at = CASE WHEN user1_id = $2 THEN $3 ELSE user1_last_read_at END, \
-           user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count + 1 END, \
-           user2_last_read_at = CASE WHEN user2_id = $2 THEN $3 ELSE user2_last_read_at END \
-         WHERE chat_id = $1",
-    )
-    .bind(chat_id)
-    .bind(sender)
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Counter effects of a new message in a group: every other member gets one
-/// more unread; the sender has read everything.
-pub async fn bump_group_counters(
-    conn: &mut PgConnection,
-    group_id: Uuid,
-    sender: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE group_members SET \
-           unread_count = CASE WHEN user_id = $2 THEN 0 ELSE unread_count + 1 END, \
-           last_read_at = CASE WHEN user_id = $2 THEN $3 ELSE last_read_at END \
-         WHERE group_chat_id = $1",
-    )
-    .bind(group_id)
-    .bind(sender)
-    .bind(at)
     .execute(conn)
     .await?;
     Ok(())

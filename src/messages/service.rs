@@ -229,7 +229,8 @@ async fn send_locked(
         }
     }
     let (id, at) = next_message_id(ctx.last_message_id, ctx.last_message_at, ctx.now);
-    repo::insert_message(
+    // Insert, pointer, counters and recipients in one round trip.
+    let recipients = repo::record_new_message(
         &mut tx,
         &NewMessage {
             id,
@@ -241,6 +242,7 @@ async fn send_locked(
             reply_to_id: input.reply_to_id,
             created_at: at,
         },
+        ctx.group_id,
     )
     .await?;
     if !input.attachment_ids.is_empty() {
@@ -249,15 +251,15 @@ async fn send_locked(
             return Err(bad_request());
         }
     }
-    repo::advance_last_message(&mut tx, chat_id, id, at).await?;
-    match ctx.group_id {
-        Some(group_id) => repo::bump_group_counters(&mut tx, group_id, me, at).await?,
-        None => repo::bump_private_counters(&mut tx, chat_id, me, at).await?,
-    }
     tx.commit().await?;
 
     let msg = load_one(conn, state, id, RenderOpts::FULL).await?;
-    publish_to_chat(state, conn, chat_id, Some(me), kinds::MESSAGE_NEW, &msg).await;
+    let event = Event::new(kinds::MESSAGE_NEW, &msg, Some(chat_id), Some(me));
+    let items = recipients
+        .into_iter()
+        .map(|(user, unread)| (user, event.with_unread(unread)))
+        .collect();
+    state.bus.to_each(items).await;
     Ok(msg)
 }
 
