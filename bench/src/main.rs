@@ -640,7 +640,9 @@ async fn fanout(
     drop(tx);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let http = reqwest::Client::new();
-    let sender = token(ids[0]);
+    // Senders rotate over the members: one user alone would hit the
+    // per-user limit (200 requests/min) within two seconds.
+    let senders: Vec<String> = ids.iter().take(200).map(|u| token(*u)).collect();
     let url = format!("http://127.0.0.1:{}/api/messages", servers[0].port);
     let total = rate as u64 * secs;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -648,9 +650,10 @@ async fn fanout(
     let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     let mut posts = Vec::new();
-    for _ in 0..total {
+    for i in 0..total {
         ticker.tick().await;
-        let (http, url, sender) = (http.clone(), url.clone(), sender.clone());
+        let sender = senders[i as usize % senders.len()].clone();
+        let (http, url) = (http.clone(), url.clone());
         posts.push(tokio::spawn(async move {
             let r = http
                 .post(&url)
