@@ -65,7 +65,7 @@ const MY_CHATS: &str = "\
       FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id WHERE gm.user_id = $1";
 
 /// The statement of [`list_page`].
-fn list_page_sql() -> String {
+pub fn list_page_sql() -> String {
     let page = format!(
         "SELECT $1::uuid AS viewer, mine.chat_id, c.type AS chat_type, true AS is_participant, \
                 mine.other_id, mine.unread::bigint AS unread, mine.last_read_at, mine.hidden_at, \

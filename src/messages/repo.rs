@@ -111,9 +111,13 @@ pub async fn history_page(
     } else {
         (">", "ASC", "<=")
     };
+    // No cursor = start from the far end. A sentinel keeps `id <cmp> $3` a
+    // plain index condition: with `$3 IS NULL OR ...` a cached generic plan
+    // walks the chat from its newest message and filters (measured: 8.6 ms
+    // for a page 90% back in a 100k-message chat).
+    let cursor = cursor.unwrap_or(if older { Uuid::max() } else { Uuid::nil() });
     let filter = format!(
-        "m.id IN (SELECT id FROM messages WHERE {VISIBLE} \
-                    AND ($3::uuid IS NULL OR id {cmp} $3) \
+        "m.id IN (SELECT id FROM messages WHERE {VISIBLE} AND id {cmp} $3 \
                   ORDER BY id {order} LIMIT $4)"
     );
     let sql = format!(
