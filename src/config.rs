@@ -104,6 +104,10 @@ pub struct Config {
     pub redis_password: String,
     pub redis_db: i64,
     pub redis_key_prefix: String,
+    /// `batched` (default): one pub/sub message per event with its list of
+    /// recipients. `reference`: the reference's one-message-per-recipient
+    /// shape, for fleets that mix reference and Rust instances.
+    pub event_bus_batched: bool,
 
     pub s3: Option<S3Config>,
     /// Directory of the local storage backend used when no S3 is configured.
@@ -329,6 +333,17 @@ impl Config {
             redis_password: src.string("REDIS_PASSWORD", ""),
             redis_db: src.parsed("REDIS_DB", 0i64, "a database number")?,
             redis_key_prefix: src.string("REDIS_KEY_PREFIX", ""),
+            event_bus_batched: match src.string("EVENT_BUS_FORMAT", "batched").trim() {
+                "batched" | "" => true,
+                "reference" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "EVENT_BUS_FORMAT",
+                        value: other.to_string(),
+                        reason: "expected batched or reference".into(),
+                    })
+                }
+            },
             s3,
             media_local_dir: PathBuf::from(src.string("MEDIA_LOCAL_DIR", "./var/media")),
             smtp: SmtpConfig {

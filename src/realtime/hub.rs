@@ -133,10 +133,17 @@ impl Hub {
     /// Queues an event for every local connection of `user_id`. A connection
     /// whose queue is full is told to close (it is too slow to keep up).
     pub fn deliver(&self, user_id: Uuid, data: Arc<str>) {
+        self.deliver_with(user_id, || data);
+    }
+
+    /// Like [`Hub::deliver`], but builds the bytes only when `user_id` has a
+    /// connection here (most targets of a broadcast live on other instances).
+    pub fn deliver_with(&self, user_id: Uuid, build: impl FnOnce() -> Arc<str>) {
         let users = self.lock();
         let Some(conns) = users.get(&user_id) else {
             return;
         };
+        let data = build();
         for (id, conn) in conns {
             match conn.tx.try_send(data.clone()) {
                 Ok(()) => {}

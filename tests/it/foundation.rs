@@ -198,7 +198,43 @@ async fn websocket_refuses_bad_tokens_before_upgrading() {
 
 #[tokio::test]
 async fn events_cross_instances_exactly_once() {
+    cross_instance_delivery("batched").await;
+}
+
+#[tokio::test]
+async fn reference_bus_format_also_delivers_exactly_once() {
+    cross_instance_delivery("reference").await;
+}
+
+#[tokio::test]
+async fn per_recipient_unread_counts_survive_batching() {
     let a = TestApp::spawn().await;
+    let b = a.second_instance().await;
+    let (alice, alice_token) = a.make_user("Alice").await;
+    let (bob, bob_token) = a.make_user("Bob").await;
+    let mut alice_ws = a.ws(&alice_token).await;
+    let mut bob_ws = b.ws(&bob_token).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = Event::new(kinds::MESSAGE_NEW, json!({"id": "m1"}), None, Some(alice));
+    a.state
+        .bus
+        .to_each(vec![(alice, e.with_unread(0)), (bob, e.with_unread(5))])
+        .await;
+    let got = alice_ws.expect_event("message.new").await;
+    assert_eq!(got["meta"]["unread_count"], 0);
+    let got = bob_ws.expect_event("message.new").await;
+    assert_eq!(got["meta"]["unread_count"], 5);
+    assert_eq!(got["payload"]["id"], "m1");
+    bob_ws
+        .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
+}
+
+async fn cross_instance_delivery(format: &str) {
+    let a = TestApp::spawn_with(|env| {
+        env.insert("EVENT_BUS_FORMAT".into(), format.into());
+    })
+    .await;
     let b = a.second_instance().await;
     let (alice, alice_token) = a.make_user("Alice").await;
     let (bob, bob_token) = a.make_user("Bob").await;
