@@ -631,8 +631,8 @@ async fn logout_revokes_exactly_that_token_and_closes_sockets() {
     assert_eq!(status, 401);
     // The other session keeps working, but its sockets were closed everywhere.
     assert_eq!(current_status(&app, &other).await.0, 200);
-    ws.expect_closed().await;
-    ws2.expect_closed().await;
+    assert_eq!(ws.expect_closed().await, Some(4001));
+    assert_eq!(ws2.expect_closed().await, Some(4001));
     let _ = id;
 }
 
@@ -756,7 +756,7 @@ async fn reset_password_revokes_sessions() {
     )
     .await;
     assert_eq!((status, &res), (200, &json!({"data": ""})));
-    ws.expect_closed().await;
+    assert_eq!(ws.expect_closed().await, Some(4001));
     assert_eq!(current_status(&app, &token).await.0, 401);
     let marker = redis_get(&app, &format!("revoked_user:{id}"))
         .await
@@ -1419,7 +1419,7 @@ async fn change_password_revokes_every_session() {
     assert_eq!((status, &res), (200, &json!({"data": ""})));
     assert_eq!(current_status(&app, &token).await.0, 401);
     assert_eq!(current_status(&app, &other).await.0, 401);
-    ws.expect_closed().await;
+    assert_eq!(ws.expect_closed().await, Some(4001));
     assert!(redis_get(&app, &format!("revoked_user:{id}"))
         .await
         .is_some());
@@ -1484,7 +1484,7 @@ async fn change_email_with_a_code_sent_to_the_new_address() {
     let (status, res) =
         put(json!({"email": format!("  {}  ", new_email.to_uppercase()), "code": code})).await;
     assert_eq!((status, &res), (200, &json!({"data": ""})));
-    ws.expect_closed().await;
+    assert_eq!(ws.expect_closed().await, Some(4001));
     assert_eq!(current_status(&app, &token).await.0, 401);
     let stored: String = email_of(&app, id).await;
     assert_eq!(stored, new_email);
@@ -1601,7 +1601,7 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     assert_eq!(ev["payload"], json!({"user_id": id}));
     assert_eq!(ev["meta"]["sender_id"], id.to_string());
     assert_eq!(ev["meta"]["chat_id"], Uuid::nil().to_string());
-    own_ws.expect_closed().await;
+    assert_eq!(own_ws.expect_closed().await, Some(4004));
     stranger_ws
         .expect_no_event("user.deleted", Duration::from_millis(500))
         .await;
