@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::infra::storage::Storage;
@@ -72,10 +73,12 @@ pub struct UserListItem {
 
 /// `PUT /api/user/profile` body. `bio` absent or `null` keeps the current
 /// bio (the reference cleared it); `""` removes it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(as = model::UpdateProfileRequest)]
 pub struct UpdateProfileRequest {
     pub username: Option<String>,
+    #[schema(required = true)]
     pub full_name: Option<String>,
     pub bio: Option<String>,
     pub avatar_media_id: Option<Uuid>,
