@@ -11,9 +11,11 @@ use uuid::Uuid;
 pub struct ChangePasswordRequest {
     /// Required when the account has a password.
     pub old_password: Option<String>,
-    #[schema(required = true)]
+    /// The password rule of registration.
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub new_password: Option<String>,
-    #[schema(required = true)]
+    /// Equal to `new_password`.
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub confirm_password: Option<String>,
 }
 
@@ -22,10 +24,10 @@ pub struct ChangePasswordRequest {
 #[serde(default)]
 #[schema(as = model::ChangeEmailRequest)]
 pub struct ChangeEmailRequest {
-    #[schema(required = true)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub email: Option<String>,
     /// OTP sent to the new address (`mode=change_email`).
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 6, max_length = 6)]
     pub code: Option<String>,
 }
 

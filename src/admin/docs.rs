@@ -18,6 +18,7 @@ pub struct AdminUserListQuery {
     /// Substring of the username, email or full name (at most 100 characters).
     pub query: Option<String>,
     /// Only users with this role.
+    #[param(inline)]
     pub role: Option<RoleFilter>,
     /// Page size, 1–50; 0 or absent means 20.
     #[param(minimum = 0, maximum = 50)]

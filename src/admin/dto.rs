@@ -60,12 +60,13 @@ pub struct BanUserRequest {
     #[serde(default)]
     #[schema(required = true)]
     pub target_user_id: Option<Uuid>,
+    /// 1–255 characters after trimming.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 255)]
     pub reason: Option<String>,
-    /// 0 or absent: permanent.
+    /// 0 or absent: permanent; at most 876,600 (100 years).
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 876600)]
     pub duration_hours: Option<i64>,
 }
 

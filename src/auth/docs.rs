@@ -1,6 +1,15 @@
 //! OpenAPI fragment of the auth feature.
 
-use utoipa::OpenApi;
+use utoipa::{OpenApi, ToSchema};
+
+/// What an OTP is for.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OtpMode {
+    Register,
+    Reset,
+    ChangeEmail,
+}
 
 /// `/api/auth/*` and `/api/otp/send`.
 #[derive(OpenApi)]

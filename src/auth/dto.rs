@@ -11,11 +11,12 @@ use uuid::Uuid;
 #[serde(default)]
 #[schema(as = model::LoginRequest)]
 pub struct LoginRequest {
-    #[schema(required = true)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub email: Option<String>,
-    #[schema(required = true)]
+    /// Must satisfy the password rule (else 400, not 401).
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub password: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub captcha_token: Option<String>,
 }
 
@@ -24,17 +25,22 @@ pub struct LoginRequest {
 #[serde(default)]
 #[schema(as = model::RegisterUserRequest)]
 pub struct RegisterRequest {
-    #[schema(required = true)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub email: Option<String>,
-    #[schema(required = true)]
+    /// 3–50 ASCII letters or digits (stored lower-cased).
+    #[schema(required = true, pattern = r"^[A-Za-z0-9]{3,50}$")]
     pub username: Option<String>,
-    #[schema(required = true)]
+    /// The emailed OTP (`mode=register`).
+    #[schema(required = true, min_length = 6, max_length = 6)]
     pub code: Option<String>,
-    #[schema(required = true)]
+    /// 3–100 characters after trimming.
+    #[schema(required = true, min_length = 3, max_length = 100)]
     pub full_name: Option<String>,
-    #[schema(required = true)]
+    /// 8–72 characters with an upper-case letter, a lower-case letter, a
+    /// digit and a punctuation or symbol character.
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub password: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub captcha_token: Option<String>,
 }
 
@@ -43,15 +49,18 @@ pub struct RegisterRequest {
 #[serde(default)]
 #[schema(as = model::ResetPasswordRequest)]
 pub struct ResetPasswordRequest {
-    #[schema(required = true)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub email: Option<String>,
-    #[schema(required = true)]
+    /// The emailed OTP (`mode=reset`).
+    #[schema(required = true, min_length = 6, max_length = 6)]
     pub code: Option<String>,
-    #[schema(required = true)]
+    /// The password rule of registration.
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub password: Option<String>,
-    #[schema(required = true)]
+    /// Equal to `password`.
+    #[schema(required = true, min_length = 8, max_length = 72)]
     pub confirm_password: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub captcha_token: Option<String>,
 }
 
@@ -60,12 +69,11 @@ pub struct ResetPasswordRequest {
 #[serde(default)]
 #[schema(as = model::SendOTPRequest)]
 pub struct SendOtpRequest {
-    #[schema(required = true)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub email: Option<String>,
-    /// `register`, `reset` or `change_email`.
-    #[schema(required = true)]
+    #[schema(required = true, value_type = Option<super::docs::OtpMode>, inline)]
     pub mode: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub captcha_token: Option<String>,
 }
 
@@ -74,9 +82,11 @@ pub struct SendOtpRequest {
 #[serde(default)]
 #[schema(as = model::GoogleLoginRequest)]
 pub struct GoogleLoginRequest {
-    #[schema(required = true)]
+    /// Google's authorization code.
+    #[schema(required = true, min_length = 1)]
     pub code: Option<String>,
-    #[schema(required = true)]
+    /// The `state` of `GET /api/auth/google/init` (single use).
+    #[schema(required = true, min_length = 16, max_length = 128)]
     pub state: Option<String>,
 }
 

@@ -1,6 +1,15 @@
 //! OpenAPI fragment of the media feature.
 
-use utoipa::OpenApi;
+use utoipa::{OpenApi, ToSchema};
+
+/// What an uploaded file is for.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum MediaUsage {
+    MessageAttachment,
+    UserAvatar,
+    GroupAvatar,
+}
 
 /// `/api/media/*`.
 #[derive(OpenApi)]

@@ -12,22 +12,23 @@ use uuid::Uuid;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = model::UploadMediaRequest)]
 pub struct UploadMediaRequest {
-    /// `user_avatar`, `group_avatar` or `chat_attachment`.
+    /// What the file is for: decides its bucket and size/type policy.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = Option<super::docs::MediaUsage>, inline)]
     pub usage: Option<String>,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 255)]
     pub original_name: Option<String>,
-    /// Bytes; the limit depends on `usage`.
+    /// Bytes: at most 20 MiB for attachments, 2 MiB for avatars.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, minimum = 1)]
     pub file_size: Option<i64>,
+    /// Avatars: `image/jpeg`, `image/png` or `image/webp`.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 100)]
     pub mime_type: Option<String>,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub captcha_token: Option<String>,
 }
 

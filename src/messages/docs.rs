@@ -25,6 +25,7 @@ pub struct HistoryParams {
     /// Page size, 1–50; 0 or absent means 20.
     #[param(minimum = 0, maximum = 50)]
     pub limit: Option<i64>,
+    #[param(inline)]
     pub direction: Option<HistoryDirection>,
 }
 

@@ -362,6 +362,7 @@ pub struct SendMessageRequest {
     pub chat_id: Option<String>,
     /// At most 4000 characters; required unless there are attachments.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub content: Option<String>,
     /// Completed uploads of the caller, no duplicates.
     #[serde(default)]
@@ -381,6 +382,7 @@ pub struct EditMessageRequest {
     /// The new text (at most 4000 characters); required unless
     /// `attachment_ids` is given.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub content: Option<String>,
     /// When present, replaces the attachments (`null` or `[]` removes them).
     #[serde(default)]

@@ -12,13 +12,32 @@ pub enum ReportStatus {
     Rejected,
 }
 
+/// What a report is about.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ReportTarget {
+    Message,
+    Group,
+    User,
+}
+
+/// An admin's decision on a report.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ReportDecision {
+    Resolved,
+    Rejected,
+}
+
 /// Query of `GET /api/admin/reports`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportListQuery {
-    /// Substring of the reason or the reporter's name (at most 100 characters).
+    /// Substring of the reason, or prefix of the reporter's username or full
+    /// name (at most 100 characters).
     pub query: Option<String>,
     /// Only reports in this state.
+    #[param(inline)]
     pub status: Option<ReportStatus>,
     /// Page size, 1–50; 0 or absent means 20.
     #[param(minimum = 0, maximum = 50)]

@@ -13,10 +13,11 @@ pub struct CreateReportRequest {
     /// `message` (needs `message_id`), `group` (needs `chat_id`) or `user`
     /// (needs `target_user_id`).
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = Option<super::docs::ReportTarget>, inline)]
     pub target_type: Option<String>,
+    /// 1–255 characters after trimming.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 255)]
     pub reason: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -35,7 +36,7 @@ pub struct CreateReportRequest {
 pub struct ResolveReportRequest {
     /// `resolved` or `rejected`.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = Option<super::docs::ReportDecision>, inline)]
     pub status: Option<String>,
     #[serde(default)]
     pub notes: Option<String>,

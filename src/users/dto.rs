@@ -77,9 +77,13 @@ pub struct UserListItem {
 #[serde(default)]
 #[schema(as = model::UpdateProfileRequest)]
 pub struct UpdateProfileRequest {
+    /// 3–50 ASCII letters or digits (stored lower-cased); empty keeps it.
+    #[schema(pattern = r"^([A-Za-z0-9]{3,50})?$")]
     pub username: Option<String>,
-    #[schema(required = true)]
+    /// 3–100 characters.
+    #[schema(required = true, min_length = 3, max_length = 100)]
     pub full_name: Option<String>,
+    #[schema(max_length = 255)]
     pub bio: Option<String>,
     pub avatar_media_id: Option<Uuid>,
     pub delete_avatar: Option<bool>,
