@@ -26,9 +26,11 @@
 # bound to the id parameters and body fields), so requests reach real rows.
 # Google sign-in is configured with endpoints on a closed local port, so it
 # fails as a client error without leaving the machine. While schemathesis
-# runs, the server's rate-limit counters are cleared ten times a second, so
-# requests reach the handlers instead of ending as (documented) 429s after
-# the first couple of hundred.
+# runs, scripts/fuzz_unlimit.py clears the server's rate-limit counters ten
+# times a second, so requests reach the handlers instead of ending as
+# (documented) 429s after the first couple of hundred; schemathesis sends at
+# most FUZZ_RATE_LIMIT (default 60/s), so even the 10-per-minute auth bucket
+# rarely fills between two sweeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '==> %s\n' "$*" >&2; }
@@ -55,6 +57,10 @@ psql_admin() { psql -h "${DB_HOST:-127.0.0.1}" -p "${DB_PORT:-5432}" -U "${DB_US
 psql_admin -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 
 redis_prefix="fuzz:$RANDOM:"
+# A Redis database of its own keeps the counter sweep below cheap however
+# many keys other test runs leave in database 0.
+redis_db=${FUZZ_REDIS_DB:-7}
+export REDIS_DB=$redis_db
 export APP_ENV=test APP_PORT=$port DB_HOST=${DB_HOST:-127.0.0.1} DB_NAME=$db DB_MIGRATE=true \
     REDIS_KEY_PREFIX="$redis_prefix" JWT_SECRET=$secret OTP_SECRET=$secret RUST_LOG=${RUST_LOG:-warn} \
     MEDIA_LOCAL_DIR="$(mktemp -d)" SMTP_HOST= SMTP_ASYNC=false \
@@ -66,7 +72,10 @@ log=$target_dir/fuzz-server.log
 server=$!
 limiter_reset=
 cleanup() {
-    [[ -n $limiter_reset ]] && { kill "$limiter_reset" 2>/dev/null || true; }
+    if [[ -n $limiter_reset ]]; then
+        kill "$limiter_reset" 2>/dev/null || true
+        wait "$limiter_reset" 2>/dev/null || true
+    fi
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
 }
@@ -119,13 +128,7 @@ python3 scripts/fuzz_seed.py "http://127.0.0.1:$port" "$st_config" "$(printf \
     "$uid" "$token" "$bob" "$(mint "$bob")" "$carol" "$(mint "$carol")" "$c1" "$c2")"
 
 step "fuzzing (schemathesis; server log in $log)"
-redis_addr=(-h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}")
-(
-    while sleep 0.1; do
-        redis-cli "${redis_addr[@]}" --scan --pattern "${redis_prefix}ratelimit:*" |
-            xargs -r redis-cli "${redis_addr[@]}" del >/dev/null 2>&1 || true
-    done
-) &
+python3 scripts/fuzz_unlimit.py "${REDIS_HOST:-127.0.0.1}" "${REDIS_PORT:-6379}" "$redis_db" "$redis_prefix" &
 limiter_reset=$!
 report=$target_dir/fuzz-report.txt
 exclude='^/(ws|storage/.*|docs|asyncapi.yaml|openapi.json|api/auth/logout)$'
@@ -137,10 +140,14 @@ set +e
     --checks not_a_server_error,response_schema_conformance \
     --max-examples "${FUZZ_EXAMPLES:-40}" \
     --workers "${FUZZ_WORKERS:-1}" \
+    --rate-limit "${FUZZ_RATE_LIMIT:-60/s}" \
     --exclude-path-regex "$exclude" \
     --continue-on-failure "${extra[@]}" 2>&1 | tee "$report"
 rc=${PIPESTATUS[0]}
 set -e
+kill "$limiter_reset" 2>/dev/null || true
+wait "$limiter_reset" 2>/dev/null || true
+limiter_reset=
 if grep -q "panicked" "$log"; then
     echo "error: the server panicked during fuzzing; see $log" >&2
     exit 1
