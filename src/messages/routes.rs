@@ -2,7 +2,7 @@
 //! service).
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -75,9 +75,12 @@ async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     raw_id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Data<MessageResponse>> {
     let message_id = path_uuid(raw_id, "Invalid Message ID")?;
+    // An unreadable or oversize body is the envelope's 400 like every other
+    // JSON body (a bare `Bytes` extractor answered a plain-text 413).
+    let body = body.map_err(|_| AppError::bad_request("Bad Request"))?;
     let (req, has_key) = decode_edit(&body).ok_or_else(|| AppError::bad_request("Bad Request"))?;
     let input = service::validate_edit(req, has_key)?;
     let user = me.user_id;
