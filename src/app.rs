@@ -176,10 +176,21 @@ impl Server {
     }
 }
 
-/// The OpenAPI fragments of every feature (each feature's `routes::ApiDoc`
-/// once it has one), merged into `/openapi.json`.
+/// The OpenAPI fragments of every feature (each feature's `docs::ApiDoc`),
+/// merged into `/openapi.json`.
 pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
-    Vec::new()
+    use utoipa::OpenApi;
+    vec![
+        crate::auth::docs::ApiDoc::openapi(),
+        crate::users::docs::ApiDoc::openapi(),
+        crate::account::docs::ApiDoc::openapi(),
+        crate::chats::docs::ApiDoc::openapi(),
+        crate::messages::docs::ApiDoc::openapi(),
+        crate::media::docs::ApiDoc::openapi(),
+        crate::reports::docs::ApiDoc::openapi(),
+        crate::admin::docs::ApiDoc::openapi(),
+        crate::realtime::docs::ApiDoc::openapi(),
+    ]
 }
 
 /// The full router with its middleware.

@@ -12,7 +12,9 @@ use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::{decode_lenient, LenientJson};
+use crate::http::openapi::AuthenticatedErrors;
 use crate::http::rate_limit;
+use crate::http::response::schema::{EmptyBody, ErrorBody};
 use crate::http::response::Empty;
 use crate::http::routing;
 
@@ -28,6 +30,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     )
 }
 
+#[utoipa::path(put, path = "/api/account/password", tag = "account", operation_id = "account_change_password",
+    summary = "Change Password", description = "Set a new password (the old one is required when there is one); \
+        every session is revoked.",
+    security(("BearerAuth" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Password changed", body = EmptyBody),
+        (status = 400, description = "Invalid fields or wrong old password", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn change_password(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -37,6 +50,17 @@ async fn change_password(
     Ok(Empty)
 }
 
+#[utoipa::path(put, path = "/api/account/email", tag = "account", operation_id = "account_change_email",
+    summary = "Change Email", description = "Move the account to a new address verified by an OTP.",
+    security(("BearerAuth" = [])),
+    request_body = ChangeEmailRequest,
+    responses(
+        (status = 200, description = "Email changed", body = EmptyBody),
+        (status = 400, description = "Invalid fields or OTP, or the same address", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+        (status = 409, description = "Email already registered", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn change_email(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -47,6 +71,18 @@ async fn change_email(
 }
 
 /// The body is optional: an empty one means "no password given".
+#[utoipa::path(delete, path = "/api/account", tag = "account", operation_id = "account_delete",
+    summary = "Delete Account", description = "Soft-delete and anonymise the account; contacts get `user.deleted`. \
+        The body may be empty for accounts without a password.",
+    security(("BearerAuth" = [])),
+    request_body = Option<DeleteAccountRequest>,
+    responses(
+        (status = 200, description = "Account deleted", body = EmptyBody),
+        (status = 400, description = "Undecodable body, or missing or wrong password", body = ErrorBody),
+        (status = 403, description = "The caller still owns a group", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn delete_account(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,

@@ -3,10 +3,12 @@
 //! `model.BanUserRequest`, `model.ResetUserInfoRequest`, ...).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// `GET /api/admin/dashboard`.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[schema(as = model::DashboardStatsResponse)]
 pub struct DashboardStats {
     pub total_users: i64,
     pub total_groups: i64,
@@ -15,7 +17,8 @@ pub struct DashboardStats {
 }
 
 /// One row of `GET /api/admin/users`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = model::AdminUserListResponse)]
 pub struct AdminUserListItem {
     pub id: Uuid,
     pub username: String,
@@ -27,7 +30,8 @@ pub struct AdminUserListItem {
 }
 
 /// `GET /api/admin/users/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = model::AdminUserDetailResponse)]
 pub struct AdminUserDetail {
     pub id: Uuid,
     pub username: String,
@@ -43,26 +47,35 @@ pub struct AdminUserDetail {
     pub banned_until: Option<String>,
     pub created_at: String,
     /// Always present, `null` when the user never connected.
+    #[schema(required = true)]
     pub last_seen_at: Option<String>,
     pub total_messages: i64,
     pub total_groups: i64,
 }
 
 /// `POST /api/admin/users/ban` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::BanUserRequest)]
 pub struct BanUserRequest {
     #[serde(default)]
+    #[schema(required = true)]
     pub target_user_id: Option<Uuid>,
+    /// 1–255 characters after trimming.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 255)]
     pub reason: Option<String>,
+    /// 0 or absent: permanent; at most 876,600 (100 years).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 876600)]
     pub duration_hours: Option<i64>,
 }
 
 /// `POST /api/admin/users/{id}/reset` body. A `target_user_id` in the body
 /// is ignored (the path decides), but must still decode.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::ResetUserInfoRequest)]
 pub struct ResetUserInfoRequest {
+    /// Ignored: the path names the user.
     #[serde(default)]
     pub target_user_id: Option<Uuid>,
     #[serde(default)]

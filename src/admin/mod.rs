@@ -2,6 +2,7 @@
 //! profile reset) and groups (list, detail, members, dissolve, reset).
 //! Report review lives in `crate::reports`.
 
+pub mod docs;
 pub mod dto;
 pub mod groups;
 pub mod repo;

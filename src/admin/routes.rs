@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use uuid::Uuid;
 
+use super::docs::AdminUserListQuery;
 use super::dto::{
     AdminUserDetail, AdminUserListItem, BanUserRequest, DashboardStats, ResetUserInfoRequest,
 };
@@ -17,8 +18,10 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AdminUser;
 use crate::http::json::{decode_lenient, LenientJson};
+use crate::http::openapi::AdminErrors;
 use crate::http::pagination::QueryParams;
 use crate::http::path::parse_uuid;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 
@@ -42,6 +45,13 @@ fn user_id(path: Result<Path<String>, PathRejection>, message: &str) -> Result<U
     parse_uuid(&raw, message)
 }
 
+#[utoipa::path(get, path = "/api/admin/dashboard", tag = "admin", operation_id = "admin_dashboard",
+    summary = "Get Dashboard Stats", description = "Totals of users, groups, messages and pending reports.",
+    security(("BearerAuth" = [])),
+    responses(
+        (status = 200, description = "The totals", body = DataBody<DashboardStats>),
+        AdminErrors
+    ))]
 async fn dashboard(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -49,6 +59,15 @@ async fn dashboard(
     service::dashboard(&state).await.map(Data)
 }
 
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", operation_id = "admin_user_list",
+    summary = "Get Users List", description = "Users, newest first.",
+    security(("BearerAuth" = [])),
+    params(AdminUserListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = PageBody<AdminUserListItem>),
+        (status = 400, description = "Invalid query, role or limit", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn list_users(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -57,6 +76,16 @@ async fn list_users(
     service::list_users(&state, &QueryParams::parse(query.as_deref())).await
 }
 
+#[utoipa::path(get, path = "/api/admin/users/{userID}", tag = "admin", operation_id = "admin_user_detail",
+    summary = "Get User Detail", description = "A user with ban state and activity totals.",
+    security(("BearerAuth" = [])),
+    params(("userID" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = DataBody<AdminUserDetail>),
+        (status = 400, description = "Invalid user ID", body = ErrorBody),
+        (status = 404, description = "User not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn user_detail(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -66,6 +95,16 @@ async fn user_detail(
     service::user_detail(&state, id).await.map(Data)
 }
 
+#[utoipa::path(post, path = "/api/admin/users/ban", tag = "admin", operation_id = "admin_user_ban",
+    summary = "Ban User", description = "Ban a user (for some hours or for good); their sessions end at once.",
+    security(("BearerAuth" = [])),
+    request_body = BanUserRequest,
+    responses(
+        (status = 200, description = "Banned", body = EmptyBody),
+        (status = 400, description = "Invalid target, reason or duration", body = ErrorBody),
+        (status = 404, description = "User not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn ban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -75,6 +114,16 @@ async fn ban(
     Ok(Empty)
 }
 
+#[utoipa::path(post, path = "/api/admin/users/{userID}/unban", tag = "admin", operation_id = "admin_user_unban",
+    summary = "Unban User", description = "Lift a ban.",
+    security(("BearerAuth" = [])),
+    params(("userID" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Unbanned", body = EmptyBody),
+        (status = 400, description = "Invalid User ID", body = ErrorBody),
+        (status = 404, description = "User not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn unban(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -86,6 +135,17 @@ async fn unban(
 }
 
 /// The body is decoded before the path is checked, as the reference does.
+#[utoipa::path(post, path = "/api/admin/users/{userID}/reset", tag = "admin", operation_id = "admin_user_reset",
+    summary = "Reset User Info", description = "Reset a user's name, bio and/or avatar; contacts get `user.update`.",
+    security(("BearerAuth" = [])),
+    params(("userID" = uuid::Uuid, Path, description = "User id")),
+    request_body = ResetUserInfoRequest,
+    responses(
+        (status = 200, description = "Reset", body = EmptyBody),
+        (status = 400, description = "Invalid request body or user ID", body = ErrorBody),
+        (status = 404, description = "User not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn reset(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

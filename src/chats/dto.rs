@@ -5,6 +5,7 @@
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -20,14 +21,17 @@ pub const MAX_QUERY_CHARS: usize = 100;
 
 /// A chat as it appears in the list, the detail, `chat.new` and
 /// `chat.update` (`model.ChatListResponse`). Field order is the wire order.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = model::ChatListResponse)]
 pub struct ChatListResponse {
     pub id: Uuid,
+    /// `private` or `group`.
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
     pub avatar: String,
     /// Never omitted: `null` when there is none.
+    #[schema(required = true)]
     pub last_message: Option<MessageResponse>,
     pub unread_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,7 +196,8 @@ impl ChatListResponse {
 }
 
 /// `POST /api/chats/private` response (`model.ChatResponse`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = model::ChatResponse)]
 pub struct ChatResponse {
     pub id: Uuid,
     #[serde(rename = "type")]
@@ -201,9 +206,12 @@ pub struct ChatResponse {
 }
 
 /// `POST /api/chats/private` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::CreatePrivateChatRequest)]
 pub struct CreatePrivateChatRequest {
+    /// The other user's id.
     #[serde(default)]
+    #[schema(required = true, format = Uuid)]
     pub target_user_id: Option<String>,
 }
 

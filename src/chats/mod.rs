@@ -1,6 +1,7 @@
 //! The chats feature: routes (thin handlers), service (rules), repo (SQL),
 //! dto (wire types).
 
+pub mod docs;
 pub mod dto;
 pub mod repo;
 pub mod routes;

@@ -6,14 +6,17 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::Router;
 
+use super::docs::ChatListQuery;
 use super::dto::{ChatListResponse, ChatResponse, CreatePrivateChatRequest, QueryParams};
 use super::service;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
+use crate::http::openapi::AuthenticatedErrors;
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::service::run_detached;
@@ -44,6 +47,15 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     )
 }
 
+#[utoipa::path(get, path = "/api/chats", tag = "chat", operation_id = "chat_list",
+    summary = "Get Chat List", description = "The caller's chats, most recent activity first.",
+    security(("BearerAuth" = [])),
+    params(ChatListQuery),
+    responses(
+        (status = 200, description = "A page of chats", body = PageBody<ChatListResponse>),
+        (status = 400, description = "Invalid query or limit", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -52,6 +64,16 @@ async fn list(
     service::list(&state, me.user_id, &QueryParams::parse(raw.as_deref())).await
 }
 
+#[utoipa::path(get, path = "/api/chats/{id}", tag = "chat", operation_id = "chat_detail",
+    summary = "Get Chat by ID", description = "A chat the caller belongs to, or a public group.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Chat id")),
+    responses(
+        (status = 200, description = "The chat", body = DataBody<ChatListResponse>),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 404, description = "No such chat visible to the caller", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn detail(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -61,6 +83,17 @@ async fn detail(
     Ok(Data(service::detail(&state, me.user_id, chat_id).await?))
 }
 
+#[utoipa::path(post, path = "/api/chats/{id}/read", tag = "chat", operation_id = "chat_mark_read",
+    summary = "Mark Chat as Read", description = "Reset the unread count; the chat's members get `chat.read`.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Chat id")),
+    responses(
+        (status = 200, description = "Marked as read", body = EmptyBody),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 403, description = "The caller is not a member", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn mark_read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -72,6 +105,17 @@ async fn mark_read(
     Ok(Empty)
 }
 
+#[utoipa::path(post, path = "/api/chats/{id}/hide", tag = "chat", operation_id = "chat_hide",
+    summary = "Hide Chat", description = "Hide a private chat from the caller's list until the next message.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Chat id")),
+    responses(
+        (status = 200, description = "Hidden", body = EmptyBody),
+        (status = 400, description = "Invalid Chat ID, or not a private chat", body = ErrorBody),
+        (status = 403, description = "The caller is not a participant", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn hide(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -83,6 +127,18 @@ async fn hide(
     Ok(Empty)
 }
 
+#[utoipa::path(post, path = "/api/chats/private", tag = "chat", operation_id = "chat_create_private",
+    summary = "Create Private Chat", description = "Open a private chat with another user.",
+    security(("BearerAuth" = [])),
+    request_body = CreatePrivateChatRequest,
+    responses(
+        (status = 200, description = "The new chat", body = DataBody<ChatResponse>),
+        (status = 400, description = "Invalid target, or the caller", body = ErrorBody),
+        (status = 403, description = "The target is banned or blocked", body = ErrorBody),
+        (status = 404, description = "One or both users not found", body = ErrorBody),
+        (status = 409, description = "Private chat already exists", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn create_private(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

@@ -8,9 +8,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::app::AppState;
+use crate::http::response::schema::ErrorBody;
 
 /// Adds the bearer scheme every authenticated operation refers to.
 struct BearerAuth;
@@ -30,11 +31,76 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Errors every route of `routing::public` can answer, whatever the
+/// handler does: the per-IP limiter and the failures any handler may meet.
+/// Handlers list their own statuses next to this set.
+#[derive(IntoResponses)]
+pub enum PublicErrors {
+    /// The route's rate-limit bucket is exhausted (`Retry-After` says for
+    /// how many seconds).
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// An unexpected failure (logged; the body never carries the cause).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// Redis or PostgreSQL is unreachable (rate limiter, sessions, OTP
+    /// store, database); retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// Errors every route of `routing::authenticated` can answer besides the
+/// handler's own: missing/invalid/revoked token, the per-user limiters and
+/// the failures any handler may meet.
+#[derive(IntoResponses)]
+pub enum AuthenticatedErrors {
+    /// Missing, malformed, expired or revoked bearer token, or the account
+    /// is gone, banned or deleted.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// `auth_verify` or the route's bucket is exhausted (`Retry-After`).
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// An unexpected failure (logged; the body never carries the cause).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// Redis or PostgreSQL is unreachable; retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// Errors every route of `routing::admin` can answer besides the handler's
+/// own: as [`AuthenticatedErrors`] plus the admin guard's 403.
+#[derive(IntoResponses)]
+pub enum AdminErrors {
+    /// Missing, malformed, expired or revoked bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller is not an admin (`Admin access required`), or the action
+    /// is refused for the target (e.g. another admin).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// `auth_verify` or `admin_action` is exhausted (`Retry-After`).
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// An unexpected failure (logged; the body never carries the cause).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// Redis or PostgreSQL is unreachable; retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "AtoiTalk API", version = "1.0.0", description = "REST API of AtoiTalk. Every success is `{\"data\": ...}`; every error is `{\"error\": \"...\"}`."),
     paths(crate::http::health::healthz, crate::http::health::readyz),
+    components(schemas(
+        ErrorBody,
+        crate::http::response::schema::EmptyBody,
+        crate::http::response::schema::PageMetaSchema
+    )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 //! private (attachments) bucket, completion after a storage HEAD, and read
 //! URLs for the people allowed to see an object.
 
+pub mod docs;
 pub mod dto;
 pub mod repo;
 pub mod routes;

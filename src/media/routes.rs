@@ -14,8 +14,10 @@ use crate::error::AppError;
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
 use crate::http::middleware::ClientIp;
+use crate::http::openapi::AuthenticatedErrors;
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
+use crate::http::response::schema::{DataBody, ErrorBody};
 use crate::http::response::Data;
 use crate::http::routing;
 
@@ -41,6 +43,15 @@ fn media_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, App
     parse_uuid(&raw, "Invalid Media ID")
 }
 
+#[utoipa::path(post, path = "/api/media/upload", tag = "media", operation_id = "media_upload",
+    summary = "Create Media Upload URL", description = "Register a pending upload and get a presigned PUT URL for it.",
+    security(("BearerAuth" = [])),
+    request_body = UploadMediaRequest,
+    responses(
+        (status = 200, description = "The pending media and how to upload it", body = DataBody<UploadMediaResponse>),
+        (status = 400, description = "Invalid usage, name, size, type or captcha", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn upload(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -51,6 +62,17 @@ async fn upload(
     service::upload(&state, me.user_id, ip, req).await.map(Data)
 }
 
+#[utoipa::path(post, path = "/api/media/{mediaID}/complete", tag = "media", operation_id = "media_complete",
+    summary = "Complete Media Upload", description = "Confirm an upload after the object was PUT; the stored object is checked.",
+    security(("BearerAuth" = [])),
+    params(("mediaID" = uuid::Uuid, Path, description = "Media id")),
+    responses(
+        (status = 200, description = "The completed media", body = DataBody<MediaDto>),
+        (status = 400, description = "Invalid Media ID; not pending, expired, or the object is missing or differs", body = ErrorBody),
+        (status = 403, description = "Not the uploader", body = ErrorBody),
+        (status = 404, description = "Media not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn complete(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -60,6 +82,17 @@ async fn complete(
     service::complete(&state, me.user_id, id).await.map(Data)
 }
 
+#[utoipa::path(get, path = "/api/media/{mediaID}/url", tag = "media", operation_id = "media_url",
+    summary = "Refresh Media URL", description = "A fresh read URL for media the caller may see.",
+    security(("BearerAuth" = [])),
+    params(("mediaID" = uuid::Uuid, Path, description = "Media id")),
+    responses(
+        (status = 200, description = "The URL", body = DataBody<MediaUrlResponse>),
+        (status = 400, description = "Invalid Media ID, or the upload is not completed", body = ErrorBody),
+        (status = 403, description = "No access to this media", body = ErrorBody),
+        (status = 404, description = "Media not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn url(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

@@ -8,6 +8,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::infra::storage::{Bucket, Storage};
@@ -32,7 +33,8 @@ fn is_blank(s: &Option<String>) -> bool {
 
 /// An attachment (`model.MediaDTO`). In messages `category` and
 /// `upload_status` are empty strings, as in the reference.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = model::MediaDTO)]
 pub struct MediaDto {
     pub id: Uuid,
     pub file_name: String,
@@ -45,7 +47,8 @@ pub struct MediaDto {
 }
 
 /// Preview of the message replied to (`model.ReplyPreviewDTO`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = model::ReplyPreviewDTO)]
 pub struct ReplyPreviewDto {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,6 +60,7 @@ pub struct ReplyPreviewDto {
     #[serde(skip_serializing_if = "is_blank")]
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub action_data: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
@@ -65,7 +69,8 @@ pub struct ReplyPreviewDto {
 
 /// A message as clients see it (`model.MessageResponse`): REST responses and
 /// `message.new` / `message.update` payloads. Field order is the wire order.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = model::MessageResponse)]
 pub struct MessageResponse {
     pub id: Uuid,
     pub chat_id: Uuid,
@@ -77,11 +82,14 @@ pub struct MessageResponse {
     pub sender_avatar: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_role: Option<String>,
+    /// `text`, `image`, `file`, ... or a system type (`system_create`, ...).
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(skip_serializing_if = "is_blank")]
     pub content: Option<String>,
+    /// System messages: what happened (`target_id`, `target_name`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub action_data: Option<Value>,
     pub attachments: Vec<MediaDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -346,26 +354,39 @@ impl MessageResponse {
 
 /// `POST /api/messages` body. Ids are strings so a malformed id is a 400 of
 /// ours rather than a decoder failure; `null` is accepted everywhere.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::SendMessageRequest)]
 pub struct SendMessageRequest {
     #[serde(default)]
+    #[schema(required = true, format = Uuid)]
     pub chat_id: Option<String>,
+    /// At most 4000 characters; required unless there are attachments.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub content: Option<String>,
+    /// Completed uploads of the caller, no duplicates.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     pub attachment_ids: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub reply_to_id: Option<String>,
 }
 
 /// `PUT /api/messages/{id}` body. Whether attachments are edited depends on
 /// the presence of the `attachment_ids` key, so the handler decodes the raw
 /// object first (see `routes::edit`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::EditMessageRequest)]
 pub struct EditMessageRequest {
+    /// The new text (at most 4000 characters); required unless
+    /// `attachment_ids` is given.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub content: Option<String>,
+    /// When present, replaces the attachments (`null` or `[]` removes them).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     pub attachment_ids: Option<Vec<String>>,
 }
 

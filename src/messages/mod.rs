@@ -2,6 +2,7 @@
 //! dto (wire types), ordering (per-chat sequencing of message writes and
 //! their events).
 
+pub mod docs;
 pub mod dto;
 pub mod ordering;
 pub mod repo;

@@ -2,12 +2,13 @@
 //! service).
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use super::dto::{decode_edit, SendMessageRequest};
+use super::docs::HistoryParams;
+use super::dto::{decode_edit, EditMessageRequest, SendMessageRequest};
 use super::service::{self, run_detached, HistoryQuery};
 use crate::app::AppState;
 use crate::chats::dto::QueryParams;
@@ -15,7 +16,9 @@ use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
+use crate::http::openapi::AuthenticatedErrors;
 use crate::http::rate_limit;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::dto::MessageResponse;
@@ -32,6 +35,18 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     )
 }
 
+#[utoipa::path(post, path = "/api/messages", tag = "message", operation_id = "message_send",
+    summary = "Send Message", description = "Post a message (text and/or attachments, optionally a reply); \
+        members get `message.new`.",
+    security(("BearerAuth" = [])),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 200, description = "The message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid fields, attachments or reply target", body = ErrorBody),
+        (status = 403, description = "Not a member, blocked, or the other user is gone or banned", body = ErrorBody),
+        (status = 404, description = "Chat not found or deleted", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -43,13 +58,29 @@ async fn send(
     Ok(Data(msg))
 }
 
+#[utoipa::path(put, path = "/api/messages/{messageID}", tag = "message", operation_id = "message_edit",
+    summary = "Edit Message", description = "Change the text (and attachments) of the caller's own recent message; \
+        members get `message.update`.",
+    security(("BearerAuth" = [])),
+    params(("messageID" = uuid::Uuid, Path, description = "Message id")),
+    request_body = EditMessageRequest,
+    responses(
+        (status = 200, description = "The edited message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid Message ID or fields, deleted or too old to edit", body = ErrorBody),
+        (status = 403, description = "Not the sender, or no longer a member", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     raw_id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Data<MessageResponse>> {
     let message_id = path_uuid(raw_id, "Invalid Message ID")?;
+    // An unreadable or oversize body is the envelope's 400 like every other
+    // JSON body (a bare `Bytes` extractor answered a plain-text 413).
+    let body = body.map_err(|_| AppError::bad_request("Bad Request"))?;
     let (req, has_key) = decode_edit(&body).ok_or_else(|| AppError::bad_request("Bad Request"))?;
     let input = service::validate_edit(req, has_key)?;
     let user = me.user_id;
@@ -58,6 +89,18 @@ async fn edit(
     Ok(Data(msg))
 }
 
+#[utoipa::path(delete, path = "/api/messages/{messageID}", tag = "message", operation_id = "message_delete",
+    summary = "Delete Message", description = "Soft-delete a message (own, or any as group owner/admin); \
+        members get `message.delete`.",
+    security(("BearerAuth" = [])),
+    params(("messageID" = uuid::Uuid, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Deleted", body = EmptyBody),
+        (status = 400, description = "Invalid Message ID, already deleted or a system message", body = ErrorBody),
+        (status = 403, description = "Not allowed to delete it", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn delete(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -69,6 +112,18 @@ async fn delete(
     Ok(Empty)
 }
 
+#[utoipa::path(get, path = "/api/chats/{chatID}/messages", tag = "message", operation_id = "message_history",
+    summary = "Get Messages", description = "A page of a chat's messages in ascending order: older or newer than \
+        the cursor, or around a message.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id"), HistoryParams),
+    responses(
+        (status = 200, description = "A page of messages", body = PageBody<MessageResponse>),
+        (status = 400, description = "Invalid Chat ID, cursor, limit, direction or around_message_id", body = ErrorBody),
+        (status = 403, description = "Not a member", body = ErrorBody),
+        (status = 404, description = "Chat or around message not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn history(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

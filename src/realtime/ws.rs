@@ -27,6 +27,19 @@ const READ_BUFFER: usize = 2048;
 pub const MAX_INBOUND: usize = 512;
 
 /// The upgrade handler.
+#[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "websocket_connect",
+    summary = "WebSocket Connection", description = "Upgrade to a WebSocket carrying the events of \
+        `/asyncapi.yaml`. The token is the `token` query parameter.",
+    security(("BearerAuth" = [])),
+    params(("token" = Option<String>, Query, description = "The JWT")),
+    responses(
+        (status = 101, description = "Switching Protocols"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::response::schema::ErrorBody),
+        (status = 403, description = "Origin not allowed", body = String, content_type = "text/plain"),
+        (status = 429, description = "Too many connection attempts from this IP", body = crate::http::response::schema::ErrorBody),
+        (status = 503, description = "Redis or PostgreSQL is unreachable", body = crate::http::response::schema::ErrorBody)
+    ))]
 pub async fn ws_handler(
     State(state): State<AppState>,
     headers: HeaderMap,

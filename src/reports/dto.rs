@@ -3,14 +3,21 @@
 //! `model.ResolveReportRequest`) and the evidence snapshot shapes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// `POST /api/reports` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::CreateReportRequest)]
 pub struct CreateReportRequest {
+    /// `message` (needs `message_id`), `group` (needs `chat_id`) or `user`
+    /// (needs `target_user_id`).
     #[serde(default)]
+    #[schema(required = true, value_type = Option<super::docs::ReportTarget>, inline)]
     pub target_type: Option<String>,
+    /// 1–255 characters after trimming.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 255)]
     pub reason: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -24,16 +31,20 @@ pub struct CreateReportRequest {
 }
 
 /// `PUT /api/admin/reports/{id}/resolve` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::ResolveReportRequest)]
 pub struct ResolveReportRequest {
+    /// `resolved` or `rejected`.
     #[serde(default)]
+    #[schema(required = true, value_type = Option<super::docs::ReportDecision>, inline)]
     pub status: Option<String>,
     #[serde(default)]
     pub notes: Option<String>,
 }
 
 /// One row of the admin report list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = model::ReportListResponse)]
 pub struct ReportListItem {
     pub id: Uuid,
     pub target_type: String,
@@ -44,7 +55,8 @@ pub struct ReportListItem {
 }
 
 /// The admin report detail.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = model::ReportDetailResponse)]
 pub struct ReportDetail {
     pub id: Uuid,
     pub target_type: String,
@@ -61,6 +73,9 @@ pub struct ReportDetail {
     pub reporter_avatar: String,
     pub reporter_is_deleted: bool,
     pub reporter_is_banned: bool,
+    /// What the target looked like when reported (message, group or user
+    /// evidence); always present, `null` when none was recorded.
+    #[schema(value_type = Option<Object>, required = true)]
     pub evidence_snapshot: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_notes: Option<String>,

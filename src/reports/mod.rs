@@ -2,6 +2,7 @@
 //! evidence snapshot that outlives the content); admins review, resolve and
 //! delete reports.
 
+pub mod docs;
 pub mod dto;
 pub mod repo;
 pub mod routes;

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::infra::storage::Storage;
@@ -72,11 +73,17 @@ pub struct UserListItem {
 
 /// `PUT /api/user/profile` body. `bio` absent or `null` keeps the current
 /// bio (the reference cleared it); `""` removes it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(as = model::UpdateProfileRequest)]
 pub struct UpdateProfileRequest {
+    /// 3–50 ASCII letters or digits (stored lower-cased); empty keeps it.
+    #[schema(pattern = r"^([A-Za-z0-9]{3,50})?$")]
     pub username: Option<String>,
+    /// 3–100 characters.
+    #[schema(required = true, min_length = 3, max_length = 100)]
     pub full_name: Option<String>,
+    #[schema(max_length = 255)]
     pub bio: Option<String>,
     pub avatar_media_id: Option<Uuid>,
     pub delete_avatar: Option<bool>,

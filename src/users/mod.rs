@@ -2,6 +2,7 @@
 //! and blocking.
 
 pub mod cursor;
+pub mod docs;
 pub mod dto;
 pub mod repo;
 pub mod routes;

@@ -5,14 +5,17 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use super::docs::{BlockedListQuery, UserDto, UserSearchQuery};
 use super::dto::{OwnProfile, ProfileView, UpdateProfileRequest, UserListItem};
 use super::service;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
+use crate::http::openapi::AuthenticatedErrors;
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 
@@ -39,6 +42,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
+#[utoipa::path(get, path = "/api/user/current", tag = "user", operation_id = "user_current",
+    summary = "Get Current User", description = "The caller's own profile.",
+    security(("BearerAuth" = [])),
+    responses(
+        (status = 200, description = "Own profile", body = DataBody<UserDto>),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn current(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -46,6 +57,17 @@ async fn current(
     Ok(Data(service::current(&state, p.user_id).await?))
 }
 
+#[utoipa::path(put, path = "/api/user/profile", tag = "user", operation_id = "user_update_profile",
+    summary = "Update User Profile", description = "Change username, full name, bio or avatar; contacts get `user.update`.",
+    security(("BearerAuth" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, description = "The updated profile", body = DataBody<UserDto>),
+        (status = 400, description = "Invalid fields or avatar media", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+        (status = 409, description = "Username already taken", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn update_profile(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -54,6 +76,15 @@ async fn update_profile(
     Ok(Data(service::update_profile(&state, p.user_id, req).await?))
 }
 
+#[utoipa::path(get, path = "/api/users", tag = "user", operation_id = "user_search",
+    summary = "Search Users", description = "Active users other than the caller, by name, ordered by full name.",
+    security(("BearerAuth" = [])),
+    params(UserSearchQuery),
+    responses(
+        (status = 200, description = "A page of users", body = PageBody<UserDto>),
+        (status = 400, description = "Invalid query, cursor, limit or chat id", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn search(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -62,6 +93,15 @@ async fn search(
     service::search(&state, p.user_id, q.as_deref()).await
 }
 
+#[utoipa::path(get, path = "/api/users/blocked", tag = "user", operation_id = "user_blocked",
+    summary = "Get Blocked Users", description = "Users the caller has blocked.",
+    security(("BearerAuth" = [])),
+    params(BlockedListQuery),
+    responses(
+        (status = 200, description = "A page of blocked users", body = PageBody<UserDto>),
+        (status = 400, description = "Invalid query, cursor or limit", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn blocked(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -70,6 +110,16 @@ async fn blocked(
     service::blocked(&state, p.user_id, q.as_deref()).await
 }
 
+#[utoipa::path(get, path = "/api/users/{id}", tag = "user", operation_id = "user_view",
+    summary = "Get User Profile", description = "Another user's public profile.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The profile", body = DataBody<UserDto>),
+        (status = 400, description = "Invalid User ID", body = ErrorBody),
+        (status = 404, description = "User not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn view(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -79,6 +129,16 @@ async fn view(
     Ok(Data(service::view(&state, p.user_id, id).await?))
 }
 
+#[utoipa::path(post, path = "/api/users/{id}/block", tag = "user", operation_id = "user_block",
+    summary = "Block a User", description = "Idempotent; a new block sends `user.block` to both users.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Blocked", body = EmptyBody),
+        (status = 400, description = "Invalid User ID, or the caller", body = ErrorBody),
+        (status = 404, description = "No such active user", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn block(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
@@ -89,6 +149,15 @@ async fn block(
     Ok(Empty)
 }
 
+#[utoipa::path(post, path = "/api/users/{id}/unblock", tag = "user", operation_id = "user_unblock",
+    summary = "Unblock a User", description = "Idempotent; a removed block sends `user.unblock` to both users.",
+    security(("BearerAuth" = [])),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Not blocked", body = EmptyBody),
+        (status = 400, description = "Invalid User ID, or the caller", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn unblock(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,

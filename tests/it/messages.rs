@@ -1167,3 +1167,60 @@ async fn private_events_skip_a_party_in_a_block_relation() {
     let h = history(&app, &bt, chat, "").await;
     assert!(h["data"][0].get("content").is_none());
 }
+
+/// Regression (found while fuzzing the OpenAPI document): an edit body over
+/// the 100 KiB limit was answered by axum in plain text (413); it is the
+/// envelope's 400 like every other JSON body, and the message is unchanged.
+#[tokio::test]
+async fn oversize_edit_body_is_a_json_400() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let chat = app.make_private_chat(alice, bob).await;
+    let (s, body) = post(
+        &app,
+        &at,
+        "/api/messages",
+        json!({"chat_id": chat, "content": "before"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+
+    let res = app
+        .http
+        .put(app.url(&format!("/api/messages/{id}")))
+        .bearer_auth(&at)
+        .json(&json!({"content": "a".repeat(200_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"error": "Bad Request"}));
+
+    // The path is still checked first.
+    let (s, body) = put(
+        &app,
+        &at,
+        "/api/messages/nope",
+        json!({"content": "a".repeat(200_000)}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("Invalid Message ID"))
+    );
+
+    let content: Option<String> =
+        sqlx::query_scalar("SELECT content FROM messages WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(content.as_deref(), Some("before"));
+}

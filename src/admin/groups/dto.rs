@@ -1,11 +1,11 @@
 //! Wire types of the admin group endpoints.
 
 use serde::{Deserialize, Serialize};
-
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// One row of `GET /api/admin/groups`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdminGroupListItem {
     /// The internal `group_chats.id`.
     pub id: Uuid,
@@ -17,16 +17,20 @@ pub struct AdminGroupListItem {
 }
 
 /// `GET /api/admin/groups/{chatID}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdminGroupDetail {
     pub id: Uuid,
     pub chat_id: Uuid,
     pub name: String,
     /// Always present (`null` allowed).
+    #[schema(required = true)]
     pub description: Option<String>,
     pub avatar: String,
     pub is_public: bool,
+    /// Always present (`null` when the creator is gone).
+    #[schema(required = true)]
     pub creator_id: Option<Uuid>,
+    #[schema(required = true)]
     pub creator_name: Option<String>,
     pub member_count: i64,
     pub total_messages: i64,
@@ -34,7 +38,8 @@ pub struct AdminGroupDetail {
 }
 
 /// `model.GroupMemberDTO`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = model::GroupMemberDTO)]
 pub struct GroupMemberDto {
     /// The membership id.
     pub id: Uuid,
@@ -49,7 +54,8 @@ pub struct GroupMemberDto {
 }
 
 /// `POST /api/admin/groups/{chatID}/reset` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::ResetGroupInfoRequest)]
 pub struct ResetGroupInfoRequest {
     #[serde(default)]
     pub reset_avatar: Option<bool>,

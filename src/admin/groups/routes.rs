@@ -7,14 +7,17 @@ use axum::routing::{get, post};
 use axum::Router;
 use uuid::Uuid;
 
+use super::docs::{AdminGroupListQuery, GroupMembersQuery};
 use super::dto::{AdminGroupDetail, AdminGroupListItem, GroupMemberDto, ResetGroupInfoRequest};
 use super::service;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AdminUser;
 use crate::http::json::decode_lenient;
+use crate::http::openapi::AdminErrors;
 use crate::http::pagination::QueryParams;
 use crate::http::path::parse_uuid;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 
@@ -35,6 +38,15 @@ fn chat_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, AppError> 
     parse_uuid(&raw, "Invalid Chat ID")
 }
 
+#[utoipa::path(get, path = "/api/admin/groups", tag = "admin", operation_id = "admin_group_list",
+    summary = "List Groups", description = "Live groups.",
+    security(("BearerAuth" = [])),
+    params(AdminGroupListQuery),
+    responses(
+        (status = 200, description = "A page of groups", body = PageBody<AdminGroupListItem>),
+        (status = 400, description = "Invalid limit or query", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn list(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -43,6 +55,16 @@ async fn list(
     service::list(&state, &QueryParams::parse(query.as_deref())).await
 }
 
+#[utoipa::path(get, path = "/api/admin/groups/{chatID}", tag = "admin", operation_id = "admin_group_detail",
+    summary = "Get Group Detail", description = "A group (dissolved ones included) with its creator and totals.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "The group's chat id")),
+    responses(
+        (status = 200, description = "The group", body = DataBody<AdminGroupDetail>),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 404, description = "Group not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn detail(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -52,6 +74,16 @@ async fn detail(
     service::detail(&state, chat).await.map(Data)
 }
 
+#[utoipa::path(get, path = "/api/admin/groups/{chatID}/members", tag = "admin", operation_id = "admin_group_members",
+    summary = "Get Group Members", description = "Members of a live group, in joining order.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "The group's chat id"), GroupMembersQuery),
+    responses(
+        (status = 200, description = "A page of members", body = PageBody<GroupMemberDto>),
+        (status = 400, description = "Invalid Chat ID, query, limit or cursor", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn members(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -62,6 +94,16 @@ async fn members(
     service::members(&state, chat, &QueryParams::parse(query.as_deref())).await
 }
 
+#[utoipa::path(delete, path = "/api/admin/groups/{chatID}", tag = "admin", operation_id = "admin_group_dissolve",
+    summary = "Dissolve Group", description = "Delete a group for every member (`chat.delete`).",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "The group's chat id")),
+    responses(
+        (status = 200, description = "Dissolved", body = EmptyBody),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn dissolve(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -73,6 +115,18 @@ async fn dissolve(
 }
 
 /// The path is checked first, then the body.
+#[utoipa::path(post, path = "/api/admin/groups/{chatID}/reset", tag = "admin", operation_id = "admin_group_reset",
+    summary = "Reset Group Info", description = "Reset a group's name, description and/or avatar; members get \
+        system messages and `chat.update`.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "The group's chat id")),
+    request_body = ResetGroupInfoRequest,
+    responses(
+        (status = 200, description = "Reset", body = EmptyBody),
+        (status = 400, description = "Invalid Chat ID or request body", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AdminErrors
+    ))]
 async fn reset(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
