@@ -36,7 +36,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 step "building (release; the first build takes a few minutes)"
 cargo build --release --locked
-bin=target/release/atoitalk
+bin=${CARGO_TARGET_DIR:-target}/release/atoitalk
 
 step "migrating"
 "$bin" migrate
