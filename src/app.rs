@@ -185,6 +185,7 @@ pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
         crate::users::docs::ApiDoc::openapi(),
         crate::account::docs::ApiDoc::openapi(),
         crate::chats::docs::ApiDoc::openapi(),
+        crate::groups::docs::ApiDoc::openapi(),
         crate::messages::docs::ApiDoc::openapi(),
         crate::media::docs::ApiDoc::openapi(),
         crate::reports::docs::ApiDoc::openapi(),

@@ -7,6 +7,7 @@
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::infra::storage::Storage;
@@ -22,60 +23,90 @@ pub const QUERY_MAX_CHARS: usize = 100;
 
 /// `POST /api/chats/group` body. Every field optional at the decoder so a
 /// missing one is our 400, and `null` is accepted.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::CreateGroupChatRequest)]
 pub struct CreateGroupChatRequest {
+    /// 3–100 characters after trimming.
     #[serde(default)]
+    #[schema(required = true, min_length = 3, max_length = 100)]
     pub name: Option<String>,
+    /// At most 255 characters after trimming.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub description: Option<String>,
+    /// User ids of the first members (not the caller), at least one.
     #[serde(default)]
+    #[schema(required = true, min_items = 1, value_type = Option<Vec<uuid::Uuid>>)]
     pub member_ids: Option<Vec<String>>,
+    /// An uploaded image of the caller (`POST /api/media/upload-url`).
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub avatar_media_id: Option<String>,
+    /// Listed in the public directory; default `false`.
     #[serde(default)]
     pub is_public: Option<bool>,
 }
 
-/// `PUT /api/chats/group/{chatID}` body.
-#[derive(Debug, Default, Deserialize)]
+/// `PUT /api/chats/group/{chatID}` body; absent or `null` fields stay as
+/// they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::UpdateGroupChatRequest)]
 pub struct UpdateGroupChatRequest {
+    /// 3–100 characters after trimming.
     #[serde(default)]
+    #[schema(min_length = 3, max_length = 100)]
     pub name: Option<String>,
+    /// At most 255 characters after trimming.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub description: Option<String>,
+    /// An uploaded image of the caller.
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub avatar_media_id: Option<String>,
     #[serde(default)]
     pub is_public: Option<bool>,
+    /// Remove the avatar (wins over `avatar_media_id`).
     #[serde(default)]
     pub delete_avatar: Option<bool>,
 }
 
 /// `POST /api/chats/group/{chatID}/members` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::AddGroupMemberRequest)]
 pub struct AddGroupMemberRequest {
+    /// Users to add, at least one.
     #[serde(default)]
+    #[schema(required = true, min_items = 1, value_type = Option<Vec<uuid::Uuid>>)]
     pub user_ids: Option<Vec<String>>,
 }
 
 /// `PUT /api/chats/group/{chatID}/members/{userID}/role` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::UpdateGroupMemberRoleRequest)]
 pub struct UpdateGroupMemberRoleRequest {
+    /// `admin` or `member`.
     #[serde(default)]
+    #[schema(required = true, pattern = "^(admin|member)$", example = "admin")]
     pub role: Option<String>,
 }
 
 /// `POST /api/chats/group/{chatID}/transfer` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::TransferGroupOwnershipRequest)]
 pub struct TransferGroupOwnershipRequest {
+    /// A member of the group other than the caller.
     #[serde(default)]
+    #[schema(required = true, format = Uuid)]
     pub new_owner_id: Option<String>,
 }
 
 /// `POST /api/chats/group/join/invite` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = model::JoinGroupByInviteRequest)]
 pub struct JoinGroupByInviteRequest {
     #[serde(default)]
+    #[schema(required = true)]
     pub invite_code: Option<String>,
 }
 
@@ -85,7 +116,8 @@ fn is_empty(s: &Option<String>) -> bool {
 
 /// A group of the public directory (`model.PublicGroupDTO`). `id` is the
 /// GROUP row id (the reference leaks it here), `chat_id` the chat id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = model::PublicGroupDTO)]
 pub struct PublicGroupDto {
     pub id: Uuid,
     pub chat_id: Uuid,
@@ -99,7 +131,8 @@ pub struct PublicGroupDto {
 
 /// A group seen through its invite code (`model.GroupPreviewDTO`); `id` is
 /// the CHAT id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = model::GroupPreviewDTO)]
 pub struct GroupPreviewDto {
     pub id: Uuid,
     pub name: String,
@@ -111,7 +144,8 @@ pub struct GroupPreviewDto {
 }
 
 /// `PUT /api/chats/group/{chatID}/invite` response (`model.GroupInviteResponse`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = model::GroupInviteResponse)]
 pub struct GroupInviteResponse {
     pub invite_code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,7 +153,8 @@ pub struct GroupInviteResponse {
 }
 
 /// One member of a group (`model.GroupMemberDTO`); `id` is the membership id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = model::GroupMemberDTO)]
 pub struct GroupMemberDto {
     pub id: Uuid,
     pub user_id: Uuid,

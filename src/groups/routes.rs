@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use uuid::Uuid;
 
+use super::docs::{GroupMembersQuery, PublicGroupsQuery};
 use super::dto::{
     AddGroupMemberRequest, CreateGroupChatRequest, GroupInviteResponse, GroupMemberDto,
     GroupPreviewDto, JoinGroupByInviteRequest, PublicGroupDto, TransferGroupOwnershipRequest,
@@ -23,8 +24,10 @@ use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
+use crate::http::openapi::{AuthenticatedErrors, PublicErrors};
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
+use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::dto::MessageResponse;
@@ -86,6 +89,17 @@ fn chat_and_user(path: Result<Path<(String, String)>, PathRejection>) -> AppResu
     Ok((chat, user))
 }
 
+#[utoipa::path(post, path = "/api/chats/group", tag = "group", operation_id = "group_create",
+    summary = "Create Group Chat",
+    description = "Create a group owned by the caller with the given members; everyone gets `chat.new`.",
+    security(("BearerAuth" = [])),
+    request_body = CreateGroupChatRequest,
+    responses(
+        (status = 200, description = "The new group as the caller sees it", body = DataBody<ChatListResponse>),
+        (status = 400, description = "Invalid body or name/description, members not found or deleted, the caller among them, or an unusable avatar", body = ErrorBody),
+        (status = 403, description = "A member is banned or blocked with the caller", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -97,6 +111,19 @@ async fn create(
     Ok(Data(chat))
 }
 
+#[utoipa::path(put, path = "/api/chats/group/{chatID}", tag = "group", operation_id = "group_update",
+    summary = "Update Group Chat Info",
+    description = "Change name, description, visibility or avatar (admins and the owner); one system message per change, `chat.update` to every member.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    request_body = UpdateGroupChatRequest,
+    responses(
+        (status = 200, description = "The group as the caller sees it", body = DataBody<ChatListResponse>),
+        (status = 400, description = "Invalid Chat ID, body, name/description or avatar", body = ErrorBody),
+        (status = 403, description = "Not a member, or a plain member", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn update(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -113,6 +140,18 @@ async fn update(
     Ok(Data(chat))
 }
 
+#[utoipa::path(delete, path = "/api/chats/group/{chatID}", tag = "group", operation_id = "group_delete",
+    summary = "Delete Group",
+    description = "Dissolve the group (owner only); every member gets `chat.delete`.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    responses(
+        (status = 200, description = "Deleted", body = EmptyBody),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 403, description = "Not a member, or not the owner", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn delete_group(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -124,6 +163,16 @@ async fn delete_group(
     Ok(Empty)
 }
 
+#[utoipa::path(get, path = "/api/chats/group/public", tag = "group", operation_id = "group_search_public",
+    summary = "Search Public Groups",
+    description = "The public group directory, by name or by member count.",
+    security(("BearerAuth" = [])),
+    params(PublicGroupsQuery),
+    responses(
+        (status = 200, description = "A page of public groups", body = PageBody<PublicGroupDto>),
+        (status = 400, description = "Invalid query, limit, sort_by or cursor", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn public_groups(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -132,6 +181,18 @@ async fn public_groups(
     service::public_groups(&state, me.user_id, &QueryParams::parse(raw.as_deref())).await
 }
 
+#[utoipa::path(get, path = "/api/chats/group/{chatID}/members", tag = "group", operation_id = "group_list_members",
+    summary = "Search Group Members",
+    description = "Members of a group the caller belongs to, oldest first.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group"), GroupMembersQuery),
+    responses(
+        (status = 200, description = "A page of members", body = PageBody<GroupMemberDto>),
+        (status = 400, description = "Invalid Chat ID, query, limit or cursor", body = ErrorBody),
+        (status = 403, description = "Not a member", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn list_members(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -148,6 +209,20 @@ async fn list_members(
     .await
 }
 
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/members", tag = "group", operation_id = "group_add_members",
+    summary = "Add Member to Group",
+    description = "Add users (admins and the owner); one `system_add` message per new member.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    request_body = AddGroupMemberRequest,
+    responses(
+        (status = 200, description = "The system messages, one per added user", body = DataBody<Vec<MessageResponse>>),
+        (status = 400, description = "Invalid Chat ID or body", body = ErrorBody),
+        (status = 403, description = "Not a member, a plain member, or a user is banned or blocked", body = ErrorBody),
+        (status = 404, description = "Group chat or a user not found", body = ErrorBody),
+        (status = 409, description = "All users are already members", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn add_members(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -164,6 +239,17 @@ async fn add_members(
     Ok(Data(msgs))
 }
 
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/leave", tag = "group", operation_id = "group_leave",
+    summary = "Leave Group",
+    description = "Leave a group (the owner must transfer ownership first).",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    responses(
+        (status = 200, description = "The `system_leave` message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid Chat ID, not a member, or the owner", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn leave(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -175,6 +261,18 @@ async fn leave(
     Ok(Data(msg))
 }
 
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/members/{userID}/kick", tag = "group", operation_id = "group_kick_member",
+    summary = "Kick Member from Group",
+    description = "Remove a member (admins remove members, the owner anyone but themself).",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group"), ("userID" = uuid::Uuid, Path, description = "The member's user id")),
+    responses(
+        (status = 200, description = "The `system_kick` message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid Chat ID or User ID, or the caller", body = ErrorBody),
+        (status = 403, description = "Not a member, or not allowed to kick this member", body = ErrorBody),
+        (status = 404, description = "Group chat not found, or the target is not a member", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn kick(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -187,6 +285,19 @@ async fn kick(
     Ok(Data(msg))
 }
 
+#[utoipa::path(put, path = "/api/chats/group/{chatID}/members/{userID}/role", tag = "group", operation_id = "group_update_member_role",
+    summary = "Update Member Role",
+    description = "Promote to admin or demote to member (owner only).",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group"), ("userID" = uuid::Uuid, Path, description = "The member's user id")),
+    request_body = UpdateGroupMemberRoleRequest,
+    responses(
+        (status = 200, description = "The `system_promote`/`system_demote` message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid Chat ID, User ID or role, the caller, or no change", body = ErrorBody),
+        (status = 403, description = "Not the owner, or the target is banned", body = ErrorBody),
+        (status = 404, description = "Group chat not found, or the target is not a member", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn change_role(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -205,6 +316,19 @@ async fn change_role(
     Ok(Data(msg))
 }
 
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/transfer", tag = "group", operation_id = "group_transfer_ownership",
+    summary = "Transfer Ownership",
+    description = "Make another member the owner; the caller becomes admin.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    request_body = TransferGroupOwnershipRequest,
+    responses(
+        (status = 200, description = "The `system_promote` message", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid Chat ID or new_owner_id, the caller, or a deleted user", body = ErrorBody),
+        (status = 403, description = "Not the owner, or the target is banned", body = ErrorBody),
+        (status = 404, description = "Group chat not found, or the target is not a member", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn transfer(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -220,6 +344,19 @@ async fn transfer(
     Ok(Data(msg))
 }
 
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/join", tag = "group", operation_id = "group_join_public",
+    summary = "Join Public Group",
+    description = "Join a public group; the caller gets `chat.new`, the members `message.new`.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    responses(
+        (status = 200, description = "The group as the caller sees it", body = DataBody<ChatListResponse>),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 403, description = "The group is private, or the owner blocks the caller", body = ErrorBody),
+        (status = 404, description = "Group chat not found", body = ErrorBody),
+        (status = 409, description = "Already a member", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn join_public(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -232,6 +369,19 @@ async fn join_public(
     Ok(Data(chat))
 }
 
+#[utoipa::path(post, path = "/api/chats/group/join/invite", tag = "group", operation_id = "group_join_by_invite",
+    summary = "Join Group by Invite Code",
+    description = "Join any group whose invite code the caller has.",
+    security(("BearerAuth" = [])),
+    request_body = JoinGroupByInviteRequest,
+    responses(
+        (status = 200, description = "The group as the caller sees it", body = DataBody<ChatListResponse>),
+        (status = 400, description = "Invalid body, or the invite code has expired", body = ErrorBody),
+        (status = 403, description = "The owner blocks the caller", body = ErrorBody),
+        (status = 404, description = "Invalid invite code", body = ErrorBody),
+        (status = 409, description = "Already a member", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn join_by_invite(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -244,6 +394,18 @@ async fn join_by_invite(
     Ok(Data(chat))
 }
 
+#[utoipa::path(put, path = "/api/chats/group/{chatID}/invite", tag = "group", operation_id = "group_reset_invite",
+    summary = "Reset Group Invite Code",
+    description = "Issue a new invite code (admins and the owner); the old one stops working.",
+    security(("BearerAuth" = [])),
+    params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
+    responses(
+        (status = 200, description = "The new invite code", body = DataBody<GroupInviteResponse>),
+        (status = 400, description = "Invalid Chat ID", body = ErrorBody),
+        (status = 403, description = "Not a member, or a plain member", body = ErrorBody),
+        (status = 404, description = "Group not found", body = ErrorBody),
+        AuthenticatedErrors
+    ))]
 async fn reset_invite(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -256,6 +418,16 @@ async fn reset_invite(
     Ok(Data(invite))
 }
 
+#[utoipa::path(get, path = "/api/chats/group/invite/{inviteCode}", tag = "group", operation_id = "group_preview_invite",
+    summary = "Get Group Preview by Invite Code",
+    description = "What an invite link leads to; no authentication.",
+    params(("inviteCode" = String, Path, description = "The invite code")),
+    responses(
+        (status = 200, description = "The group's preview", body = DataBody<GroupPreviewDto>),
+        (status = 400, description = "The invite code has expired", body = ErrorBody),
+        (status = 404, description = "Invalid invite code", body = ErrorBody),
+        PublicErrors
+    ))]
 async fn preview(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,

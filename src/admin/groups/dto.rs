@@ -37,21 +37,9 @@ pub struct AdminGroupDetail {
     pub created_at: String,
 }
 
-/// `model.GroupMemberDTO`.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = model::GroupMemberDTO)]
-pub struct GroupMemberDto {
-    /// The membership id.
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub username: String,
-    pub full_name: String,
-    pub avatar: String,
-    pub role: String,
-    /// Go's default time text (`2026-07-01 11:28:00.123456 +0000 UTC`).
-    pub joined_at: String,
-    pub is_banned: bool,
-}
+/// `model.GroupMemberDTO`: one schema for both member lists, so the
+/// user and admin views cannot drift apart.
+pub use crate::groups::dto::GroupMemberDto;
 
 /// `POST /api/admin/groups/{chatID}/reset` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
