@@ -47,23 +47,20 @@ pub struct GroupMembersQuery {
 /// `/api/chats/group`, `/api/chats/group/public`, `/api/chats/group/join/invite`,
 /// `/api/chats/group/invite/{inviteCode}` and `/api/chats/group/{chatID}*`.
 #[derive(OpenApi)]
-#[openapi(
-    paths(
-        super::routes::create,
-        super::routes::update,
-        super::routes::delete_group,
-        super::routes::public_groups,
-        super::routes::list_members,
-        super::routes::add_members,
-        super::routes::leave,
-        super::routes::kick,
-        super::routes::change_role,
-        super::routes::transfer,
-        super::routes::join_public,
-        super::routes::join_by_invite,
-        super::routes::reset_invite,
-        super::routes::preview
-    ),
-    tags((name = "group", description = "Group chats: creation, settings, members, invites, public directory"))
-)]
+#[openapi(paths(
+    super::routes::create,
+    super::routes::update,
+    super::routes::delete_group,
+    super::routes::public_groups,
+    super::routes::list_members,
+    super::routes::add_members,
+    super::routes::leave,
+    super::routes::kick,
+    super::routes::change_role,
+    super::routes::transfer,
+    super::routes::join_public,
+    super::routes::join_by_invite,
+    super::routes::reset_invite,
+    super::routes::preview
+))]
 pub struct ApiDoc;

@@ -89,7 +89,7 @@ fn chat_and_user(path: Result<Path<(String, String)>, PathRejection>) -> AppResu
     Ok((chat, user))
 }
 
-#[utoipa::path(post, path = "/api/chats/group", tag = "group", operation_id = "group_create",
+#[utoipa::path(post, path = "/api/chats/group", tag = "chat", operation_id = "group_create",
     summary = "Create Group Chat",
     description = "Create a group owned by the caller with the given members; everyone gets `chat.new`.",
     security(("BearerAuth" = [])),
@@ -111,7 +111,7 @@ async fn create(
     Ok(Data(chat))
 }
 
-#[utoipa::path(put, path = "/api/chats/group/{chatID}", tag = "group", operation_id = "group_update",
+#[utoipa::path(put, path = "/api/chats/group/{chatID}", tag = "chat", operation_id = "group_update",
     summary = "Update Group Chat Info",
     description = "Change name, description, visibility or avatar (admins and the owner); one system message per change, `chat.update` to every member.",
     security(("BearerAuth" = [])),
@@ -140,7 +140,7 @@ async fn update(
     Ok(Data(chat))
 }
 
-#[utoipa::path(delete, path = "/api/chats/group/{chatID}", tag = "group", operation_id = "group_delete",
+#[utoipa::path(delete, path = "/api/chats/group/{chatID}", tag = "chat", operation_id = "group_delete",
     summary = "Delete Group",
     description = "Dissolve the group (owner only); every member gets `chat.delete`.",
     security(("BearerAuth" = [])),
@@ -163,7 +163,7 @@ async fn delete_group(
     Ok(Empty)
 }
 
-#[utoipa::path(get, path = "/api/chats/group/public", tag = "group", operation_id = "group_search_public",
+#[utoipa::path(get, path = "/api/chats/group/public", tag = "chat", operation_id = "group_search_public",
     summary = "Search Public Groups",
     description = "The public group directory, by name or by member count.",
     security(("BearerAuth" = [])),
@@ -181,7 +181,7 @@ async fn public_groups(
     service::public_groups(&state, me.user_id, &QueryParams::parse(raw.as_deref())).await
 }
 
-#[utoipa::path(get, path = "/api/chats/group/{chatID}/members", tag = "group", operation_id = "group_list_members",
+#[utoipa::path(get, path = "/api/chats/group/{chatID}/members", tag = "chat", operation_id = "group_list_members",
     summary = "Search Group Members",
     description = "Members of a group the caller belongs to, oldest first.",
     security(("BearerAuth" = [])),
@@ -209,7 +209,7 @@ async fn list_members(
     .await
 }
 
-#[utoipa::path(post, path = "/api/chats/group/{chatID}/members", tag = "group", operation_id = "group_add_members",
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/members", tag = "chat", operation_id = "group_add_members",
     summary = "Add Member to Group",
     description = "Add users (admins and the owner); one `system_add` message per new member.",
     security(("BearerAuth" = [])),
@@ -239,7 +239,7 @@ async fn add_members(
     Ok(Data(msgs))
 }
 
-#[utoipa::path(post, path = "/api/chats/group/{chatID}/leave", tag = "group", operation_id = "group_leave",
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/leave", tag = "chat", operation_id = "group_leave",
     summary = "Leave Group",
     description = "Leave a group (the owner must transfer ownership first).",
     security(("BearerAuth" = [])),
@@ -261,7 +261,7 @@ async fn leave(
     Ok(Data(msg))
 }
 
-#[utoipa::path(post, path = "/api/chats/group/{chatID}/members/{userID}/kick", tag = "group", operation_id = "group_kick_member",
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/members/{userID}/kick", tag = "chat", operation_id = "group_kick_member",
     summary = "Kick Member from Group",
     description = "Remove a member (admins remove members, the owner anyone but themself).",
     security(("BearerAuth" = [])),
@@ -285,7 +285,7 @@ async fn kick(
     Ok(Data(msg))
 }
 
-#[utoipa::path(put, path = "/api/chats/group/{chatID}/members/{userID}/role", tag = "group", operation_id = "group_update_member_role",
+#[utoipa::path(put, path = "/api/chats/group/{chatID}/members/{userID}/role", tag = "chat", operation_id = "group_update_member_role",
     summary = "Update Member Role",
     description = "Promote to admin or demote to member (owner only).",
     security(("BearerAuth" = [])),
@@ -316,7 +316,7 @@ async fn change_role(
     Ok(Data(msg))
 }
 
-#[utoipa::path(post, path = "/api/chats/group/{chatID}/transfer", tag = "group", operation_id = "group_transfer_ownership",
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/transfer", tag = "chat", operation_id = "group_transfer_ownership",
     summary = "Transfer Ownership",
     description = "Make another member the owner; the caller becomes admin.",
     security(("BearerAuth" = [])),
@@ -344,7 +344,7 @@ async fn transfer(
     Ok(Data(msg))
 }
 
-#[utoipa::path(post, path = "/api/chats/group/{chatID}/join", tag = "group", operation_id = "group_join_public",
+#[utoipa::path(post, path = "/api/chats/group/{chatID}/join", tag = "chat", operation_id = "group_join_public",
     summary = "Join Public Group",
     description = "Join a public group; the caller gets `chat.new`, the members `message.new`.",
     security(("BearerAuth" = [])),
@@ -369,7 +369,7 @@ async fn join_public(
     Ok(Data(chat))
 }
 
-#[utoipa::path(post, path = "/api/chats/group/join/invite", tag = "group", operation_id = "group_join_by_invite",
+#[utoipa::path(post, path = "/api/chats/group/join/invite", tag = "chat", operation_id = "group_join_by_invite",
     summary = "Join Group by Invite Code",
     description = "Join any group whose invite code the caller has.",
     security(("BearerAuth" = [])),
@@ -394,7 +394,7 @@ async fn join_by_invite(
     Ok(Data(chat))
 }
 
-#[utoipa::path(put, path = "/api/chats/group/{chatID}/invite", tag = "group", operation_id = "group_reset_invite",
+#[utoipa::path(put, path = "/api/chats/group/{chatID}/invite", tag = "chat", operation_id = "group_reset_invite",
     summary = "Reset Group Invite Code",
     description = "Issue a new invite code (admins and the owner); the old one stops working.",
     security(("BearerAuth" = [])),
@@ -418,7 +418,7 @@ async fn reset_invite(
     Ok(Data(invite))
 }
 
-#[utoipa::path(get, path = "/api/chats/group/invite/{inviteCode}", tag = "group", operation_id = "group_preview_invite",
+#[utoipa::path(get, path = "/api/chats/group/invite/{inviteCode}", tag = "chat", operation_id = "group_preview_invite",
     summary = "Get Group Preview by Invite Code",
     description = "What an invite link leads to; no authentication.",
     params(("inviteCode" = String, Path, description = "The invite code")),
