@@ -77,8 +77,17 @@ pub async fn load_rows(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = message_json_sql("m.id = ANY($1)");
-    let values: Vec<Value> = sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await?;
+    // One id (every send/edit) gets its own statement: with `= $1` the
+    // generic plan's estimates match a custom plan's, so PostgreSQL stops
+    // re-planning this many-sub-select statement on every call (planning
+    // was 0.37 ms of 0.39 ms per send with `= ANY($1)`).
+    let values: Vec<Value> = if let [id] = ids {
+        let sql = message_json_sql("m.id = $1");
+        sqlx::query_scalar(&sql).bind(id).fetch_all(conn).await?
+    } else {
+        let sql = message_json_sql("m.id = ANY($1)");
+        sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await?
+    };
     decode_rows(values)
 }
 
