@@ -254,8 +254,9 @@ pub async fn send_otp(
     otp::issue(state, mode, &email).await
 }
 
-/// `POST /api/auth/logout`: this token stops working at once; the user's
-/// sockets are closed on every instance.
+/// `POST /api/auth/logout`: this token stops working at once and the
+/// sockets it opened are closed on every instance. The user's other
+/// sessions (other devices) keep their sockets, unlike the reference.
 pub async fn logout(state: &AppState, principal: &Principal) -> Result<(), AppError> {
     let now = Utc::now().timestamp();
     let ttl = match principal.claims.exp {
@@ -268,7 +269,11 @@ pub async fn logout(state: &AppState, principal: &Principal) -> Result<(), AppEr
     }
     state
         .bus
-        .disconnect_user(principal.user_id, CloseReason::SessionRevoked)
+        .disconnect_session(
+            principal.user_id,
+            &principal.token,
+            CloseReason::SessionRevoked,
+        )
         .await;
     Ok(())
 }

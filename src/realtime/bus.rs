@@ -47,6 +47,9 @@ struct BatchMessage {
 struct ControlMessage {
     disconnect_user_id: Uuid,
     code: u16,
+    /// Only the sockets of this login session ([`super::hub::session_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<u64>,
 }
 
 /// Publishes events to users wherever they are connected.
@@ -186,9 +189,21 @@ impl EventBus {
 
     /// Closes every socket of `user` on every instance.
     pub async fn disconnect_user(&self, user: Uuid, reason: CloseReason) {
+        self.publish_disconnect(user, None, reason).await;
+    }
+
+    /// Closes, on every instance, the sockets `user` opened with `token`
+    /// (their other devices stay connected).
+    pub async fn disconnect_session(&self, user: Uuid, token: &str, reason: CloseReason) {
+        let session = super::hub::session_id(token);
+        self.publish_disconnect(user, Some(session), reason).await;
+    }
+
+    async fn publish_disconnect(&self, user: Uuid, session: Option<u64>, reason: CloseReason) {
         let msg = ControlMessage {
             disconnect_user_id: user,
             code: reason.code(),
+            session,
         };
         let body = serde_json::to_string(&msg).unwrap_or_default();
         let mut conn = self.redis.conn();
@@ -199,8 +214,15 @@ impl EventBus {
             .await;
         if let Err(e) = res {
             tracing::error!(error = %e, "disconnect publish failed; closing local sockets only");
-            self.hub.disconnect_user(user, reason);
+            self.close_local(user, session, reason);
         }
+    }
+
+    fn close_local(&self, user: Uuid, session: Option<u64>, reason: CloseReason) {
+        match session {
+            Some(s) => self.hub.disconnect_session(user, s, reason),
+            None => self.hub.disconnect_user(user, reason),
+        };
     }
 
     /// Starts the subscriber loop and waits until the first subscription is
@@ -278,7 +300,7 @@ impl EventBus {
                 Ok(c) => {
                     let reason =
                         CloseReason::from_code(c.code).unwrap_or(CloseReason::SessionRevoked);
-                    self.hub.disconnect_user(c.disconnect_user_id, reason);
+                    self.close_local(c.disconnect_user_id, c.session, reason);
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable control message skipped"),
             }

@@ -65,6 +65,18 @@ impl CloseReason {
 struct Conn {
     tx: mpsc::Sender<Arc<str>>,
     close: watch::Sender<Option<CloseReason>>,
+    /// Which login session (token) opened it; see [`session_id`].
+    session: u64,
+}
+
+/// A short fingerprint of a bearer token, so a logout can close the sockets
+/// that token opened without the hub keeping tokens around.
+pub fn session_id(token: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// What the socket task holds: its queue and its close signal.
@@ -91,7 +103,7 @@ impl Hub {
 
     /// Registers a connection before its tasks start, so an early unregister
     /// can never overtake the registration.
-    pub fn register(&self, user_id: Uuid) -> Registration {
+    pub fn register(&self, user_id: Uuid, session: u64) -> Registration {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let (close_tx, close_rx) = watch::channel(None);
@@ -103,6 +115,7 @@ impl Hub {
             Conn {
                 tx,
                 close: close_tx,
+                session,
             },
         );
         Registration {
@@ -167,6 +180,20 @@ impl Hub {
         })
     }
 
+    /// Asks the local connections of `user_id` opened by one login session
+    /// to close (logout ends that session only).
+    pub fn disconnect_session(&self, user_id: Uuid, session: u64, reason: CloseReason) -> usize {
+        let users = self.lock();
+        users.get(&user_id).map_or(0, |conns| {
+            let mut n = 0;
+            for conn in conns.values().filter(|c| c.session == session) {
+                let _ = conn.close.send(Some(reason));
+                n += 1;
+            }
+            n
+        })
+    }
+
     /// Asks every connection to close (graceful shutdown).
     pub fn close_all(&self, reason: CloseReason) {
         for conns in self.lock().values() {
@@ -201,8 +228,8 @@ mod tests {
     fn first_and_last_connection_are_reported() {
         let hub = Hub::new();
         let u = Uuid::now_v7();
-        let a = hub.register(u);
-        let b = hub.register(u);
+        let a = hub.register(u, 1);
+        let b = hub.register(u, 2);
         assert!(a.first_local);
         assert!(!b.first_local);
         assert!(!hub.unregister(u, a.conn_id));
@@ -214,7 +241,7 @@ mod tests {
     fn full_queue_closes_only_that_connection() {
         let hub = Hub::new();
         let u = Uuid::now_v7();
-        let slow = hub.register(u);
+        let slow = hub.register(u, 1);
         for _ in 0..SEND_QUEUE {
             hub.deliver(u, Arc::from("x"));
         }

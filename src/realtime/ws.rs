@@ -77,6 +77,7 @@ pub async fn ws_handler(
         }
     };
     let user_id = principal.user_id;
+    let session = super::hub::session_id(&principal.token);
     upgrade
         // Small socket buffers keep an idle connection cheap (tungstenite's
         // defaults are 128 KiB each way); inbound messages are tiny anyway.
@@ -86,7 +87,7 @@ pub async fn ws_handler(
         .max_frame_size(MAX_INBOUND)
         .on_upgrade(move |socket| async move {
             // Register before anything can fail, so unregister always follows.
-            let reg = state.hub.register(user_id);
+            let reg = state.hub.register(user_id, session);
             let conn_id = reg.conn_id;
             if reg.first_local {
                 state.presence.connected(user_id).await;

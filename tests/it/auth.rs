@@ -597,10 +597,12 @@ async fn logout_revokes_exactly_that_token_and_closes_sockets() {
     let (id, _, email) = register_user(&app, "Leaver").await;
     let token = app.login(&email, PASSWORD).await;
     let other = app.login(&email, PASSWORD).await;
-    let mut ws = app.ws(&other).await;
-    // Sockets on another instance are closed too.
+    // Sockets of the logged-out session, on this and another instance...
+    let mut ws = app.ws(&token).await;
     let second = app.second_instance().await;
-    let mut ws2 = second.ws(&other).await;
+    let mut ws2 = second.ws(&token).await;
+    // ...and of another session (another device), which must stay open.
+    let mut other_ws = second.ws(&other).await;
 
     let res = app
         .authed(Method::POST, "/api/auth/logout", &token)
@@ -629,11 +631,25 @@ async fn logout_revokes_exactly_that_token_and_closes_sockets() {
     assert_eq!((status, err(&body)), (401, "Token has been revoked"));
     let (status, _) = call(&app, Method::POST, "/api/auth/logout", &token, None).await;
     assert_eq!(status, 401);
-    // The other session keeps working, but its sockets were closed everywhere.
+    // The logged-out session's sockets are closed everywhere; the other
+    // session keeps working and keeps its socket.
     assert_eq!(current_status(&app, &other).await.0, 200);
     assert_eq!(ws.expect_closed().await, Some(4001));
     assert_eq!(ws2.expect_closed().await, Some(4001));
-    let _ = id;
+    app.state
+        .bus
+        .to_user(
+            id,
+            &atoitalk::realtime::Event::new(
+                atoitalk::realtime::event::kinds::CHAT_HIDE,
+                json!({"chat_id": "still-here"}),
+                None,
+                None,
+            ),
+        )
+        .await;
+    let e = other_ws.expect_event("chat.hide").await;
+    assert_eq!(e["payload"]["chat_id"], "still-here");
 }
 
 #[tokio::test]
