@@ -38,20 +38,6 @@ pub fn parse_marker(value: &str) -> Option<i64> {
     Some(if n < 1_000_000_000_000 { n * 1000 } else { n })
 }
 
-/// The latest revoke-all time of a user, in ms. `Err` when Redis fails or the
-/// marker is unreadable (the caller answers 503 rather than guessing).
-pub async fn revoked_before_ms(redis: &Redis, user: Uuid) -> Result<Option<i64>, RevocationError> {
-    let mut c = redis.conn();
-    let v: Option<String> = c
-        .get(redis.key(&format!("revoked_user:{user}")))
-        .await
-        .map_err(|e| RevocationError::Redis(e.into()))?;
-    match v {
-        None => Ok(None),
-        Some(s) => parse_marker(&s).map(Some).ok_or(RevocationError::BadMarker),
-    }
-}
-
 /// What Redis knows about a verified token: whether it was logged out and
 /// the user's latest revoke-all time (ms). One round trip.
 pub async fn token_state(
