@@ -17,5 +17,6 @@ mod realtime;
 mod reports;
 mod resilience;
 mod scheduler;
+mod snapshot;
 mod storage;
 mod users;
