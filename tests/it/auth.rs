@@ -1581,7 +1581,7 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     let (contact, contact_token) = app.make_user("Contact").await;
     let (_stranger, stranger_token) = app.make_user("Stranger").await;
     app.make_private_chat(id, contact).await;
-    let (other_owner, _) = app.make_user("Owner").await;
+    let (other_owner, owner_token) = app.make_user("Owner").await;
     let group_chat = app.make_group(other_owner, &[id]).await;
     sqlx::query("INSERT INTO user_blocks (id, blocker_id, blocked_id) VALUES ($1, $2, $3)")
         .bind(Uuid::now_v7())
@@ -1664,10 +1664,29 @@ async fn delete_account_anonymises_notifies_contacts_and_frees_the_email() {
     .unwrap();
     assert_eq!(
         leftovers,
-        (0, 0, 0, 1),
-        "identities, live memberships and blocks go; chats stay"
+        (0, 1, 0, 1),
+        "identities and blocks go; group memberships and chats stay"
     );
-    let _ = group_chat;
+    // The kept membership is invisible: not listed, not counted.
+    let (status, members) = json(
+        app.authed(
+            Method::GET,
+            &format!("/api/chats/group/{group_chat}/members"),
+            &owner_token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{members}");
+    let listed: Vec<&str> = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![other_owner.to_string().as_str()]);
     // The address is free again (after the sign-up send's 2 s window).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _) = post(
