@@ -15,7 +15,7 @@ pub mod support {
     use serde_json::{json, Value};
     use uuid::Uuid;
 
-    use crate::harness::{json as body, TestApp, WsClient};
+    use crate::harness::{json as body, TestApp, WsClient, WsRead};
 
     pub async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
         body(
@@ -92,6 +92,22 @@ pub mod support {
         .await;
         assert_eq!(status, 200, "send failed: {body}");
         body["data"].clone()
+    }
+
+    /// The next event on the socket, whatever its type.
+    pub async fn next_event(ws: &mut WsClient) -> Value {
+        match ws.read(Duration::from_secs(5)).await {
+            WsRead::Event(e) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing at all arrives within `within`.
+    pub async fn expect_silence(ws: &mut WsClient, within: Duration) {
+        match ws.read(within).await {
+            WsRead::Timeout => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
     }
 
     /// A WebSocket that is registered with the hub when this returns.

@@ -9,25 +9,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::chats::support::*;
-use crate::harness::{json as body, make_group, TestApp, WsClient, WsRead};
+use crate::harness::{json as body, make_group, TestApp};
 
 const QUIET: Duration = Duration::from_millis(400);
-
-/// The next event on the socket, whatever its type.
-async fn next_event(ws: &mut WsClient) -> Value {
-    match ws.read(Duration::from_secs(5)).await {
-        WsRead::Event(e) => e,
-        other => panic!("expected an event, got {other:?}"),
-    }
-}
-
-/// Asserts that nothing at all arrives within `within`.
-async fn expect_silence(ws: &mut WsClient, within: Duration) {
-    match ws.read(within).await {
-        WsRead::Timeout => {}
-        other => panic!("expected silence, got {other:?}"),
-    }
-}
 
 /// Creates a group through the API and returns the response's `data`.
 async fn create_group(
