@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::{sleep_until, Instant};
 
 use super::hub::{CloseReason, Registration};
-use crate::app::AppState;
 use crate::auth::principal;
+use crate::state::AppState;
 
 /// Server ping period (9/10 of the read deadline, as the reference).
 const PING_EVERY: Duration = Duration::from_secs(54);

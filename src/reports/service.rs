@@ -9,7 +9,6 @@ use super::dto::{
     ResolveReportRequest, SnapshotAttachment, UserSnapshot,
 };
 use super::repo::{self, ListFilter, NewReport};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
@@ -18,6 +17,7 @@ use crate::infra::storage::Bucket;
 use crate::messages::dto::MessageDeletedPayload;
 use crate::messages::service::publish_to_chat;
 use crate::realtime::event::kinds;
+use crate::state::AppState;
 
 /// Longest reason (the column is `varchar(255)`), in characters.
 const MAX_REASON: usize = 255;
