@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs AtoiTalk locally: starts PostgreSQL and Redis when nothing answers
-# (installing them on a fresh Debian machine), creates the database, builds
+# (installing them, and the C toolchain the build needs, on a fresh Debian
+# machine), creates the database, builds
 # the release binary, then runs the scheduler in the background and the API
 # (which migrates on start) in the foreground on http://localhost:8080.
 # Media goes to ./var/media and emails are written to the log unless S3_* /
@@ -19,7 +20,7 @@ export DB_HOST=${DB_HOST:-127.0.0.1} DB_PORT=${DB_PORT:-5432}
 export DB_USER=${DB_USER:-postgres} DB_PASSWORD=${DB_PASSWORD:-postgres} DB_NAME=${DB_NAME:-atoitalk}
 export REDIS_HOST=${REDIS_HOST:-127.0.0.1} REDIS_PORT=${REDIS_PORT:-6379}
 
-scripts/services.sh postgres redis
+scripts/services.sh toolchain postgres redis
 
 if command -v psql >/dev/null 2>&1; then
     exists=$(PGPASSWORD=$DB_PASSWORD psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d postgres -Atqc \
@@ -30,10 +31,6 @@ if command -v psql >/dev/null 2>&1; then
     fi
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found; install Rust with https://rustup.rs and re-run" >&2
-    exit 1
-fi
 step "building (release; the first build takes a few minutes)"
 cargo build --release --locked
 bin=${CARGO_TARGET_DIR:-target}/release/atoitalk

@@ -10,7 +10,8 @@
 #   scripts/services.sh               # postgres + redis
 #   scripts/services.sh s3            # postgres + redis + S3 test server (= "all")
 #   scripts/services.sh NAME NAME...  # only the named ones: postgres (pg, db),
-#                                     # redis, s3 (moto); a lone "s3" means all
+#                                     # redis, s3 (moto), toolchain (cargo + a
+#                                     # C compiler); a lone "s3" means all
 #   scripts/services.sh stop-s3       # stop the moto server this script started
 #   scripts/services.sh --help
 # PostgreSQL: also makes sure role postgres has password "postgres", so both
@@ -18,8 +19,8 @@
 # memory only: buckets are gone after stop-s3 or a restart.
 # Sourced:
 #   . scripts/services.sh
-#   svc_ensure_postgres; svc_ensure_redis; svc_ensure_s3; svc_ensure_all [s3]
-#   svc_stop_s3
+#   svc_ensure_toolchain; svc_ensure_postgres; svc_ensure_redis; svc_ensure_s3
+#   svc_ensure_all [s3]; svc_stop_s3
 # Each function returns 0 when its service answers, non-zero (after printing
 # what to do next) otherwise. Sourcing runs nothing and sets no shell options.
 #
@@ -96,6 +97,31 @@ _svc_apt_install() {
     svc_log "apt-get install $*"
     _svc_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || {
         svc_err "apt-get install $* failed; install it by hand"; return 1; }
+}
+
+# ----------------------------------------------------------------- toolchain
+
+# cargo, and the C toolchain rustup does not bring: rustc links through `cc`
+# and ring compiles C, so a minimal Debian image fails with "linker 'cc' not
+# found" without it. (No crate here needs pkg-config or system libraries.)
+svc_ensure_toolchain() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        if [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+            export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        else
+            svc_err "cargo not found; install Rust with https://rustup.rs and re-run"
+            return 1
+        fi
+    fi
+    if command -v cc >/dev/null 2>&1 && command -v ar >/dev/null 2>&1; then
+        return 0
+    fi
+    svc_log "no C compiler/linker (cc, ar) found; installing build-essential (apt)"
+    if ! _svc_apt_install build-essential || ! command -v cc >/dev/null 2>&1; then
+        svc_err "a C toolchain is needed to build; run: sudo apt-get install build-essential"
+        return 1
+    fi
+    svc_log "C toolchain installed ($(command -v cc))"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -335,13 +361,14 @@ _svc_main() {
     if (($# == 1)) && [[ $1 == s3 ]]; then svc_ensure_all s3; return; fi
     for arg in "$@"; do
         case $arg in
+            toolchain)      svc_ensure_toolchain || rc=1 ;;
             postgres|pg|db) svc_ensure_postgres || rc=1 ;;
             redis)          svc_ensure_redis || rc=1 ;;
             s3|moto)        svc_ensure_s3 || rc=1 ;;
             all)            svc_ensure_all s3 || rc=1 ;;
             stop-s3)        svc_stop_s3 ;;
             -h|--help)      sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; return 0 ;;
-            *) svc_err "unknown argument '$arg' (use: postgres redis s3 all stop-s3)"; return 2 ;;
+            *) svc_err "unknown argument '$arg' (use: toolchain postgres redis s3 all stop-s3)"; return 2 ;;
         esac
     done
     return $rc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: starts PostgreSQL, Redis and the S3 test server
-# when they are missing (installing them on a fresh Debian machine), then
-# runs unit and integration tests in parallel.
+# when they are missing (installing them, and the C toolchain the build
+# needs, on a fresh Debian machine), then runs unit and integration tests in
+# parallel.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh foundation::    # only tests whose name matches
@@ -10,12 +11,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found; install Rust with https://rustup.rs and re-run" >&2
-    exit 1
-fi
-
-step "checking PostgreSQL, Redis and the S3 test server"
+step "checking the toolchain, PostgreSQL, Redis and the S3 test server"
+scripts/services.sh toolchain
 scripts/services.sh s3
 
 # Leftover databases of earlier runs (each test makes its own).
