@@ -5,22 +5,25 @@
 # the release binary, then runs the scheduler in the background and the API
 # (which migrates on start) in the foreground on http://localhost:8080.
 # Media goes to ./var/media and emails are written to the log unless S3_* /
-# SMTP_* are set in the environment or in .env.
+# SMTP_* are set in the environment or in .env (the environment wins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/services.sh
 
 step() { printf '==> %s\n' "$*" >&2; }
 
 if [[ -f .env ]]; then
     step "reading .env"
-    set -a; . ./.env; set +a
+    svc_read_dotenv .env
 fi
 
 export DB_HOST=${DB_HOST:-127.0.0.1} DB_PORT=${DB_PORT:-5432}
 export DB_USER=${DB_USER:-postgres} DB_PASSWORD=${DB_PASSWORD:-postgres} DB_NAME=${DB_NAME:-atoitalk}
 export REDIS_HOST=${REDIS_HOST:-127.0.0.1} REDIS_PORT=${REDIS_PORT:-6379}
 
-scripts/services.sh toolchain postgres redis
+svc_ensure_toolchain
+svc_ensure_postgres
+svc_ensure_redis
 
 if command -v psql >/dev/null 2>&1; then
     exists=$(PGPASSWORD=$DB_PASSWORD psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d postgres -Atqc \
