@@ -289,58 +289,47 @@ async fn graceful_shutdown_closes_sockets_with_a_close_frame() {
     assert_eq!(ws.expect_closed().await, Some(1001));
 }
 
-/// A private Redis on a free port that the test can stop and restart.
+/// A private Redis on a free port that the test can stop and restart; a
+/// child of the test, so the guard stops it on every exit path.
 struct OwnRedis {
     port: u16,
+    child: Option<harness::ChildGuard>,
 }
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
-        let status = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        assert!(status.success());
-        let r = OwnRedis { port };
+        let child = harness::ChildGuard::spawn(std::process::Command::new("redis-server").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]));
+        let r = OwnRedis {
+            port,
+            child: Some(child),
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("own redis did not start");
+        panic!("own redis did not start (is redis-server installed? scripts/test.sh installs it)");
     }
 
-    fn stop(&self) {
-        let _ = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    fn stop(&mut self) {
+        // Dropping the guard kills and reaps it: the port is closed after.
+        self.child = None;
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -355,7 +344,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn readiness_follows_redis_and_recovers() {
     let port = free_port();
-    let redis = OwnRedis::start(port);
+    let mut redis = OwnRedis::start(port);
     let app = TestApp::spawn_with(|env| {
         env.insert("REDIS_PORT".into(), port.to_string());
     })

@@ -43,6 +43,9 @@ pub fn base_env() -> HashMap<String, String> {
     m
 }
 
+mod process;
+pub use process::ChildGuard;
+
 /// Creates an empty database for one test and returns its name.
 pub async fn create_database() -> String {
     let env = base_env();
