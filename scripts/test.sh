@@ -31,6 +31,25 @@ svc_ensure_toolchain
 DB_HOST=$TEST_DB_HOST DB_PORT=$TEST_DB_PORT REDIS_HOST=$TEST_REDIS_HOST REDIS_PORT=$TEST_REDIS_PORT \
     svc_ensure_all s3
 
+# Each test drops its own database when it ends; a run that was killed
+# leaves some behind. Remove those (and templates, which the tests remake)
+# only once they are hours old: other runs on this server may be going on.
+max_age=${TEST_DB_MAX_AGE_HOURS:-3}
+if command -v psql >/dev/null 2>&1; then
+    PGPASSWORD=$TEST_DB_PASSWORD psql -h "$TEST_DB_HOST" -p "$TEST_DB_PORT" -U "$TEST_DB_USER" -d postgres \
+        -qAtX -v ON_ERROR_STOP=1 -v max_age="$max_age" >/dev/null 2>&1 <<'SQL' \
+        || printf 'note: could not remove old test databases (needs superuser); continuing\n' >&2
+SELECT CASE WHEN datistemplate THEN format('ALTER DATABASE %I IS_TEMPLATE false', datname) END,
+       format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+  FROM pg_database
+ WHERE (datname LIKE 'atoitalk\_t\_%' OR datname LIKE 'atoitalk\_tpl\_%')
+   -- PG_VERSION is written when a database is created and never again
+   AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification
+       < now() - make_interval(hours => :max_age)
+\gexec
+SQL
+fi
+
 # Tests are I/O-bound (HTTP, WS, DB), so run many at once even on 2 cores.
 threads=${TEST_THREADS:-8}
 

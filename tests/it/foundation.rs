@@ -398,8 +398,65 @@ async fn readiness_follows_redis_and_recovers() {
 }
 
 #[tokio::test]
-async fn harness_creates_isolated_databases() {
+async fn harness_creates_isolated_databases_and_drops_them() {
     let a = harness::create_database().await;
-    let b = harness::create_database().await;
-    assert_ne!(a, b);
+    let b = harness::TestDb::migrated().await;
+    let (a_name, b_name) = (a.name.clone(), b.name.clone());
+    assert_ne!(a_name, b_name);
+    assert!(harness::database_exists(&a_name).await);
+    assert!(harness::database_exists(&b_name).await);
+    drop((a, b));
+    assert!(!harness::database_exists(&a_name).await);
+    assert!(!harness::database_exists(&b_name).await);
+}
+
+#[tokio::test]
+async fn serve_migrates_an_empty_database_on_start() {
+    // Other tests start from a migrated copy; this one checks DB_MIGRATE.
+    let empty = harness::create_database().await;
+    let name = empty.name.clone();
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DB_NAME".into(), name);
+    })
+    .await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        atoitalk::infra::db::MIGRATOR.iter().count()
+    );
+    let (_, token) = app.make_user("Alice").await;
+    let (status, body) = json(
+        app.authed(reqwest::Method::GET, "/api/user/current", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["full_name"], "Alice");
+}
+
+#[tokio::test]
+async fn a_failing_test_leaves_no_database_and_no_child_process() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failing = tokio::spawn(async move {
+        let app = TestApp::spawn().await;
+        let child = harness::ChildGuard::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+                .arg("scheduler")
+                .envs(app.env.iter()),
+        );
+        tx.send((app.env["DB_NAME"].clone(), child.id())).unwrap();
+        panic!("a failing assertion (expected by this test)");
+    });
+    assert!(failing.await.unwrap_err().is_panic());
+    let (db, pid) = rx.recv().unwrap();
+    assert!(!harness::database_exists(&db).await, "{db} was left behind");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "scheduler {pid} still runs"
+    );
 }

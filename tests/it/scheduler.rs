@@ -533,7 +533,7 @@ async fn scheduler_process_never_migrates_and_stops_on_sigterm() {
     // An empty database: if the scheduler migrated, tables would appear.
     let db = harness::create_database().await;
     let mut env = harness::base_env();
-    env.insert("DB_NAME".into(), db.clone());
+    env.insert("DB_NAME".into(), db.name.clone());
     env.insert("DB_MIGRATE".into(), "true".into());
     env.insert("ENTITY_CLEANUP_CRON".into(), "0 2 * * *".into());
     // The guard kills the child if an assertion below fails.
@@ -557,7 +557,7 @@ async fn scheduler_process_never_migrates_and_stops_on_sigterm() {
         .port(env["DB_PORT"].parse().unwrap())
         .username(&env["DB_USER"])
         .password(&env["DB_PASSWORD"])
-        .database(&db);
+        .database(&db.name);
     let mut conn = sqlx::ConnectOptions::connect(&opts).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
