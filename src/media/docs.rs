@@ -22,10 +22,9 @@ pub struct UploadMediaForm {
     pub captcha_token: String,
 }
 
-/// `/api/media/*`.
+/// Tags of `/api/media/*`; the paths come from the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::routes::upload, super::routes::complete, super::routes::url),
     tags((name = "media", description = "Presigned uploads and read URLs"))
 )]
 pub struct ApiDoc;

@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use super::repo::{self, MediaRow, NewMedia};
 use super::service::{self, Usage, MAX_MIME_TYPE, MAX_ORIGINAL_NAME};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::multipart::{FilePart, Form, Part, TextFields};
 use crate::infra::storage::{BodyError, Bucket, StorageError, UploadError};
+use crate::state::AppState;
 
 /// Body limit of the multipart `POST /api/media/upload` (the earlier
 /// generation's 20 MiB).
