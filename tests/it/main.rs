@@ -14,6 +14,8 @@ mod foundation;
 mod groups;
 mod media;
 mod messages;
+mod multipart;
+mod multipart_avatars;
 mod realtime;
 mod reports;
 mod resilience;
