@@ -112,6 +112,12 @@ pub struct Config {
     pub s3: Option<S3Config>,
     /// Directory of the local storage backend used when no S3 is configured.
     pub media_local_dir: PathBuf,
+    /// Concurrent `/storage` transfers of the local backend.
+    pub storage_max_concurrent_transfers: usize,
+    /// Per-user cap on pending (not yet completed) presigned uploads.
+    pub media_max_pending_uploads: i64,
+    /// Per-user cap on the declared bytes of pending uploads.
+    pub media_max_pending_bytes: i64,
 
     pub smtp: SmtpConfig,
     pub google: GoogleConfig,
@@ -129,6 +135,7 @@ pub struct Config {
     pub entity_cleanup_cron: String,
     pub private_chat_cleanup_cron: String,
     pub media_cleanup_cron: String,
+    pub pending_upload_sweep_cron: String,
 
     pub shutdown_grace: Duration,
 }
@@ -346,6 +353,22 @@ impl Config {
             },
             s3,
             media_local_dir: PathBuf::from(src.string("MEDIA_LOCAL_DIR", "./var/media")),
+            storage_max_concurrent_transfers: positive(
+                "STORAGE_MAX_CONCURRENT_TRANSFERS",
+                src.parsed("STORAGE_MAX_CONCURRENT_TRANSFERS", 64i64, "a whole number")?,
+            )? as usize,
+            media_max_pending_uploads: positive(
+                "MEDIA_MAX_PENDING_UPLOADS",
+                src.parsed("MEDIA_MAX_PENDING_UPLOADS", 10i64, "a whole number")?,
+            )?,
+            media_max_pending_bytes: positive(
+                "MEDIA_MAX_PENDING_BYTES",
+                src.parsed(
+                    "MEDIA_MAX_PENDING_BYTES",
+                    100i64 * 1024 * 1024,
+                    "a number of bytes",
+                )?,
+            )?,
             smtp: SmtpConfig {
                 host: src.string("SMTP_HOST", ""),
                 port: src.parsed("SMTP_PORT", 587u16, "a TCP port number")?,
@@ -399,6 +422,9 @@ impl Config {
                 src.string("PRIVATE_CHAT_CLEANUP_CRON", "30 2 * * *"),
             ),
             media_cleanup_cron: strip_quotes(src.string("MEDIA_CLEANUP_CRON", "0 3 * * *")),
+            pending_upload_sweep_cron: strip_quotes(
+                src.string("PENDING_UPLOAD_SWEEP_CRON", "*/5 * * * *"),
+            ),
             shutdown_grace: Duration::from_secs(src.parsed(
                 "SHUTDOWN_GRACE_SECONDS",
                 10u64,

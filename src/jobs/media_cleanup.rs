@@ -2,7 +2,8 @@
 //! older than the retention that nothing references. Storage first, then the
 //! row, under a row lock with the orphan conditions re-checked, so a media
 //! item attached meanwhile is never lost and a storage failure keeps the row
-//! for the next run.
+//! for the next run. The pending-upload sweep runs the same code limited to
+//! expired pending uploads.
 
 use chrono::{Duration, Utc};
 use uuid::Uuid;
@@ -17,14 +18,24 @@ const ORPHAN: &str = "m.message_id IS NULL \
     AND ((m.upload_status = 'pending' AND COALESCE(m.upload_expires_at, m.created_at) < now()) \
       OR (m.upload_status = 'completed' AND COALESCE(m.completed_at, m.created_at) < $1))";
 
-pub(super) async fn run(ctx: &JobContext) -> anyhow::Result<(u64, u64)> {
+/// The extra condition of the pending-only sweep.
+fn scope(pending_only: bool) -> &'static str {
+    if pending_only {
+        "AND m.upload_status = 'pending'"
+    } else {
+        ""
+    }
+}
+
+pub(super) async fn run(ctx: &JobContext, pending_only: bool) -> anyhow::Result<(u64, u64)> {
     let retention_ms = (ctx.media_retention_days * 86_400_000.0) as i64;
     let cutoff = Utc::now() - Duration::milliseconds(retention_ms);
     let (mut deleted, mut failed) = (0u64, 0u64);
     let mut after = Uuid::nil();
     loop {
         let candidates: Vec<(Uuid,)> = sqlx::query_as(&format!(
-            "SELECT m.id FROM media m WHERE {ORPHAN} AND m.id > $2 ORDER BY m.id LIMIT $3"
+            "SELECT m.id FROM media m WHERE {ORPHAN} {} AND m.id > $2 ORDER BY m.id LIMIT $3",
+            scope(pending_only)
         ))
         .bind(cutoff)
         .bind(after)

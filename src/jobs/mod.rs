@@ -1,4 +1,4 @@
-//! The scheduler: three cleanup jobs on cron schedules. Each run takes a
+//! The scheduler: four cleanup jobs on cron schedules. Each run takes a
 //! Postgres advisory lock so two schedulers (or a manual `jobs run`) never
 //! run the same job at once.
 
@@ -26,10 +26,18 @@ pub enum Job {
     EntityCleanup,
     PrivateChatGc,
     MediaCleanup,
+    /// Expired pending uploads only, on a short schedule, so abandoned
+    /// uploads free their storage soon after their URL expires.
+    PendingUploadSweep,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [Job::EntityCleanup, Job::PrivateChatGc, Job::MediaCleanup];
+    pub const ALL: [Job; 4] = [
+        Job::EntityCleanup,
+        Job::PrivateChatGc,
+        Job::MediaCleanup,
+        Job::PendingUploadSweep,
+    ];
 
     pub fn from_name(name: &str) -> anyhow::Result<Self> {
         Self::ALL
@@ -37,7 +45,7 @@ impl Job {
             .find(|j| j.name() == name)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup"
+                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup, pending-upload-sweep"
                 )
             })
     }
@@ -47,6 +55,7 @@ impl Job {
             Job::EntityCleanup => "entity-cleanup",
             Job::PrivateChatGc => "private-chat-gc",
             Job::MediaCleanup => "media-cleanup",
+            Job::PendingUploadSweep => "pending-upload-sweep",
         }
     }
 
@@ -61,6 +70,7 @@ impl Job {
             Job::EntityCleanup => &cfg.entity_cleanup_cron,
             Job::PrivateChatGc => &cfg.private_chat_cleanup_cron,
             Job::MediaCleanup => &cfg.media_cleanup_cron,
+            Job::PendingUploadSweep => &cfg.pending_upload_sweep_cron,
         }
     }
 }
@@ -138,7 +148,8 @@ pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
     let result = match job {
         Job::EntityCleanup => entity_cleanup::run(ctx).await,
         Job::PrivateChatGc => private_chat_gc::run(ctx).await,
-        Job::MediaCleanup => media_cleanup::run(ctx).await,
+        Job::MediaCleanup => media_cleanup::run(ctx, false).await,
+        Job::PendingUploadSweep => media_cleanup::run(ctx, true).await,
     };
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(job.lock_key())

@@ -189,7 +189,9 @@ async fn store(state: &AppState, part: Box<FilePart>, usage: Usage) -> AppResult
             Err(match e {
                 UploadError::TooLarge => service::unsupported(),
                 UploadError::Body(e) => body_failed(e),
-                UploadError::SizeMismatch | UploadError::Storage(StorageError::InvalidKey) => {
+                UploadError::SizeMismatch
+                | UploadError::Exists
+                | UploadError::Storage(StorageError::InvalidKey) => {
                     AppError::Internal(anyhow::anyhow!("server-side upload refused: {e}"))
                 }
                 UploadError::Storage(e) => {

@@ -57,6 +57,17 @@ pub async fn insert(db: &PgPool, m: &NewMedia<'_>) -> Result<MediaRow, sqlx::Err
     .await
 }
 
+/// Count and declared bytes of `uploader`'s unexpired pending uploads.
+pub async fn pending_usage(db: &PgPool, uploader: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(file_size), 0)::bigint FROM media \
+         WHERE uploaded_by_id = $1 AND upload_status = 'pending' AND upload_expires_at > now()",
+    )
+    .bind(uploader)
+    .fetch_one(db)
+    .await
+}
+
 /// Deletes a media row nothing links to (no message, avatar or report);
 /// false when it is linked or gone.
 pub async fn delete_unlinked(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {

@@ -223,6 +223,27 @@ async fn verify_captcha(
     }
 }
 
+/// Caps what one user can hold in storage without completing: abandoned
+/// uploads cost space until the sweep removes them. (Two concurrent
+/// requests may both pass; the overshoot is bounded by their number.)
+async fn check_pending_quota(state: &AppState, caller: Uuid, size: i64) -> Result<(), AppError> {
+    let (count, bytes) = repo::pending_usage(&state.db, caller).await?;
+    let (max_count, max_bytes) = (
+        state.cfg.media_max_pending_uploads,
+        state.cfg.media_max_pending_bytes,
+    );
+    if count >= max_count || bytes.saturating_add(size) > max_bytes {
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "Too many pending uploads: complete or abandon earlier ones first \
+                 (at most {max_count} uploads and {max_bytes} bytes pending)"
+            ),
+            retry_after: None,
+        });
+    }
+    Ok(())
+}
+
 /// `POST /api/media/upload`: validates, checks the captcha and the policy,
 /// presigns the PUT and records the pending upload.
 pub async fn upload(
@@ -237,6 +258,7 @@ pub async fn upload(
         return Err(unsupported());
     }
     let size = u64::try_from(spec.file_size).map_err(|_| unsupported())?;
+    check_pending_quota(state, caller, spec.file_size).await?;
 
     let now = Utc::now();
     let file_name = object_key(now, &spec.original_name);
@@ -273,6 +295,9 @@ pub async fn upload(
     };
     let mut headers = BTreeMap::new();
     headers.insert("Content-Type", spec.mime_type.clone());
+    for (name, value) in state.storage.sized_put_headers() {
+        headers.insert(name, (*value).to_string());
+    }
     Ok(UploadMediaResponse {
         media: MediaDto {
             id,

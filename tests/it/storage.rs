@@ -68,7 +68,10 @@ async fn s3_round_trip() {
         "{put_url}"
     );
     let q = query(&put_url);
-    assert_eq!(q["X-Amz-SignedHeaders"], "content-length;content-type;host");
+    assert_eq!(
+        q["X-Amz-SignedHeaders"],
+        "content-length;content-type;host;if-none-match"
+    );
     assert_eq!(q["X-Amz-Expires"], "900");
 
     let res = app
@@ -644,3 +647,6 @@ async fn local_upload_size_is_capped() {
         25 * 1024 * 1024
     );
 }
+
+/// Streaming, ranges, transfer caps, write-once objects, pending quotas.
+mod limits;

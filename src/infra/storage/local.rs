@@ -9,6 +9,7 @@
 //! so readers never see half-written objects).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{BodyError, Bucket, ByteStream, ObjectInfo, Storage, StorageError};
 
@@ -128,10 +130,22 @@ pub enum UploadError {
     TooLarge,
     #[error("Body length does not match the signed size")]
     SizeMismatch,
+    /// Objects are write-once: a completed upload is never replaced.
+    #[error("Object already exists")]
+    Exists,
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Whether a write may replace an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Client uploads and streamed uploads: objects are write-once.
+    Once,
+    /// Server-side [`Storage::put`], like S3's plain PUT.
+    Replace,
 }
 
 /// Temporary files of one upload, removed when dropped unless kept: an
@@ -154,7 +168,12 @@ pub struct LocalStorage {
     root: PathBuf,
     base_url: String,
     signing_key: Vec<u8>,
+    /// Bounds concurrent `/storage` transfers (each holds a file and buffers).
+    transfers: Arc<Semaphore>,
 }
+
+/// Concurrent `/storage` transfers when not configured.
+pub const DEFAULT_MAX_TRANSFERS: usize = 64;
 
 impl std::fmt::Debug for LocalStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,7 +217,40 @@ impl LocalStorage {
             root: root.to_path_buf(),
             base_url: app_url.trim_end_matches('/').to_string(),
             signing_key: m.finalize().into_bytes().to_vec(),
+            transfers: Arc::new(Semaphore::new(DEFAULT_MAX_TRANSFERS)),
         })
+    }
+
+    /// Sets the cap on concurrent `/storage` transfers (at least 1).
+    pub fn with_max_transfers(mut self, max: usize) -> Self {
+        self.transfers = Arc::new(Semaphore::new(max.max(1)));
+        self
+    }
+
+    /// A transfer slot, `None` when all are taken (the caller answers 503).
+    pub fn try_transfer(&self) -> Option<OwnedSemaphorePermit> {
+        self.transfers.clone().try_acquire_owned().ok()
+    }
+
+    /// Opens an object for streaming: the file, its length and content
+    /// type; `None` when missing.
+    pub async fn open(
+        &self,
+        bucket: Bucket,
+        key: &str,
+    ) -> Result<Option<(tokio::fs::File, u64, Option<String>)>, StorageError> {
+        let path = self.object_path(bucket, key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let meta = file.metadata().await.map_err(io_err)?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let content_type = self.read_content_type(bucket, key).await;
+        Ok(Some((file, meta.len(), content_type)))
     }
 
     fn object_path(&self, bucket: Bucket, key: &str) -> Result<PathBuf, StorageError> {
@@ -280,8 +332,11 @@ impl LocalStorage {
     /// Streams `body` into a temporary file and renames it into place with
     /// its content type. At most `max` bytes, exactly `size` when given;
     /// returns the length written; nothing is left behind on failure.
+    /// [`WriteMode::Once`] refuses an existing object ([`UploadError::Exists`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn write_stream<S, E>(
         &self,
+        mode: WriteMode,
         bucket: Bucket,
         key: &str,
         content_type: &str,
@@ -295,7 +350,11 @@ impl LocalStorage {
     {
         let target = self.object_path(bucket, key)?;
         let meta_target = self.meta_path(bucket, key)?;
-        let mut temp = TempFiles([self.temp_path(), self.temp_path()], false);
+        // Write-once: refuse before reading the body.
+        if mode == WriteMode::Once && tokio::fs::try_exists(&target).await.map_err(io_err)? {
+            return Err(UploadError::Exists);
+        }
+        let temp = TempFiles([self.temp_path(), self.temp_path()], false);
         let [tmp, meta_tmp] = &temp.0;
         let written = self
             .write_files(tmp, meta_tmp, content_type, size, max, body)
@@ -305,9 +364,18 @@ impl LocalStorage {
         tokio::fs::rename(meta_tmp, &meta_target)
             .await
             .map_err(io_err)?;
-        tokio::fs::rename(tmp, &target).await.map_err(io_err)?;
-        temp.1 = true;
-        Ok(written)
+        if mode == WriteMode::Replace {
+            tokio::fs::rename(tmp, &target).await.map_err(io_err)?;
+            return Ok(written);
+        }
+        // A hard link never replaces an existing file, so of two racing
+        // writers only one places its bytes; the temporary name is removed
+        // when `temp` drops.
+        match tokio::fs::hard_link(tmp, &target).await {
+            Ok(()) => Ok(written),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(UploadError::Exists),
+            Err(e) => Err(io_err(e).into()),
+        }
     }
 
     async fn write_files<S, E>(
@@ -456,7 +524,15 @@ impl Storage for LocalStorage {
         let len = body.len() as u64;
         let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
         match self
-            .write_stream(bucket, key, content_type, Some(len), len, stream)
+            .write_stream(
+                WriteMode::Replace,
+                bucket,
+                key,
+                content_type,
+                Some(len),
+                len,
+                stream,
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -473,7 +549,7 @@ impl Storage for LocalStorage {
         body: ByteStream,
         max: u64,
     ) -> Result<u64, UploadError> {
-        self.write_stream(bucket, key, content_type, None, max, body)
+        self.write_stream(WriteMode::Once, bucket, key, content_type, None, max, body)
             .await
     }
 
@@ -664,6 +740,7 @@ mod tests {
         )]);
         let res = s
             .write_stream(
+                WriteMode::Once,
                 Bucket::Public,
                 "c.bin",
                 "application/octet-stream",

@@ -7,6 +7,7 @@
 mod local;
 mod routes;
 mod s3;
+mod serve;
 mod sigv4;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::config::Config;
 
 pub use local::{
     validate_key, LocalObject, LocalStorage, Op, SignatureError, SignedRequest, UploadError,
-    MAX_OBJECT_SIZE,
+    WriteMode, MAX_OBJECT_SIZE,
 };
 pub use s3::S3Storage;
 
@@ -97,6 +98,11 @@ pub trait Storage: Send + Sync {
         let _ = content_length;
         self.presign_put(bucket, key, content_type, expires).await
     }
+    /// Headers beyond `Content-Type` a client must send with a
+    /// [`Storage::presign_put_sized`] URL (they are signed).
+    fn sized_put_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// A URL the client can GET the object from until `expires`.
     async fn presign_get(
         &self,
@@ -156,11 +162,10 @@ pub fn build(cfg: &Config, _http: reqwest::Client) -> anyhow::Result<Arc<dyn Sto
         }
         None => {
             tracing::info!(dir = %cfg.media_local_dir.display(), "object storage: local directory");
-            Ok(Arc::new(LocalStorage::new(
-                &cfg.media_local_dir,
-                &cfg.app_url,
-                &cfg.jwt_secret,
-            )?))
+            Ok(Arc::new(
+                LocalStorage::new(&cfg.media_local_dir, &cfg.app_url, &cfg.jwt_secret)?
+                    .with_max_transfers(cfg.storage_max_concurrent_transfers),
+            ))
         }
     }
 }

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::local::{LocalStorage, Op, SignatureError, SignedRequest, UploadError, MAX_OBJECT_SIZE};
+use super::local::{
+    LocalStorage, Op, SignatureError, SignedRequest, UploadError, WriteMode, MAX_OBJECT_SIZE,
+};
 use super::{BodyError, Bucket, StorageError};
 use crate::error::{error_response, AppError};
 use crate::state::AppState;
@@ -106,6 +108,18 @@ fn verify(
     Ok(size)
 }
 
+/// 503 with `Retry-After` when every transfer slot is taken: refusing at
+/// once keeps memory and file handles bounded (no queue to grow).
+fn busy() -> Response {
+    let mut res = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many concurrent storage transfers, retry shortly",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 fn too_large() -> Response {
     error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
 }
@@ -139,8 +153,12 @@ async fn put_object(
             return Err(forbidden(SignatureError::Invalid));
         }
     }
+    let Some(_permit) = local.try_transfer() else {
+        return Ok(busy());
+    };
     match local
         .write_stream(
+            WriteMode::Once,
             bucket,
             &key,
             content_type,
@@ -153,6 +171,7 @@ async fn put_object(
         Ok(_) => Ok(StatusCode::OK.into_response()),
         Err(UploadError::TooLarge | UploadError::Body(BodyError::TooLarge)) => Ok(too_large()),
         Err(e @ UploadError::SizeMismatch) => Err(AppError::bad_request(e.to_string())),
+        Err(e @ UploadError::Exists) => Err(AppError::conflict(e.to_string())),
         Err(UploadError::Body(_)) => Err(AppError::bad_request("Upload aborted")),
         Err(UploadError::Storage(StorageError::InvalidKey)) => {
             Err(AppError::bad_request("Invalid object key"))
@@ -167,20 +186,34 @@ async fn get_object(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let (local, bucket, key) = target(&state, path)?;
     if bucket == Bucket::Private {
         let q = SignedQuery::parse(query.as_deref());
         verify(local, &q, Op::Get, bucket, &key, "")?;
     }
-    let object = match local.read(bucket, &key).await {
+    let Some(permit) = local.try_transfer() else {
+        return Ok(busy());
+    };
+    let (file, len, content_type) = match local.open(bucket, &key).await {
         Ok(Some(o)) => o,
         Ok(None) => return Err(AppError::not_found("Object not found")),
         Err(StorageError::InvalidKey) => return Err(AppError::bad_request("Invalid object key")),
         Err(e) => return Err(AppError::Internal(e.into())),
     };
-    let content_type = object
-        .content_type
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| super::serve::parse_range(Some(v), len))
+        .unwrap_or(super::serve::RangeSpec::Full);
+    let mut res = super::serve::file_response(file, len, range, permit)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    if res.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Ok(res);
+    }
+    let content_type = content_type
         .as_deref()
         .and_then(|c| HeaderValue::from_str(c).ok())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
@@ -188,7 +221,6 @@ async fn get_object(
         Bucket::Public => "public, max-age=86400",
         Bucket::Private => "private, no-store",
     };
-    let mut res = (StatusCode::OK, object.body).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
