@@ -77,7 +77,7 @@ impl Server {
             let port = listener.local_addr()?.port();
             cfg.app_url = format!("http://127.0.0.1:{port}");
         }
-        for w in cfg.insecure_secret_warnings() {
+        for w in cfg.startup_warnings() {
             tracing::warn!("{w}");
         }
         let db = crate::infra::db::connect(&cfg).await?;
@@ -148,25 +148,28 @@ impl Server {
         let state = self.state.clone();
         let grace = state.cfg.shutdown_grace;
         let app = router(state.clone());
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        // Carries the shutdown deadline (signal time + grace) once signalled.
+        let (stop_tx, stop_rx) = watch::channel(None);
         let hub = state.hub.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: closing sockets and finishing in-flight requests");
             hub.close_all(CloseReason::Shutdown);
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
         });
         tracing::info!(addr = %self.local_addr(), "AtoiTalk API listening");
-        let serve = axum::serve(
+        let trusted = state.cfg.trusted_proxies.clone();
+        crate::http::server::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            state.cfg.listener,
+            trusted,
+            stop_rx.clone(),
         )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        });
-        serve.await?;
-        // Sockets were asked to close; give them the grace period to do so.
-        let deadline = tokio::time::Instant::now() + grace;
+        .await;
+        // Sockets were asked to close; give them until the same deadline.
+        let signalled = *stop_rx.borrow();
+        let deadline = signalled.unwrap_or_else(tokio::time::Instant::now);
         while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

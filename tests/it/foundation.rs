@@ -7,7 +7,7 @@ use std::time::Duration;
 use atoitalk::realtime::event::{kinds, Event};
 use serde_json::json;
 
-use crate::harness::{self, json, TestApp, WsRead};
+use crate::harness::{self, free_port, json, TestApp, WsRead};
 
 #[tokio::test]
 async fn root_health_and_fallbacks() {
@@ -342,14 +342,6 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

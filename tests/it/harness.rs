@@ -43,6 +43,15 @@ pub fn base_env() -> HashMap<String, String> {
     m
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Creates an empty database for one test and returns its name.
 pub async fn create_database() -> String {
     let env = base_env();

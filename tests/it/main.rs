@@ -11,6 +11,7 @@ mod chats;
 mod contract;
 mod foundation;
 mod groups;
+mod listener;
 mod media;
 mod messages;
 mod realtime;
