@@ -253,24 +253,15 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower::util::MapRequestLayer::new(
+            middleware::drop_unsafe_request_id::<axum::body::Body>,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .with_state(state)
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        // `*` with credentials is not allowed by browsers; mirror instead.
-        AllowOrigin::mirror_request()
-    } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect::<Vec<_>>(),
-        )
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
+    let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -281,6 +272,18 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         ])
         .allow_headers([header::ACCEPT, header::AUTHORIZATION, header::CONTENT_TYPE])
         .expose_headers([HeaderName::from_static("link")])
+        .max_age(Duration::from_secs(300));
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, so never with credentials: a literal `*` is what
+        // browsers accept for that, and it lends no site the user's cookies.
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    layer
+        .allow_origin(AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ))
         .allow_credentials(true)
-        .max_age(Duration::from_secs(300))
 }

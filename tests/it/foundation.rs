@@ -40,7 +40,13 @@ async fn root_health_and_fallbacks() {
 
 #[tokio::test]
 async fn cors_preflight_is_answered() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "APP_CORS_ALLOWED_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
     let res = app
         .http
         .request(reqwest::Method::OPTIONS, app.url("/api/auth/login"))

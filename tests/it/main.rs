@@ -14,6 +14,7 @@ mod groups;
 mod listener;
 mod media;
 mod messages;
+mod posture;
 mod realtime;
 mod reports;
 mod resilience;
