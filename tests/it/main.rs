@@ -21,3 +21,4 @@ mod resilience;
 mod scheduler;
 mod storage;
 mod users;
+mod ws_limits;
