@@ -1,16 +1,14 @@
-//! Application state, router assembly and the HTTP server with graceful
-//! shutdown.
+//! Router assembly and the HTTP server with graceful shutdown: the top of
+//! the program. Only `cli.rs` (and the tests) import this module; features
+//! import the state from [`crate::state`] instead.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,47 +19,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::http::middleware;
-use crate::infra::captcha::Turnstile;
-use crate::infra::email::Mailer;
-use crate::infra::google::GoogleClient;
-use crate::infra::redis::Redis;
-use crate::infra::storage::Storage;
-use crate::realtime::presence::Presence;
-use crate::realtime::typing::TypingRelay;
-use crate::realtime::{CloseReason, EventBus, Hub};
-
-/// Everything a handler may need. Cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-/// The services behind [`AppState`].
-pub struct Services {
-    pub cfg: Arc<Config>,
-    pub db: PgPool,
-    pub redis: Redis,
-    pub storage: Arc<dyn Storage>,
-    pub mailer: Arc<dyn Mailer>,
-    pub captcha: Turnstile,
-    pub google: GoogleClient,
-    pub http: reqwest::Client,
-    pub hub: Arc<Hub>,
-    pub bus: EventBus,
-    pub presence: Presence,
-    pub typing: TypingRelay,
-}
-
-impl Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
+use crate::realtime::CloseReason;
+use crate::state::{AppState, BackgroundStop};
 
 /// A bound, ready-to-run API server.
 pub struct Server {
     listener: TcpListener,
     state: AppState,
-    shutdown_tx: watch::Sender<bool>,
+    shutdown_tx: BackgroundStop,
 }
 
 impl Server {
@@ -77,51 +42,7 @@ impl Server {
             let port = listener.local_addr()?.port();
             cfg.app_url = format!("http://127.0.0.1:{port}");
         }
-        for w in cfg.startup_warnings() {
-            tracing::warn!("{w}");
-        }
-        let db = crate::infra::db::connect(&cfg).await?;
-        if cfg.db_migrate {
-            crate::infra::db::migrate(&db).await?;
-            tracing::info!("database schema migrated");
-        } else {
-            tracing::info!("database migration skipped (DB_MIGRATE=false)");
-        }
-        let redis = Redis::connect(&cfg).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
-        let storage = crate::infra::storage::build(&cfg, http.clone())?;
-        let mailer = crate::infra::email::build(&cfg.smtp)?;
-        let captcha = Turnstile::new(
-            cfg.turnstile_secret_key.clone(),
-            cfg.turnstile_verify_url.clone(),
-            http.clone(),
-        );
-        let google = GoogleClient::new(cfg.google.clone(), http.clone());
-        let hub = Hub::new();
-        let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched);
-        let presence = Presence::new(db.clone(), redis.clone(), bus.clone());
-        let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        bus.start_subscriber(Duration::from_secs(5), shutdown_rx)
-            .await;
-
-        let state = AppState(Arc::new(Services {
-            cfg: Arc::new(cfg),
-            db,
-            redis,
-            storage,
-            mailer,
-            captcha,
-            google,
-            http,
-            hub,
-            bus,
-            presence,
-            typing,
-        }));
+        let (state, shutdown_tx) = AppState::connect(cfg).await?;
         Ok(Self {
             listener,
             state,
@@ -222,7 +143,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(crate::http::health::readyz))
         .merge(ws)
         .merge(crate::infra::storage::local_routes())
-        .merge(crate::http::openapi::routes())
+        .merge(crate::http::openapi::routes(
+            &crate::http::openapi::document(feature_docs()),
+        ))
         .merge(api)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

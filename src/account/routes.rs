@@ -8,7 +8,6 @@ use axum::Router;
 
 use super::dto::{ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest};
 use super::service;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::{decode_lenient, LenientJson};
@@ -17,6 +16,7 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{EmptyBody, ErrorBody};
 use crate::http::response::Empty;
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The account routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

@@ -8,12 +8,12 @@ use super::dto::{
     ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest, UserDeletedPayload,
 };
 use super::repo;
-use crate::app::AppState;
 use crate::auth::otp::{self, Mode};
 use crate::auth::{fields, passwords, sessions};
 use crate::error::AppError;
 use crate::realtime::event::{kinds, Event};
 use crate::realtime::{recipients, CloseReason};
+use crate::state::AppState;
 
 fn bad_request() -> AppError {
     AppError::bad_request("Bad Request")

@@ -14,7 +14,6 @@ use super::dto::{
     AdminUserDetail, AdminUserListItem, BanUserRequest, DashboardStats, ResetUserInfoRequest,
 };
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AdminUser;
 use crate::http::json::{decode_lenient, LenientJson};
@@ -24,6 +23,7 @@ use crate::http::path::parse_uuid;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The admin routes with their middleware group.
 pub fn routes(state: &AppState) -> Router<AppState> {

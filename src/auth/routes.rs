@@ -12,7 +12,6 @@ use super::dto::{
     ResetPasswordRequest, SendOtpRequest,
 };
 use super::{oauth, service};
-use crate::app::AppState;
 use crate::error::AppResult;
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -22,6 +21,7 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody};
 use crate::http::response::{Data, Empty};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// `/api/auth/*` and `/api/otp/send` with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

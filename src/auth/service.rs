@@ -13,9 +13,9 @@ use super::otp::{self, Mode};
 use super::principal::Principal;
 use super::repo::{self, Account};
 use super::{fields, passwords, sessions, tokens};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::realtime::CloseReason;
+use crate::state::AppState;
 use crate::users::dto::avatar_url;
 
 fn bad_request() -> AppError {

@@ -9,7 +9,6 @@ use axum::Router;
 use super::docs::ChatListQuery;
 use super::dto::{ChatListResponse, ChatResponse, CreatePrivateChatRequest, QueryParams};
 use super::service;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -20,6 +19,7 @@ use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::service::run_detached;
+use crate::state::AppState;
 
 /// A UUID path parameter; any failure (including undecodable escapes, which
 /// axum would answer in plain text) is a 400 with the endpoint's message.

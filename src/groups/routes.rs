@@ -18,7 +18,6 @@ use super::dto::{
     UpdateGroupChatRequest, UpdateGroupMemberRoleRequest,
 };
 use super::service::{self, Actor};
-use crate::app::AppState;
 use crate::chats::dto::{ChatListResponse, QueryParams};
 use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
@@ -32,6 +31,7 @@ use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::dto::MessageResponse;
 use crate::messages::service::run_detached;
+use crate::state::AppState;
 
 const INVALID_CHAT_ID: &str = "Invalid Chat ID";
 

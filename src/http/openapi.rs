@@ -10,8 +10,8 @@ use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use crate::app::AppState;
 use crate::http::response::schema::ErrorBody;
+use crate::state::AppState;
 
 /// Adds the bearer scheme every authenticated operation refers to.
 struct BearerAuth;
@@ -106,17 +106,19 @@ pub enum AdminErrors {
 pub struct ApiDoc;
 
 /// The full document: the root plus every feature's paths.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub fn document(
+    features: impl IntoIterator<Item = utoipa::openapi::OpenApi>,
+) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    for part in crate::app::feature_docs() {
+    for part in features {
         doc.merge(part);
     }
     doc
 }
 
-/// `/openapi.json`, `/docs`, `/asyncapi.yaml`.
-pub fn routes() -> Router<AppState> {
-    let json = std::sync::Arc::new(document().to_json().unwrap_or_else(|_| "{}".into()));
+/// `/openapi.json` (serving `doc`), `/docs`, `/asyncapi.yaml`.
+pub fn routes(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
+    let json = std::sync::Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     Router::new()
         .route(
             "/openapi.json",

@@ -12,9 +12,9 @@ use axum::Router;
 use super::auth::bearer_token;
 use super::json::BODY_LIMIT;
 use super::rate_limit::{self, Bucket, Buckets};
-use crate::app::AppState;
 use crate::auth::principal;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Admin bodies are not limited by the reference; we still cap them.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;

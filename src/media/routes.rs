@@ -9,7 +9,6 @@ use axum::{Extension, Router};
 
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -20,6 +19,7 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, ErrorBody};
 use crate::http::response::Data;
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The media routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
 use super::repo::{self, MediaRow, NewPending};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::timestamps::rfc3339_nano;
 use crate::infra::storage::{Bucket, Storage, StorageError};
+use crate::state::AppState;
 
 /// Lifetime of upload and download URLs (and of a pending upload).
 pub const URL_TTL: Duration = Duration::from_secs(15 * 60);

@@ -10,7 +10,6 @@ use axum::Router;
 use super::docs::HistoryParams;
 use super::dto::{decode_edit, EditMessageRequest, SendMessageRequest};
 use super::service::{self, run_detached, HistoryQuery};
-use crate::app::AppState;
 use crate::chats::dto::QueryParams;
 use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
@@ -22,6 +21,7 @@ use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::dto::MessageResponse;
+use crate::state::AppState;
 
 /// The messages routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

@@ -14,9 +14,9 @@ use tokio::time::{sleep_until, Instant};
 use super::hub::{CloseReason, Registration};
 use super::inbound::{Allowance, Verdict, FLOOD_CLOSE};
 use super::presence::SocketSlot;
-use crate::app::AppState;
 use crate::auth::principal;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Server ping period (9/10 of the read deadline, as the reference).
 const PING_EVERY: Duration = Duration::from_secs(54);

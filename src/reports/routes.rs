@@ -11,7 +11,6 @@ use uuid::Uuid;
 use super::docs::ReportListQuery;
 use super::dto::{CreateReportRequest, ReportDetail, ReportListItem, ResolveReportRequest};
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
 use crate::http::json::{decode_lenient, LenientJson};
@@ -22,6 +21,7 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The reports routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

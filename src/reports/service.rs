@@ -9,7 +9,6 @@ use super::dto::{
     ResolveReportRequest, SnapshotAttachment, UserSnapshot,
 };
 use super::repo::{self, ListFilter, NewReport};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
@@ -17,6 +16,7 @@ use crate::http::timestamps::{rfc3339, rfc3339_nano};
 use crate::infra::storage::Bucket;
 use crate::realtime::event::kinds;
 use crate::realtime::Event;
+use crate::state::AppState;
 
 /// Longest reason (the column is `varchar(255)`), in characters.
 const MAX_REASON: usize = 255;

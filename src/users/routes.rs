@@ -8,7 +8,6 @@ use axum::Router;
 use super::docs::{BlockedListQuery, UserDto, UserSearchQuery};
 use super::dto::{OwnProfile, ProfileView, UpdateProfileRequest, UserListItem};
 use super::service;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -18,6 +17,7 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The users routes with their middleware groups.
 pub fn routes(state: &AppState) -> Router<AppState> {

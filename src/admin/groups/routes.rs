@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::docs::{AdminGroupListQuery, GroupMembersQuery};
 use super::dto::{AdminGroupDetail, AdminGroupListItem, GroupMemberDto, ResetGroupInfoRequest};
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AdminUser;
 use crate::http::json::decode_lenient;
@@ -20,6 +19,7 @@ use crate::http::path::parse_uuid;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The admin group routes with their middleware group.
 pub fn routes(state: &AppState) -> Router<AppState> {
