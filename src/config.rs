@@ -643,6 +643,7 @@ mod tests {
             ("APP_ENV", "production"),
             ("JWT_SECRET", "a-long-random-value"),
             ("OTP_SECRET", "another-long-value"),
+            ("SMTP_HOST", "smtp.example.com"),
         ]);
         assert!(ok.is_ok());
     }
