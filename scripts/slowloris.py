@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,36 @@ async def healthz(port, timeout=5.0):
         return False, time.monotonic() - t0
 
 
+def healthz_blocking(port, timeout=5.0):
+    """The probe runs in its own thread with plain sockets, so the attack's
+    event loop cannot delay it."""
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        return data.startswith(b"HTTP/1.1 200"), time.monotonic() - t0
+    except OSError:
+        return False, time.monotonic() - t0
+
+
+def probe(pid, port, secs):
+    lat, ok_n, total, fds = [], 0, 0, []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < secs:
+        ok, dt = healthz_blocking(port)
+        total += 1
+        if ok:
+            ok_n += 1
+            lat.append(dt)
+        fds.append(fd_count(pid))
+        time.sleep(0.1)
+    return lat, ok_n, total, fds
+
+
 class Stats:
     def __init__(self):
         self.held_for = []      # seconds a hostile connection stayed open
@@ -96,8 +127,9 @@ async def hostile(i, a, stats, stop):
     src = f"127.0.1.{i % a.ips + 1}"
     while not stop.is_set():
         try:
-            r, w = await asyncio.open_connection("127.0.0.1", a.port, local_addr=(src, 0))
-        except OSError:
+            r, w = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", a.port, local_addr=(src, 0)), 3.0)
+        except (OSError, asyncio.TimeoutError):
             stats.connect_errors += 1
             await asyncio.sleep(0.5)
             continue
@@ -148,17 +180,11 @@ async def main():
         tasks = [asyncio.create_task(hostile(i, a, stats, stop)) for i in range(a.conns)]
         await asyncio.sleep(2)
         cpu0, t0 = cpu_secs(proc.pid), time.monotonic()
-        lat, ok_n, total, fds = [], 0, 0, []
-        while time.monotonic() - t0 < a.secs:
-            ok, dt = await healthz(a.port)
-            total += 1
-            if ok:
-                ok_n += 1
-                lat.append(dt)
-            fds.append(fd_count(proc.pid))
-            await asyncio.sleep(0.1)
+        lat, ok_n, total, fds = await asyncio.to_thread(probe, proc.pid, a.port, a.secs)
         cpu = (cpu_secs(proc.pid) - cpu0) / (time.monotonic() - t0)
         stop.set()
+        for t in tasks:
+            t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         alive = proc.poll() is None
         ms = lambda s: f"{s * 1000:.1f} ms"
