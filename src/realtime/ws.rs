@@ -10,12 +10,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::{sleep_until, Instant};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::hub::{CloseReason, Registration};
 use super::inbound::{Allowance, Verdict, FLOOD_CLOSE};
 use super::presence::SocketSlot;
 use crate::auth::principal;
 use crate::error::AppError;
+use crate::http::{rate_limit, routing};
 use crate::state::AppState;
 
 /// Server ping period (9/10 of the read deadline, as the reference).
@@ -33,6 +37,15 @@ const TOKEN_EXPIRED: (u16, &str) = (4001, "token expired");
 /// Pongs renew presence at most this often (a pong flood must not become
 /// a Redis flood).
 const PRESENCE_EVERY: Duration = Duration::from_secs(10);
+
+/// The `/ws` route: public, counted per IP against `ws_connect`.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    routing::public(
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi()).routes(routes!(ws_handler)),
+        state,
+        rate_limit::WS_CONNECT,
+    )
+}
 
 /// The upgrade handler.
 #[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "websocket_connect",
