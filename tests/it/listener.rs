@@ -234,14 +234,17 @@ async fn connections_per_address_are_capped_except_for_trusted_proxies() {
     assert!(read_response(&mut again).await.starts_with("HTTP/1.1 200"));
 }
 
-/// A real `atoitalk serve` process on a fresh database.
-pub async fn spawn_binary(extra: &[(&str, &str)]) -> (tokio::process::Child, u16) {
+/// A real `atoitalk serve` process on a fresh database (dropped with the
+/// returned guard, so hold it for as long as the process runs).
+pub async fn spawn_binary(
+    extra: &[(&str, &str)],
+) -> (tokio::process::Child, u16, crate::harness::TestDb) {
     let port = free_port();
     let db = create_database().await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"));
     cmd.arg("serve")
         .envs(base_env())
-        .env("DB_NAME", db)
+        .env("DB_NAME", &db.name)
         .env("APP_PORT", port.to_string())
         .env("APP_URL", format!("http://127.0.0.1:{port}"))
         .env(
@@ -271,7 +274,7 @@ pub async fn spawn_binary(extra: &[(&str, &str)]) -> (tokio::process::Child, u16
             .await
         {
             if r.status() == 200 {
-                return (child, port);
+                return (child, port, db);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -279,18 +282,17 @@ pub async fn spawn_binary(extra: &[(&str, &str)]) -> (tokio::process::Child, u16
     panic!("the binary did not become ready on port {port}");
 }
 
+/// SIGTERM from Rust: the `kill` binary (procps) may be missing.
 pub fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: plain syscall on the pid of our own, not yet reaped, child.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill({pid}, SIGTERM) failed");
 }
 
 #[tokio::test]
 async fn sigterm_drops_unfinished_connections_after_the_grace_period_and_exits_0() {
-    let (child, port) = spawn_binary(&[
+    let (child, port, _db) = spawn_binary(&[
         ("SHUTDOWN_GRACE_SECONDS", "2"),
         // Long enough that only the shutdown can end these connections.
         ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "120"),

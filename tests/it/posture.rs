@@ -168,7 +168,7 @@ fn production_without_smtp_refuses_to_start() {
 async fn email_log_only_starts_and_every_protection_that_is_off_is_warned_about() {
     let mut env = production();
     env.push(("EMAIL_LOG_ONLY", "true"));
-    let (child, _port) = spawn_binary(&env).await;
+    let (child, _port, _db) = spawn_binary(&env).await;
     sigterm(&child);
     let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
         .await
