@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod account_abuse;
 mod admin;
 mod auth;
 mod chats;
