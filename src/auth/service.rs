@@ -12,7 +12,7 @@ use super::dto::{
 use super::otp::{self, Mode};
 use super::principal::Principal;
 use super::repo::{self, Account};
-use super::{fields, passwords, sessions, tokens};
+use super::{fields, passwords, sessions, throttle, tokens};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::realtime::CloseReason;
@@ -82,7 +82,8 @@ pub async fn check_sign_in_ban(state: &AppState, account: &Account) -> Result<()
 
 /// `POST /api/auth/login`. Unlike the reference, the password-complexity
 /// rule is not applied here: a legacy or simply wrong password is a 401, not
-/// a 400, so old accounts can still sign in.
+/// a 400, so old accounts can still sign in. Attempts per account are
+/// throttled ([`throttle`]): 429 while a delay runs.
 pub async fn login(
     state: &AppState,
     req: LoginRequest,
@@ -95,6 +96,7 @@ pub async fn login(
         return Err(bad_request());
     }
     check_captcha(state, &captcha, ip).await?;
+    throttle::begin_attempt(state, &email).await?;
     let account = repo::find_by_email(&state.db, &email).await?;
     let Some(account) = account else {
         // Same cost as a real check, so response times do not reveal accounts.
@@ -108,6 +110,7 @@ pub async fn login(
     if !passwords::verify(&password, hash).await {
         return Err(AppError::unauthorized());
     }
+    throttle::succeeded(state, &email).await;
     check_sign_in_ban(state, &account).await?;
     sign_in(state, &account)
 }

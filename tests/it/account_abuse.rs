@@ -70,3 +70,65 @@ async fn a_stranger_cannot_lock_the_owner_out_of_otp_mail() {
         .count() as u64;
     assert_eq!(mails, atoitalk::auth::otp::CLIENT_SENDS_PER_HOUR + 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// C10: per-account login throttling
+// ---------------------------------------------------------------------------------------------
+
+fn login_body(email: &str, password: &str) -> Value {
+    json!({"email": email, "password": password, "captcha_token": CAPTCHA})
+}
+
+#[tokio::test]
+async fn many_wrong_passwords_from_many_ips_delay_the_account_not_forever() {
+    let app = TestApp::spawn_with(|env| {
+        behind_proxy(env);
+        env.insert("LOGIN_THROTTLE_BASE_SECONDS".into(), "2".into());
+        env.insert("LOGIN_THROTTLE_MAX_SECONDS".into(), "4".into());
+    })
+    .await;
+    let (id, _) = app.make_user("Target").await;
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    let (mut refused, mut throttled) = (0, 0);
+    for i in 1..=40 {
+        let ip = format!("198.51.100.{i}");
+        let (status, res) = post_from(
+            &app,
+            &ip,
+            "/api/auth/login",
+            login_body(&email, "Wrong-pass-1"),
+        )
+        .await;
+        match status {
+            401 => refused += 1,
+            429 => {
+                throttled += 1;
+                assert!(
+                    err(&res).starts_with("Too many failed login attempts. Please try again in"),
+                    "{res}"
+                );
+            }
+            other => panic!("attempt {i}: {other} {res}"),
+        }
+    }
+    assert!(
+        refused >= 5 && throttled > 0,
+        "{refused} refused, {throttled} throttled"
+    );
+    let login = |ip: &'static str, password: &'static str| {
+        post_from(&app, ip, "/api/auth/login", login_body(&email, password))
+    };
+    // The right password does not simply succeed right after...
+    let (status, res) = login("203.0.113.1", crate::harness::PASSWORD).await;
+    assert_eq!(status, 429, "{res}");
+    // ...but works once the (capped) delay has run out, and clears the count.
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    let (status, res) = login("203.0.113.1", crate::harness::PASSWORD).await;
+    assert_eq!(status, 200, "{res}");
+    let (status, res) = login("203.0.113.2", "Wrong-pass-1").await;
+    assert_eq!(status, 401, "{res}");
+}
