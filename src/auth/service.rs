@@ -44,10 +44,22 @@ pub fn ip_scope(state: &AppState, ip: Option<IpAddr>) -> String {
     otp::scope(&state.cfg.otp_secret, ip.map(|i| i.to_string()).as_deref())
 }
 
-/// Signs `account` in: a fresh token and the response body.
-pub fn sign_in(state: &AppState, account: &Account) -> Result<AuthResponse, AppError> {
-    let token = tokens::issue(&state.cfg.jwt_secret, state.cfg.jwt_exp_secs, account.id)
-        .map_err(|e| AppError::Internal(e.into()))?;
+/// Signs `account` in: a fresh token bound to the current revoke-all
+/// marker, and the response body.
+pub async fn sign_in(state: &AppState, account: &Account) -> Result<AuthResponse, AppError> {
+    let marker = sessions::current_marker(&state.redis, account.id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session store unavailable");
+            AppError::unavailable("Session service unavailable")
+        })?;
+    let token = tokens::issue_bound(
+        &state.cfg.jwt_secret,
+        state.cfg.jwt_exp_secs,
+        account.id,
+        marker.as_deref(),
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
     Ok(AuthResponse {
         token,
         user: AuthUser {
@@ -112,7 +124,7 @@ pub async fn login(
     }
     throttle::succeeded(state, &email).await;
     check_sign_in_ban(state, &account).await?;
-    sign_in(state, &account)
+    sign_in(state, &account).await
 }
 
 /// `POST /api/auth/register`. The OTP is checked first but only spent when
@@ -183,7 +195,7 @@ pub async fn register(
         banned_until: None,
         avatar_file: None,
     };
-    sign_in(state, &account)
+    sign_in(state, &account).await
 }
 
 /// `POST /api/auth/reset-password`: new password, every session revoked.

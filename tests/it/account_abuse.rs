@@ -132,3 +132,81 @@ async fn many_wrong_passwords_from_many_ips_delay_the_account_not_forever() {
     let (status, res) = login("203.0.113.2", "Wrong-pass-1").await;
     assert_eq!(status, 401, "{res}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// C11: tokens from a clock that runs ahead
+// ---------------------------------------------------------------------------------------------
+
+/// A validly signed token as an instance whose clock is `ahead_ms` ahead
+/// would mint it; `rev` as this service's sign-in sets it (`None`: the
+/// reference's shape).
+fn token_from_the_future(
+    app: &TestApp,
+    user: uuid::Uuid,
+    ahead_ms: i64,
+    rev: Option<&str>,
+) -> String {
+    let iat_ms = chrono::Utc::now().timestamp_millis() + ahead_ms;
+    let mut claims = json!({
+        "user_id": user, "iat_ms": iat_ms, "iat": iat_ms / 1000,
+        "exp": iat_ms / 1000 + 3600, "iss": "AtoiTalkAPI"
+    });
+    if let Some(rev) = rev {
+        claims["rev"] = json!(rev);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(app.state.cfg.jwt_secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn current(app: &TestApp, token: &str) -> u16 {
+    app.authed(reqwest::Method::GET, "/api/user/current", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_token_issued_ahead_of_time_does_not_survive_revoke_all() {
+    let app = TestApp::spawn().await;
+    let (id, token, email) = crate::harness::register_user(&app, "Ahead").await;
+    // Signed in on an instance whose clock runs 5 s ahead.
+    let ahead = token_from_the_future(&app, id, 5000, Some(""));
+    assert_eq!(current(&app, &ahead).await, 200);
+    // The reference's token shape is refused when issued that far ahead,
+    // and accepted within the small skew.
+    assert_eq!(
+        current(&app, &token_from_the_future(&app, id, 5000, None)).await,
+        401
+    );
+    assert_eq!(
+        current(&app, &token_from_the_future(&app, id, 1000, None)).await,
+        200
+    );
+
+    let (status, res) = json(
+        app.authed(reqwest::Method::PUT, "/api/account/password", &token)
+            .json(&json!({
+                "old_password": crate::harness::PASSWORD,
+                "new_password": "Brand-New-9", "confirm_password": "Brand-New-9"
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(current(&app, &ahead).await, 401);
+    // Still revoked once the wall clock has passed its issue time.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(current(&app, &ahead).await, 401);
+    assert_eq!(current(&app, &token).await, 401);
+    // A sign-in after the change works at once.
+    let fresh = app.login(&email, "Brand-New-9").await;
+    assert_eq!(current(&app, &fresh).await, 200);
+}
