@@ -210,3 +210,114 @@ async fn a_token_issued_ahead_of_time_does_not_survive_revoke_all() {
     let fresh = app.login(&email, "Brand-New-9").await;
     assert_eq!(current(&app, &fresh).await, 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// C12: email addresses that only look different
+// ---------------------------------------------------------------------------------------------
+
+async fn redis_get(app: &TestApp, key: &str) -> Option<String> {
+    let mut c = app.state.redis.conn();
+    redis::cmd("GET")
+        .arg(app.state.redis.key(key))
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    post_from(app, "127.0.0.1", path, body).await
+}
+
+#[tokio::test]
+async fn look_alike_domains_are_the_same_address() {
+    let app = TestApp::spawn_with(behind_proxy).await;
+    let otp = |email: &str| json!({"email": email, "mode": "register", "captcha_token": CAPTCHA});
+    let register = |email: &str, username: &str, code: &str| {
+        json!({
+            "email": email, "username": username, "code": code, "full_name": "Same Person",
+            "password": crate::harness::PASSWORD, "captcha_token": CAPTCHA
+        })
+    };
+    assert_eq!(post(&app, "/api/otp/send", otp("x@gmail.com")).await.0, 200);
+    let code = app.mail.otp_for("x@gmail.com").await;
+    let (status, res) = post(
+        &app,
+        "/api/auth/register",
+        register("x@gmail.com", "xoriginal", &code),
+    )
+    .await;
+    assert_eq!(status, 200, "{res}");
+    let id = res["data"]["user"]["id"].clone();
+
+    for (i, variant) in ["x@gmail.com.", "x@ｇmail.com", "X@ＧＭＡＩＬ．ＣＯＭ."]
+        .iter()
+        .enumerate()
+    {
+        app.reset_public_rate_limit().await;
+        // The address exists: no code is stored or sent, under either form.
+        // (From another client: the address's per-client window applies.)
+        let ip = format!("198.51.100.{}", i + 10);
+        assert_eq!(
+            post_from(&app, &ip, "/api/otp/send", otp(variant)).await,
+            (200, json!({"data": ""}))
+        );
+        assert!(
+            redis_get(&app, &format!("otp:register:{variant}"))
+                .await
+                .is_none(),
+            "{variant}"
+        );
+        assert!(
+            redis_get(&app, "otp:register:x@gmail.com").await.is_none(),
+            "{variant}"
+        );
+        // Even with a valid code for the address, no second account.
+        let hash = atoitalk::auth::otp::hmac_hex(&app.state.cfg.otp_secret, "123456");
+        let mut c = app.state.redis.conn();
+        let _: () = redis::cmd("SET")
+            .arg(app.state.redis.key("otp:register:x@gmail.com"))
+            .arg(hash)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let (status, res) = post(
+            &app,
+            "/api/auth/register",
+            register(variant, &format!("xvariant{i}"), "123456"),
+        )
+        .await;
+        assert_eq!(
+            (status, err(&res)),
+            (409, "Email already registered"),
+            "{variant}"
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(app.state.redis.key("otp:register:x@gmail.com"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // And every form signs in to the one account.
+        let (status, res) = post(
+            &app,
+            "/api/auth/login",
+            json!({"email": variant, "password": crate::harness::PASSWORD, "captcha_token": CAPTCHA}),
+        )
+        .await;
+        assert_eq!(
+            (status, &res["data"]["user"]["id"]),
+            (200, &id),
+            "{variant}: {res}"
+        );
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    // Addresses that do not survive normalisation are refused.
+    for refused in ["x@gmail.com..", "x@gma_il.com", "ｘ@corp.com"] {
+        app.reset_public_rate_limit().await;
+        let (status, res) = post(&app, "/api/otp/send", otp(refused)).await;
+        assert_eq!((status, err(&res)), (400, "Bad Request"), "{refused}");
+    }
+}
