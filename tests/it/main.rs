@@ -12,6 +12,7 @@ mod chats;
 mod contract;
 mod foundation;
 mod groups;
+mod input_limits;
 mod media;
 mod messages;
 mod realtime;
