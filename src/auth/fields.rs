@@ -181,15 +181,12 @@ fn is_punct_or_symbol(c: char) -> bool {
 /// A display name: trimmed, then 3–100 characters, no control characters.
 /// Returns the trimmed name.
 pub fn full_name(raw: &str) -> Option<String> {
-    let t = raw.trim();
-    let n = t.chars().count();
-    ((3..=100).contains(&n) && !t.chars().any(char::is_control)).then(|| t.to_string())
+    crate::http::text::display_name(raw, 3, 100)
 }
 
-/// A bio: trimmed, at most 255 characters, no NUL. Empty means "no bio".
+/// A bio: trimmed free text of at most 255 characters. Empty means "no bio".
 pub fn bio(raw: &str) -> Option<String> {
-    let t = raw.trim();
-    (t.chars().count() <= 255 && !t.contains('\0')).then(|| t.to_string())
+    crate::http::text::free_text(raw, 255)
 }
 
 /// An OTP code is exactly six characters (non-digits simply never match).

@@ -28,7 +28,7 @@ pub const QUERY_MAX_CHARS: usize = 100;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = model::CreateGroupChatRequest)]
 pub struct CreateGroupChatRequest {
-    /// 3–100 characters after trimming.
+    /// 3–100 characters after trimming, no control characters.
     #[serde(default)]
     #[schema(required = true, min_length = 3, max_length = 100)]
     pub name: Option<String>,
@@ -54,7 +54,7 @@ pub struct CreateGroupChatRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = model::UpdateGroupChatRequest)]
 pub struct UpdateGroupChatRequest {
-    /// 3–100 characters after trimming.
+    /// 3–100 characters after trimming, no control characters.
     #[serde(default)]
     #[schema(min_length = 3, max_length = 100)]
     pub name: Option<String>,

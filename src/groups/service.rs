@@ -27,6 +27,7 @@ use crate::chats::dto::{ChatIdPayload, ChatListResponse, QueryParams};
 use crate::chats::service::chat_list_items_for;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
+use crate::http::text;
 use crate::messages::dto::{format_ts, MessageResponse, RenderOpts};
 use crate::messages::ordering::ChatOrderGuard;
 use crate::messages::service::{insert_system_message, load_message_responses, publish_to_chat};
@@ -88,20 +89,17 @@ fn internal(what: &str) -> AppError {
     AppError::Internal(anyhow::anyhow!("{what}"))
 }
 
-/// A group name as stored: trimmed, 3–100 code points, no NUL. Unlike the
-/// reference, the length rule applies AFTER trimming, so `"  ab  "` and
-/// whitespace-only names are refused instead of stored short or failing.
+/// A group name as stored: a trimmed display name of 3–100 code points.
+/// Unlike the reference, the length rule applies AFTER trimming, so
+/// `"  ab  "` and whitespace-only names are refused instead of stored short
+/// or failing.
 fn valid_name(raw: &str) -> Option<String> {
-    let name = raw.trim();
-    let n = name.chars().count();
-    ((NAME_MIN_CHARS..=NAME_MAX_CHARS).contains(&n) && !name.contains('\0'))
-        .then(|| name.to_string())
+    text::display_name(raw, NAME_MIN_CHARS, NAME_MAX_CHARS)
 }
 
-/// A description as stored: trimmed, at most 255 code points, no NUL.
+/// A description as stored: trimmed free text of at most 255 code points.
 fn valid_description(raw: &str) -> Option<String> {
-    let d = raw.trim();
-    (d.chars().count() <= DESCRIPTION_MAX_CHARS && !d.contains('\0')).then(|| d.to_string())
+    text::free_text(raw, DESCRIPTION_MAX_CHARS)
 }
 
 fn parse_ids(raw: Option<Vec<String>>) -> AppResult<Vec<Uuid>> {

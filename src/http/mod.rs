@@ -13,4 +13,5 @@ pub mod path;
 pub mod rate_limit;
 pub mod response;
 pub mod routing;
+pub mod text;
 pub mod timestamps;

@@ -157,3 +157,103 @@ async fn list_page(
     )
     .await
 }
+
+// ---------------------------------------------------------------------------------------------
+// D14: display names and free text
+// ---------------------------------------------------------------------------------------------
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    json(
+        app.authed(method, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn control_characters_and_oversized_text_are_refused() {
+    use reqwest::Method;
+    use serde_json::json as j;
+    let app = TestApp::spawn().await;
+    let (me, token) = app.make_user("Texter").await;
+    let (other, _) = app.make_user("Other Texter").await;
+    let chat = app.make_group(me, &[other]).await;
+    let bad_request = j!({"error": "Bad Request"});
+    for name in ["Bell\u{7}Group", "Esc\u{1b}[31mGroup", "Two\nLines"] {
+        let create = j!({"name": name, "member_ids": [other]});
+        let res = send(&app, Method::POST, "/api/chats/group", &token, create).await;
+        assert_eq!(res, (400, bad_request.clone()), "create {name:?}");
+        let path = format!("/api/chats/group/{chat}");
+        let res = send(&app, Method::PUT, &path, &token, j!({"name": name})).await;
+        assert_eq!(res, (400, bad_request.clone()), "rename {name:?}");
+        let profile = j!({"full_name": name});
+        let res = send(&app, Method::PUT, "/api/user/profile", &token, profile).await;
+        assert_eq!(res, (400, bad_request.clone()), "full name {name:?}");
+    }
+    let path = format!("/api/chats/group/{chat}");
+    let res = send(
+        &app,
+        Method::PUT,
+        &path,
+        &token,
+        j!({"description": "a\u{1b}b"}),
+    )
+    .await;
+    assert_eq!(res, (400, bad_request.clone()), "description");
+    let bio = j!({"full_name": "Texter", "bio": "bell\u{7}"});
+    let res = send(&app, Method::PUT, "/api/user/profile", &token, bio).await;
+    assert_eq!(res, (400, bad_request.clone()), "bio");
+    // Line breaks stay fine in free text.
+    let res = send(
+        &app,
+        Method::PUT,
+        &path,
+        &token,
+        j!({"description": "line\nbreak"}),
+    )
+    .await;
+    assert_eq!(res.0, 200, "{}", res.1);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT name FROM group_chats")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|n| !n.chars().any(char::is_control)),
+        "{stored:?}"
+    );
+
+    // Report descriptions are capped (documented as maxLength 1000).
+    let report = |description: String| j!({"target_type": "user", "target_user_id": other, "reason": "spam", "description": description});
+    for (len, status) in [(99_000, 400), (1001, 400), (1000, 200)] {
+        let res = send(
+            &app,
+            Method::POST,
+            "/api/reports",
+            &token,
+            report("x".repeat(len)),
+        )
+        .await;
+        assert_eq!(res.0, status, "{len}: {}", res.1);
+        if status == 400 {
+            assert_eq!(res.1, bad_request);
+        }
+    }
+    let reports: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(reports, 1);
+    let (status, doc) = json(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let schema = &doc["components"]["schemas"]["model.CreateReportRequest"]["properties"];
+    assert_eq!(schema["description"]["maxLength"], 1000, "{schema}");
+}
