@@ -1,16 +1,14 @@
-//! Application state, router assembly and the HTTP server with graceful
-//! shutdown.
+//! Router assembly and the HTTP server with graceful shutdown: the top of
+//! the program. Only `cli.rs` (and the tests) import this module; features
+//! import the state from [`crate::state`] instead.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,50 +16,20 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::http::middleware;
-use crate::infra::captcha::Turnstile;
-use crate::infra::email::Mailer;
-use crate::infra::google::GoogleClient;
-use crate::infra::redis::Redis;
-use crate::infra::storage::Storage;
-use crate::realtime::presence::Presence;
-use crate::realtime::typing::TypingRelay;
-use crate::realtime::{CloseReason, EventBus, Hub};
-
-/// Everything a handler may need. Cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-/// The services behind [`AppState`].
-pub struct Services {
-    pub cfg: Arc<Config>,
-    pub db: PgPool,
-    pub redis: Redis,
-    pub storage: Arc<dyn Storage>,
-    pub mailer: Arc<dyn Mailer>,
-    pub captcha: Turnstile,
-    pub google: GoogleClient,
-    pub http: reqwest::Client,
-    pub hub: Arc<Hub>,
-    pub bus: EventBus,
-    pub presence: Presence,
-    pub typing: TypingRelay,
-}
-
-impl Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
+use crate::realtime::CloseReason;
+use crate::state::{AppState, BackgroundStop};
 
 /// A bound, ready-to-run API server.
 pub struct Server {
     listener: TcpListener,
     state: AppState,
-    shutdown_tx: watch::Sender<bool>,
+    shutdown_tx: BackgroundStop,
 }
 
 impl Server {
@@ -77,51 +45,7 @@ impl Server {
             let port = listener.local_addr()?.port();
             cfg.app_url = format!("http://127.0.0.1:{port}");
         }
-        for w in cfg.insecure_secret_warnings() {
-            tracing::warn!("{w}");
-        }
-        let db = crate::infra::db::connect(&cfg).await?;
-        if cfg.db_migrate {
-            crate::infra::db::migrate(&db).await?;
-            tracing::info!("database schema migrated");
-        } else {
-            tracing::info!("database migration skipped (DB_MIGRATE=false)");
-        }
-        let redis = Redis::connect(&cfg).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
-        let storage = crate::infra::storage::build(&cfg, http.clone())?;
-        let mailer = crate::infra::email::build(&cfg.smtp)?;
-        let captcha = Turnstile::new(
-            cfg.turnstile_secret_key.clone(),
-            cfg.turnstile_verify_url.clone(),
-            http.clone(),
-        );
-        let google = GoogleClient::new(cfg.google.clone(), http.clone());
-        let hub = Hub::new();
-        let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched);
-        let presence = Presence::new(db.clone(), redis.clone(), bus.clone());
-        let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        bus.start_subscriber(Duration::from_secs(5), shutdown_rx)
-            .await;
-
-        let state = AppState(Arc::new(Services {
-            cfg: Arc::new(cfg),
-            db,
-            redis,
-            storage,
-            mailer,
-            captcha,
-            google,
-            http,
-            hub,
-            bus,
-            presence,
-            typing,
-        }));
+        let (state, shutdown_tx) = AppState::connect(cfg).await?;
         Ok(Self {
             listener,
             state,
@@ -176,50 +100,33 @@ impl Server {
     }
 }
 
-/// The OpenAPI fragments of every feature (each feature's `docs::ApiDoc`),
-/// merged into `/openapi.json`.
-pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi;
-    vec![
-        crate::auth::docs::ApiDoc::openapi(),
-        crate::users::docs::ApiDoc::openapi(),
-        crate::account::docs::ApiDoc::openapi(),
-        crate::chats::docs::ApiDoc::openapi(),
-        crate::groups::docs::ApiDoc::openapi(),
-        crate::messages::docs::ApiDoc::openapi(),
-        crate::media::docs::ApiDoc::openapi(),
-        crate::reports::docs::ApiDoc::openapi(),
-        crate::admin::docs::ApiDoc::openapi(),
-        crate::realtime::docs::ApiDoc::openapi(),
-    ]
+/// Every documented route: the health probes, each feature's route table
+/// (with its middleware groups) and `/ws`. The same table yields the axum
+/// routes and the OpenAPI paths, so neither can miss what the other has.
+pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::http::openapi::ApiDoc::openapi())
+        .routes(routes!(crate::http::health::healthz))
+        .routes(routes!(crate::http::health::readyz))
+        .merge(crate::auth::routes::routes(state))
+        .merge(crate::users::routes::routes(state))
+        .merge(crate::account::routes::routes(state))
+        .merge(crate::chats::routes::routes(state))
+        .merge(crate::groups::routes::routes(state))
+        .merge(crate::messages::routes::routes(state))
+        .merge(crate::media::routes::routes(state))
+        .merge(crate::reports::routes::routes(state))
+        .merge(crate::admin::routes::routes(state))
+        .merge(crate::realtime::ws::routes(state))
 }
 
-/// The full router with its middleware.
+/// The full router with its middleware; `/openapi.json` serves the document
+/// of [`api`].
 pub fn router(state: AppState) -> Router {
-    // Each feature applies its own route groups (auth, limits, body caps).
-    let api = Router::new()
-        .merge(crate::auth::routes::routes(&state))
-        .merge(crate::users::routes::routes(&state))
-        .merge(crate::account::routes::routes(&state))
-        .merge(crate::chats::routes::routes(&state))
-        .merge(crate::groups::routes::routes(&state))
-        .merge(crate::messages::routes::routes(&state))
-        .merge(crate::media::routes::routes(&state))
-        .merge(crate::reports::routes::routes(&state))
-        .merge(crate::admin::routes::routes(&state));
-    let ws = crate::http::routing::public(
-        Router::new().route("/ws", get(crate::realtime::ws::ws_handler)),
-        &state,
-        crate::http::rate_limit::WS_CONNECT,
-    );
-
+    let (api, doc) = api(&state).split_for_parts();
     Router::new()
         .route("/", get(|| async { "Welcome to AtoiTalkAPI" }))
-        .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(crate::http::health::readyz))
-        .merge(ws)
         .merge(crate::infra::storage::local_routes())
-        .merge(crate::http::openapi::routes())
+        .merge(crate::http::openapi::routes(&doc))
         .merge(api)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

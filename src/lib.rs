@@ -19,4 +19,5 @@ pub mod media;
 pub mod messages;
 pub mod realtime;
 pub mod reports;
+pub mod state;
 pub mod users;

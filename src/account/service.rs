@@ -8,12 +8,12 @@ use super::dto::{
     ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest, UserDeletedPayload,
 };
 use super::repo;
-use crate::app::AppState;
 use crate::auth::otp::{self, Mode};
 use crate::auth::{fields, passwords, sessions};
 use crate::error::AppError;
 use crate::realtime::event::{kinds, Event};
 use crate::realtime::{recipients, CloseReason};
+use crate::state::AppState;
 
 fn bad_request() -> AppError {
     AppError::bad_request("Bad Request")
@@ -156,7 +156,7 @@ pub async fn delete_account(
         return Err(owner_error());
     }
     repo::delete_identities(&mut *tx, me).await?;
-    repo::detach(&mut tx, me).await?;
+    repo::drop_blocks(&mut *tx, me).await?;
     repo::anonymise(&mut *tx, me).await?;
     sessions::commit_revoking(tx, &state.redis, me, state.cfg.jwt_exp_secs).await?;
 

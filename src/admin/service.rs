@@ -10,7 +10,6 @@ use super::dto::{
     UserBannedPayload, UserUnbannedPayload, UserUpdatePayload,
 };
 use super::repo::{self, ProfileReset, UserFilter};
-use crate::app::AppState;
 use crate::auth::sessions;
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
@@ -19,6 +18,7 @@ use crate::http::text;
 use crate::http::timestamps::rfc3339;
 use crate::realtime::event::kinds;
 use crate::realtime::{recipients, CloseReason, Event};
+use crate::state::AppState;
 
 /// Longest search text of the user list.
 const MAX_QUERY: usize = 100;

@@ -21,10 +21,10 @@ use uuid::Uuid;
 use super::dto::{AuthResponse, GoogleInitResponse, GoogleLoginRequest};
 use super::repo::{self, Account};
 use super::{fields, otp, service};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::infra::google::GoogleError;
 use crate::infra::storage::Bucket;
+use crate::state::AppState;
 
 /// Lifetime of a sign-in state.
 const STATE_TTL_SECS: u64 = 600;

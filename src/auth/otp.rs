@@ -28,10 +28,10 @@ use rand::Rng;
 use redis::AsyncCommands;
 use sha2::Sha256;
 
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::rate_limit;
 use crate::infra::email::Email;
+use crate::state::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
 

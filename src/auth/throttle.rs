@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Failures are forgotten this long after the last attempt.
 const MEMORY: Duration = Duration::from_secs(3600);

@@ -3,13 +3,13 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::docs::ChatListQuery;
 use super::dto::{ChatListResponse, ChatResponse, CreatePrivateChatRequest, QueryParams};
 use super::service;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -20,6 +20,7 @@ use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
 use crate::messages::service::run_detached;
+use crate::state::AppState;
 
 /// A UUID path parameter; any failure (including undecodable escapes, which
 /// axum would answer in plain text) is a 400 with the endpoint's message.
@@ -34,14 +35,14 @@ pub fn path_uuid(
 }
 
 /// The chats routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::authenticated(
-        Router::new()
-            .route("/api/chats", get(list))
-            .route("/api/chats/private", post(create_private))
-            .route("/api/chats/{id}", get(detail))
-            .route("/api/chats/{id}/read", post(mark_read))
-            .route("/api/chats/{id}/hide", post(hide)),
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+            .routes(routes!(list))
+            .routes(routes!(create_private))
+            .routes(routes!(detail))
+            .routes(routes!(mark_read))
+            .routes(routes!(hide)),
         state,
         rate_limit::GENERAL_READ,
     )

@@ -12,12 +12,12 @@ use super::dto::{
     ChatReadPayload, ChatResponse, ChatRow, QueryParams, MAX_QUERY_CHARS,
 };
 use super::repo;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
 use crate::messages::dto::{format_ts, MessageResponse, MessageRow, RenderOpts};
 use crate::messages::repo::chat_context;
 use crate::realtime::event::{kinds, Event};
+use crate::state::AppState;
 
 /// Which of `users` have a live `online:<id>` key: ONE `MGET` for a page.
 /// Redis trouble degrades to "nobody online" rather than failing the list.

@@ -22,7 +22,6 @@ use super::dto::{
     NAME_MAX_CHARS, NAME_MIN_CHARS, QUERY_MAX_CHARS,
 };
 use super::repo::{self, GroupInfo, LockedGroup, NewGroup};
-use crate::app::AppState;
 use crate::chats::dto::{ChatIdPayload, ChatListResponse, QueryParams};
 use crate::chats::service::chat_list_items_for;
 use crate::error::{AppError, AppResult};
@@ -32,6 +31,7 @@ use crate::messages::dto::{format_ts, MessageResponse, RenderOpts};
 use crate::messages::ordering::ChatOrderGuard;
 use crate::messages::service::{insert_system_message, load_message_responses, publish_to_chat};
 use crate::realtime::event::{kinds, Event};
+use crate::state::AppState;
 
 /// Length of invite codes: 22 characters of `[A-Za-z0-9]` carry 131 bits
 /// from the OS CSPRNG (the reference's 12 carry 71), URL-safe as they are.

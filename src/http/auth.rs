@@ -4,9 +4,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::app::AppState;
 use crate::auth::principal::{self, Principal};
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The authenticated caller. Rejects with the contract's 401/403/503.
 #[derive(Debug, Clone)]

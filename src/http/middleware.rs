@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
 use crate::error::error_response;
+use crate::state::AppState;
 
 /// The resolved client IP, stored in request extensions.
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,8 @@ use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use crate::app::AppState;
 use crate::http::response::schema::ErrorBody;
+use crate::state::AppState;
 
 /// Adds the bearer scheme every authenticated operation refers to.
 struct BearerAuth;
@@ -91,11 +91,11 @@ pub enum AdminErrors {
     Unavailable(ErrorBody),
 }
 
-/// The OpenAPI document.
+/// The root of the OpenAPI document: info, shared schemas, the bearer
+/// scheme. The paths are added by the route tables (see `crate::app`).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "AtoiTalk API", version = "1.0.0", description = "REST API of AtoiTalk. Every success is `{\"data\": ...}`; every error is `{\"error\": \"...\"}`."),
-    paths(crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(
         ErrorBody,
         crate::http::response::schema::EmptyBody,
@@ -105,18 +105,9 @@ pub enum AdminErrors {
 )]
 pub struct ApiDoc;
 
-/// The full document: the root plus every feature's paths.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    for part in crate::app::feature_docs() {
-        doc.merge(part);
-    }
-    doc
-}
-
-/// `/openapi.json`, `/docs`, `/asyncapi.yaml`.
-pub fn routes() -> Router<AppState> {
-    let json = std::sync::Arc::new(document().to_json().unwrap_or_else(|_| "{}".into()));
+/// `/openapi.json` (serving `doc`), `/docs`, `/asyncapi.yaml`.
+pub fn routes(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
+    let json = std::sync::Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     Router::new()
         .route(
             "/openapi.json",

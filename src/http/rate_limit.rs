@@ -11,9 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::middleware::ClientIp;
-use crate::app::AppState;
 use crate::auth::principal::Principal;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// One rate-limit bucket: `limit` requests per `window`.
 #[derive(Debug, Clone, Copy)]

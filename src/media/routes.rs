@@ -4,12 +4,13 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
@@ -20,22 +21,25 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, ErrorBody};
 use crate::http::response::Data;
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The media routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let uploads = routing::authenticated(
-        Router::new()
-            .route("/api/media/upload", post(upload))
-            .route("/api/media/{media_id}/complete", post(complete)),
+        OpenApiRouter::new()
+            .routes(routes!(upload))
+            .routes(routes!(complete)),
         state,
         rate_limit::MEDIA_UPLOAD,
     );
     let reads = routing::authenticated(
-        Router::new().route("/api/media/{media_id}/url", get(url)),
+        OpenApiRouter::new().routes(routes!(url)),
         state,
         rate_limit::GENERAL_READ,
     );
-    uploads.merge(reads)
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+        .merge(uploads)
+        .merge(reads)
 }
 
 fn media_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, AppError> {

@@ -17,11 +17,11 @@ use super::dto::{
 };
 use super::ordering::{next_message_id, ChatOrderGuard};
 use super::repo::{self, NewMessage};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
 use crate::infra::storage::Storage;
 use crate::realtime::event::{kinds, Event};
+use crate::state::AppState;
 
 /// How long after sending a message may be edited.
 const EDIT_WINDOW_MINUTES: i64 = 15;

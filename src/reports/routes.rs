@@ -4,14 +4,14 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::ReportListQuery;
 use super::dto::{CreateReportRequest, ReportDetail, ReportListItem, ResolveReportRequest};
 use super::service;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
 use crate::http::json::{decode_lenient, LenientJson};
@@ -22,22 +22,25 @@ use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::state::AppState;
 
 /// The reports routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let user = routing::authenticated(
-        Router::new().route("/api/reports", post(create)),
+        OpenApiRouter::new().routes(routes!(create)),
         state,
         rate_limit::GENERAL_READ,
     );
     let admin = routing::admin(
-        Router::new()
-            .route("/api/admin/reports", get(list))
-            .route("/api/admin/reports/{report_id}", get(detail).delete(delete))
-            .route("/api/admin/reports/{report_id}/resolve", put(resolve)),
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(detail, delete))
+            .routes(routes!(resolve)),
         state,
     );
-    user.merge(admin)
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+        .merge(user)
+        .merge(admin)
 }
 
 fn report_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, AppError> {

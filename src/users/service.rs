@@ -9,12 +9,12 @@ use super::dto::{
     UserUpdatePayload,
 };
 use super::repo::{self, ListRow, OwnRow};
-use crate::app::AppState;
 use crate::auth::{fields, repo::unique_violation};
 use crate::error::AppError;
 use crate::http::response::{Page, PageMeta};
 use crate::realtime::event::{kinds, Event};
 use crate::realtime::recipients;
+use crate::state::AppState;
 
 fn bad_request() -> AppError {
     AppError::bad_request("Bad Request")

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atoitalk::app::{AppState, Server};
+use atoitalk::app::Server;
 use atoitalk::config::{Config, VarSource};
+use atoitalk::state::AppState;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -7,12 +7,12 @@ use uuid::Uuid;
 
 use super::dto::{AdminGroupDetail, AdminGroupListItem, GroupMemberDto, ResetGroupInfoRequest};
 use super::repo;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::groups::{self, service::Actor};
 use crate::http::pagination::{self, QueryParams, DEFAULT_LIMIT};
 use crate::http::response::Page;
 use crate::http::timestamps::{rfc3339, rfc3339_nano};
+use crate::state::AppState;
 
 /// Largest page of the admin group list. The reference accepts any size;
 /// we cap it silently so one request cannot load the whole table.

@@ -128,6 +128,6 @@ pub fn build(cfg: &Config, _http: reqwest::Client) -> anyhow::Result<Arc<dyn Sto
 }
 
 /// Routes serving the local backend's signed URLs (404 when S3 is used).
-pub fn local_routes() -> axum::Router<crate::app::AppState> {
+pub fn local_routes() -> axum::Router<crate::state::AppState> {
     routes::routes()
 }

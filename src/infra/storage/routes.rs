@@ -12,8 +12,8 @@ use axum::Router;
 
 use super::local::{LocalStorage, Op, SignatureError, SignedRequest, UploadError, MAX_OBJECT_SIZE};
 use super::{Bucket, StorageError};
-use crate::app::AppState;
 use crate::error::{error_response, AppError};
+use crate::state::AppState;
 
 /// The routes; the body limit matches the largest accepted object.
 pub fn routes() -> Router<AppState> {
