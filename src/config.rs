@@ -126,6 +126,7 @@ pub struct Config {
     pub otp_exp_secs: i64,
     pub otp_rate_limit_secs: i64,
     pub otp_secret: String,
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
 
     pub soft_delete_retention_days: i64,
     pub media_retention_days: f64,
@@ -420,6 +421,19 @@ impl Config {
                 v => v,
             },
             otp_secret: src.string("OTP_SECRET", INSECURE_DEFAULT_SECRET),
+            login_throttle: crate::auth::throttle::LoginThrottle {
+                after: src.parsed("LOGIN_THROTTLE_AFTER", 5u32, "a whole number")?,
+                base: Duration::from_secs(src.parsed(
+                    "LOGIN_THROTTLE_BASE_SECONDS",
+                    1u64,
+                    "a number of seconds",
+                )?),
+                max: Duration::from_secs(src.parsed(
+                    "LOGIN_THROTTLE_MAX_SECONDS",
+                    300u64,
+                    "a number of seconds",
+                )?),
+            },
             soft_delete_retention_days,
             media_retention_days,
             entity_cleanup_cron: strip_quotes(src.string("ENTITY_CLEANUP_CRON", "0 2 * * *")),

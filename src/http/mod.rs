@@ -16,4 +16,5 @@ pub mod rate_limit;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod text;
 pub mod timestamps;

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod account_abuse;
 mod admin;
 mod auth;
 mod chats;
@@ -12,6 +13,7 @@ mod contract;
 mod events;
 mod foundation;
 mod groups;
+mod input_limits;
 mod listener;
 mod media;
 mod messages;
