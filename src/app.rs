@@ -108,6 +108,7 @@ pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
         crate::chats::docs::ApiDoc::openapi(),
         crate::groups::docs::ApiDoc::openapi(),
         crate::messages::docs::ApiDoc::openapi(),
+        crate::messages::reactions::routes::openapi(),
         crate::media::docs::ApiDoc::openapi(),
         crate::reports::docs::ApiDoc::openapi(),
         crate::admin::docs::ApiDoc::openapi(),
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::chats::routes::routes(&state))
         .merge(crate::groups::routes::routes(&state))
         .merge(crate::messages::routes::routes(&state))
+        .merge(crate::messages::reactions::routes::routes(&state))
         .merge(crate::media::routes::routes(&state))
         .merge(crate::reports::routes::routes(&state))
         .merge(crate::admin::routes::routes(&state));

@@ -1,10 +1,12 @@
 //! The messages feature: routes (thin handlers), service (rules), repo (SQL),
 //! dto (wire types), ordering (per-chat sequencing of message writes and
-//! their events).
+//! their events), and the extensions of issue 17 (reactions).
 
+pub mod access;
 pub mod docs;
 pub mod dto;
 pub mod ordering;
+pub mod reactions;
 pub mod repo;
 pub mod routes;
 pub mod service;

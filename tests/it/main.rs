@@ -13,6 +13,7 @@ mod foundation;
 mod groups;
 mod media;
 mod messages;
+mod reactions;
 mod realtime;
 mod reports;
 mod resilience;
