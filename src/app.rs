@@ -16,6 +16,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::http::middleware;
@@ -97,54 +100,34 @@ impl Server {
     }
 }
 
-/// The OpenAPI fragments of every feature (each feature's `docs::ApiDoc`),
-/// merged into `/openapi.json`.
-pub fn feature_docs() -> Vec<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi;
-    vec![
-        crate::auth::docs::ApiDoc::openapi(),
-        crate::users::docs::ApiDoc::openapi(),
-        crate::account::docs::ApiDoc::openapi(),
-        crate::chats::docs::ApiDoc::openapi(),
-        crate::groups::docs::ApiDoc::openapi(),
-        crate::messages::docs::ApiDoc::openapi(),
-        crate::messages::reactions::routes::openapi(),
-        crate::media::docs::ApiDoc::openapi(),
-        crate::reports::docs::ApiDoc::openapi(),
-        crate::admin::docs::ApiDoc::openapi(),
-        crate::realtime::docs::ApiDoc::openapi(),
-    ]
+/// Every documented route: the health probes, each feature's route table
+/// (with its middleware groups) and `/ws`. The same table yields the axum
+/// routes and the OpenAPI paths, so neither can miss what the other has.
+pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::http::openapi::ApiDoc::openapi())
+        .routes(routes!(crate::http::health::healthz))
+        .routes(routes!(crate::http::health::readyz))
+        .merge(crate::auth::routes::routes(state))
+        .merge(crate::users::routes::routes(state))
+        .merge(crate::account::routes::routes(state))
+        .merge(crate::chats::routes::routes(state))
+        .merge(crate::groups::routes::routes(state))
+        .merge(crate::messages::routes::routes(state))
+        .merge(crate::messages::reactions::routes::routes(state))
+        .merge(crate::media::routes::routes(state))
+        .merge(crate::reports::routes::routes(state))
+        .merge(crate::admin::routes::routes(state))
+        .merge(crate::realtime::ws::routes(state))
 }
 
-/// The full router with its middleware.
+/// The full router with its middleware; `/openapi.json` serves the document
+/// of [`api`].
 pub fn router(state: AppState) -> Router {
-    // Each feature applies its own route groups (auth, limits, body caps).
-    let api = Router::new()
-        .merge(crate::auth::routes::routes(&state))
-        .merge(crate::users::routes::routes(&state))
-        .merge(crate::account::routes::routes(&state))
-        .merge(crate::chats::routes::routes(&state))
-        .merge(crate::groups::routes::routes(&state))
-        .merge(crate::messages::routes::routes(&state))
-        .merge(crate::messages::reactions::routes::routes(&state))
-        .merge(crate::media::routes::routes(&state))
-        .merge(crate::reports::routes::routes(&state))
-        .merge(crate::admin::routes::routes(&state));
-    let ws = crate::http::routing::public(
-        Router::new().route("/ws", get(crate::realtime::ws::ws_handler)),
-        &state,
-        crate::http::rate_limit::WS_CONNECT,
-    );
-
+    let (api, doc) = api(&state).split_for_parts();
     Router::new()
         .route("/", get(|| async { "Welcome to AtoiTalkAPI" }))
-        .route("/healthz", get(crate::http::health::healthz))
-        .route("/readyz", get(crate::http::health::readyz))
-        .merge(ws)
         .merge(crate::infra::storage::local_routes())
-        .merge(crate::http::openapi::routes(
-            &crate::http::openapi::document(feature_docs()),
-        ))
+        .merge(crate::http::openapi::routes(&doc))
         .merge(api)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -2,14 +2,9 @@
 
 use utoipa::OpenApi;
 
-/// `/api/account*`.
+/// Tags of `/api/account*`; the paths come from the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::change_password,
-        super::routes::change_email,
-        super::routes::delete_account
-    ),
     tags((name = "account", description = "Password, email and account deletion"))
 )]
 pub struct ApiDoc;

@@ -82,22 +82,15 @@ pub async fn owns_live_group(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, 
     .await
 }
 
-/// Leaves every live group and drops block rows in both directions: a
-/// deleted account has no use for them, and leaving them (as the reference
-/// did until the hard delete) kept a ghost in groups and block lists.
-/// Memberships of deleted groups stay with the group's history.
-pub async fn detach(db: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM group_members gm USING group_chats g, chats c \
-         WHERE gm.user_id = $1 AND g.id = gm.group_chat_id AND c.id = g.chat_id \
-           AND c.deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *db)
-    .await?;
+/// Drops the user's block rows in both directions: a deleted account has no
+/// use for them, and leaving them kept a ghost in other people's block
+/// lists. Group memberships stay, as in the reference: the member is shown
+/// as `Deleted User`, is left out of member lists and counts, cannot be
+/// given a role or the ownership (400, not 404), and can be kicked.
+pub async fn drop_blocks(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM user_blocks WHERE blocker_id = $1 OR blocked_id = $1")
         .bind(id)
-        .execute(&mut *db)
+        .execute(db)
         .await?;
     Ok(())
 }

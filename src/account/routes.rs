@@ -3,8 +3,9 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::routing::{delete, put};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest};
 use super::service;
@@ -19,12 +20,12 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The account routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::authenticated(
-        Router::new()
-            .route("/api/account/password", put(change_password))
-            .route("/api/account/email", put(change_email))
-            .route("/api/account", delete(delete_account)),
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+            .routes(routes!(change_password))
+            .routes(routes!(change_email))
+            .routes(routes!(delete_account)),
         state,
         rate_limit::GENERAL_READ,
     )

@@ -156,7 +156,7 @@ pub async fn delete_account(
         return Err(owner_error());
     }
     repo::delete_identities(&mut *tx, me).await?;
-    repo::detach(&mut tx, me).await?;
+    repo::drop_blocks(&mut *tx, me).await?;
     repo::anonymise(&mut *tx, me).await?;
     sessions::commit_revoking(tx, &state.redis, me, state.cfg.jwt_exp_secs).await?;
 

@@ -5,8 +5,9 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::AdminUserListQuery;
@@ -26,15 +27,15 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The admin routes with their middleware group.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::admin(
-        Router::new()
-            .route("/api/admin/dashboard", get(dashboard))
-            .route("/api/admin/users", get(list_users))
-            .route("/api/admin/users/ban", post(ban))
-            .route("/api/admin/users/{user_id}", get(user_detail))
-            .route("/api/admin/users/{user_id}/unban", post(unban))
-            .route("/api/admin/users/{user_id}/reset", post(reset)),
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+            .routes(routes!(dashboard))
+            .routes(routes!(list_users))
+            .routes(routes!(ban))
+            .routes(routes!(user_detail))
+            .routes(routes!(unban))
+            .routes(routes!(reset)),
         state,
     )
     .merge(super::groups::routes::routes(state))

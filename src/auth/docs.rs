@@ -11,18 +11,10 @@ pub enum OtpMode {
     ChangeEmail,
 }
 
-/// `/api/auth/*` and `/api/otp/send`.
+/// Tags of `/api/auth/*` and `/api/otp/send`; the paths come from the route
+/// table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::login,
-        super::routes::register,
-        super::routes::reset_password,
-        super::routes::send_otp,
-        super::routes::google_init,
-        super::routes::google_exchange,
-        super::routes::logout
-    ),
     tags((name = "auth", description = "Sign-in, registration, password reset, Google sign-in"),
          (name = "otp", description = "One-time codes by email"))
 )]

@@ -4,8 +4,10 @@
 use std::net::IpAddr;
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{
     AuthResponse, GoogleInitResponse, GoogleLoginRequest, LoginRequest, RegisterRequest,
@@ -24,16 +26,16 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// `/api/auth/*` and `/api/otp/send` with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let public = Router::new()
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/register", post(register))
-        .route("/api/auth/reset-password", post(reset_password))
-        .route("/api/auth/google/init", get(google_init))
-        .route("/api/auth/google", post(google_exchange))
-        .route("/api/otp/send", post(send_otp));
-    let logout = Router::new().route("/api/auth/logout", post(logout));
-    Router::new()
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let public = OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(register))
+        .routes(routes!(reset_password))
+        .routes(routes!(google_init))
+        .routes(routes!(google_exchange))
+        .routes(routes!(send_otp));
+    let logout = OpenApiRouter::new().routes(routes!(logout));
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
         .merge(routing::public(public, state, rate_limit::AUTH_PUBLIC))
         .merge(routing::authenticated(
             logout,

@@ -80,9 +80,9 @@ pub async fn check_sign_in_ban(state: &AppState, account: &Account) -> Result<()
     }
 }
 
-/// `POST /api/auth/login`. Unlike the reference, the password-complexity
-/// rule is not applied here: a legacy or simply wrong password is a 401, not
-/// a 400, so old accounts can still sign in.
+/// `POST /api/auth/login`. As in the reference, the password must pass the
+/// password rule (§9.3) before any lookup: one that cannot be a valid
+/// password is a 400 `Bad Request`; only a well-formed wrong one is a 401.
 pub async fn login(
     state: &AppState,
     req: LoginRequest,
@@ -91,7 +91,10 @@ pub async fn login(
     let email = fields::normalize_email(req.email.as_deref().unwrap_or_default());
     let password = req.password.unwrap_or_default();
     let captcha = req.captcha_token.unwrap_or_default();
-    if !fields::is_valid_email(&email) || password.is_empty() || captcha.is_empty() {
+    if !fields::is_valid_email(&email)
+        || !fields::is_strong_password(&password)
+        || captcha.is_empty()
+    {
         return Err(bad_request());
     }
     check_captcha(state, &captcha, ip).await?;

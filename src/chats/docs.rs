@@ -15,16 +15,10 @@ pub struct ChatListQuery {
     pub limit: Option<i64>,
 }
 
-/// `/api/chats`, `/api/chats/private`, `/api/chats/{id}*`.
+/// Tags of `/api/chats`, `/api/chats/private`, `/api/chats/{id}*`; the paths
+/// come from the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::list,
-        super::routes::create_private,
-        super::routes::detail,
-        super::routes::mark_read,
-        super::routes::hide
-    ),
     tags((name = "chat", description = "Chat list, private chats, read state"))
 )]
 pub struct ApiDoc;

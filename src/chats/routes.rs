@@ -3,8 +3,9 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::docs::ChatListQuery;
 use super::dto::{ChatListResponse, ChatResponse, CreatePrivateChatRequest, QueryParams};
@@ -34,14 +35,14 @@ pub fn path_uuid(
 }
 
 /// The chats routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::authenticated(
-        Router::new()
-            .route("/api/chats", get(list))
-            .route("/api/chats/private", post(create_private))
-            .route("/api/chats/{id}", get(detail))
-            .route("/api/chats/{id}/read", post(mark_read))
-            .route("/api/chats/{id}/hide", post(hide)),
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+            .routes(routes!(list))
+            .routes(routes!(create_private))
+            .routes(routes!(detail))
+            .routes(routes!(mark_read))
+            .routes(routes!(hide)),
         state,
         rate_limit::GENERAL_READ,
     )

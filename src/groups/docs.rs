@@ -1,6 +1,7 @@
-//! OpenAPI fragment of the groups feature (`/api/chats/group...`).
+//! Documentation-only shapes of the groups feature (`/api/chats/group...`);
+//! the paths come from the route table in `routes.rs`.
 
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
 /// Sort order of the public directory.
 #[derive(ToSchema)]
@@ -43,24 +44,3 @@ pub struct GroupMembersQuery {
     #[param(minimum = 0, maximum = 50)]
     pub limit: Option<i64>,
 }
-
-/// `/api/chats/group`, `/api/chats/group/public`, `/api/chats/group/join/invite`,
-/// `/api/chats/group/invite/{inviteCode}` and `/api/chats/group/{chatID}*`.
-#[derive(OpenApi)]
-#[openapi(paths(
-    super::routes::create,
-    super::routes::update,
-    super::routes::delete_group,
-    super::routes::public_groups,
-    super::routes::list_members,
-    super::routes::add_members,
-    super::routes::leave,
-    super::routes::kick,
-    super::routes::change_role,
-    super::routes::transfer,
-    super::routes::join_public,
-    super::routes::join_by_invite,
-    super::routes::reset_invite,
-    super::routes::preview
-))]
-pub struct ApiDoc;

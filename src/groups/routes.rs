@@ -7,8 +7,8 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::{GroupMembersQuery, PublicGroupsQuery};
@@ -36,43 +36,31 @@ use crate::state::AppState;
 const INVALID_CHAT_ID: &str = "Invalid Chat ID";
 
 /// The groups routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let management = routing::authenticated(
-        Router::new()
-            .route("/api/chats/group", post(create))
-            .route("/api/chats/group/{chat_id}", put(update)),
+        OpenApiRouter::new()
+            .routes(routes!(create))
+            .routes(routes!(update)),
         state,
         rate_limit::USER_MANAGEMENT,
     );
     let general = routing::authenticated(
-        Router::new()
-            .route("/api/chats/group/public", get(public_groups))
-            .route("/api/chats/group/join/invite", post(join_by_invite))
-            .route(
-                "/api/chats/group/{chat_id}",
-                axum::routing::delete(delete_group),
-            )
-            .route("/api/chats/group/{chat_id}/join", post(join_public))
-            .route("/api/chats/group/{chat_id}/leave", post(leave))
-            .route("/api/chats/group/{chat_id}/invite", put(reset_invite))
-            .route("/api/chats/group/{chat_id}/transfer", post(transfer))
-            .route(
-                "/api/chats/group/{chat_id}/members",
-                get(list_members).post(add_members),
-            )
-            .route(
-                "/api/chats/group/{chat_id}/members/{user_id}/kick",
-                post(kick),
-            )
-            .route(
-                "/api/chats/group/{chat_id}/members/{user_id}/role",
-                put(change_role),
-            ),
+        OpenApiRouter::new()
+            .routes(routes!(public_groups))
+            .routes(routes!(join_by_invite))
+            .routes(routes!(delete_group))
+            .routes(routes!(join_public))
+            .routes(routes!(leave))
+            .routes(routes!(reset_invite))
+            .routes(routes!(transfer))
+            .routes(routes!(list_members, add_members))
+            .routes(routes!(kick))
+            .routes(routes!(change_role)),
         state,
         rate_limit::GENERAL_READ,
     );
     let public = routing::public(
-        Router::new().route("/api/chats/group/invite/{invite_code}", get(preview)),
+        OpenApiRouter::new().routes(routes!(preview)),
         state,
         rate_limit::AUTH_PUBLIC,
     );

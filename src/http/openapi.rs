@@ -91,11 +91,11 @@ pub enum AdminErrors {
     Unavailable(ErrorBody),
 }
 
-/// The OpenAPI document.
+/// The root of the OpenAPI document: info, shared schemas, the bearer
+/// scheme. The paths are added by the route tables (see `crate::app`).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "AtoiTalk API", version = "1.0.0", description = "REST API of AtoiTalk. Every success is `{\"data\": ...}`; every error is `{\"error\": \"...\"}`."),
-    paths(crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(
         ErrorBody,
         crate::http::response::schema::EmptyBody,
@@ -104,17 +104,6 @@ pub enum AdminErrors {
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
-
-/// The full document: the root plus every feature's paths.
-pub fn document(
-    features: impl IntoIterator<Item = utoipa::openapi::OpenApi>,
-) -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    for part in features {
-        doc.merge(part);
-    }
-    doc
-}
 
 /// `/openapi.json` (serving `doc`), `/docs`, `/asyncapi.yaml`.
 pub fn routes(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {

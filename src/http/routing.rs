@@ -1,13 +1,14 @@
-//! Route groups with their middleware chains (the reference's route table):
-//! public routes are limited per IP; authenticated routes authenticate first,
-//! then count against `auth_verify` and their own bucket per user (one
-//! Redis round trip for both); admin
-//! routes add the admin guard before counting.
+//! Route groups with their middleware chains (the reference's route table).
+//! Each takes and returns an [`OpenApiRouter`], so a feature's route table is
+//! also its OpenAPI paths. Public routes are limited per IP; authenticated
+//! routes authenticate first, then count against `auth_verify` and their own
+//! bucket per user (one Redis round trip for both); admin routes add the
+//! admin guard before counting.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::auth::bearer_token;
 use super::json::BODY_LIMIT;
@@ -20,7 +21,11 @@ use crate::state::AppState;
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Public routes: body limit + per-IP bucket.
-pub fn public(router: Router<AppState>, state: &AppState, bucket: Bucket) -> Router<AppState> {
+pub fn public(
+    router: OpenApiRouter<AppState>,
+    state: &AppState,
+    bucket: Bucket,
+) -> OpenApiRouter<AppState> {
     router
         .layer(from_fn_with_state(
             (state.clone(), Buckets::from([bucket])),
@@ -31,10 +36,10 @@ pub fn public(router: Router<AppState>, state: &AppState, bucket: Bucket) -> Rou
 
 /// Authenticated routes: auth, `auth_verify`, then `bucket` (per user).
 pub fn authenticated(
-    router: Router<AppState>,
+    router: OpenApiRouter<AppState>,
     state: &AppState,
     bucket: Bucket,
-) -> Router<AppState> {
+) -> OpenApiRouter<AppState> {
     router
         .layer(from_fn_with_state(
             (
@@ -48,7 +53,7 @@ pub fn authenticated(
 }
 
 /// Admin routes: auth, `auth_verify`, admin guard, then `admin_action`.
-pub fn admin(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+pub fn admin(router: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter<AppState> {
     router
         .layer(from_fn_with_state(
             (state.clone(), Buckets::from([rate_limit::ADMIN_ACTION])),

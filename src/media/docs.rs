@@ -11,10 +11,9 @@ pub enum MediaUsage {
     GroupAvatar,
 }
 
-/// `/api/media/*`.
+/// Tags of `/api/media/*`; the paths come from the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::routes::upload, super::routes::complete, super::routes::url),
     tags((name = "media", description = "Presigned uploads and read URLs"))
 )]
 pub struct ApiDoc;

@@ -4,8 +4,10 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
 use super::service;
@@ -22,20 +24,22 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The media routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let uploads = routing::authenticated(
-        Router::new()
-            .route("/api/media/upload", post(upload))
-            .route("/api/media/{media_id}/complete", post(complete)),
+        OpenApiRouter::new()
+            .routes(routes!(upload))
+            .routes(routes!(complete)),
         state,
         rate_limit::MEDIA_UPLOAD,
     );
     let reads = routing::authenticated(
-        Router::new().route("/api/media/{media_id}/url", get(url)),
+        OpenApiRouter::new().routes(routes!(url)),
         state,
         rate_limit::GENERAL_READ,
     );
-    uploads.merge(reads)
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+        .merge(uploads)
+        .merge(reads)
 }
 
 fn media_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, AppError> {

@@ -347,9 +347,11 @@ async fn to_dto(state: &AppState, m: MediaRow) -> MediaDto {
     }
 }
 
-/// `GET /api/media/{id}/url`: a fresh read URL for the uploader, for
-/// members of the chat the media is attached to, and for admins when the
-/// media is evidence of a report.
+/// `GET /api/media/{id}/url`: a fresh read URL for the members of the chat
+/// the media is attached to (spec §10.3). Media attached to no message
+/// (unattached uploads, avatars) has none, not even for its uploader: an
+/// upload's URL comes with `complete`, avatars are public. Admins may also
+/// read the evidence of a report (an extension for the review).
 pub async fn url(
     state: &AppState,
     caller: Uuid,
@@ -360,8 +362,11 @@ pub async fn url(
         .await?
         .ok_or_else(|| AppError::not_found("Media not found"))?;
     let completed = a.upload_status == "completed";
-    let allowed_directly = (caller_is_admin && a.in_evidence) || a.uploaded_by_id == Some(caller);
-    if !allowed_directly {
+    if caller_is_admin && a.in_evidence {
+        if !completed {
+            return Err(AppError::bad_request("Media upload is not completed"));
+        }
+    } else {
         if a.message_id.is_none() {
             return Err(AppError::forbidden("Media is not associated with a chat"));
         }
@@ -374,8 +379,6 @@ pub async fn url(
         if !a.caller_in_chat {
             return Err(AppError::forbidden("You do not have access to this media"));
         }
-    } else if !completed {
-        return Err(AppError::bad_request("Media upload is not completed"));
     }
     let url = read_url(state.storage.as_ref(), &a.category, &a.file_name).await;
     if url.is_empty() {

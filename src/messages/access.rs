@@ -36,19 +36,29 @@ pub fn check(
     if ctx.hidden_at.is_some_and(|h| created_at <= h) {
         return Err(AppError::not_found("Message not found"));
     }
-    if intent == Intent::Write && ctx.is_private() {
-        if !ctx.other_exists {
-            return Err(AppError::forbidden("User does not exist"));
-        }
-        if ctx.other_deleted {
-            return Err(AppError::forbidden("User is deleted"));
-        }
-        if ctx.other_banned {
-            return Err(AppError::forbidden("User is currently suspended/banned"));
-        }
-        if ctx.blocked {
-            return Err(AppError::forbidden("Forbidden"));
-        }
+    if intent == Intent::Write {
+        check_private_write(&ctx)?;
     }
     Ok(ctx)
+}
+
+/// The send rules of a private chat: the other participant exists, is not
+/// deleted or banned, and no block stands between the two. Groups pass.
+pub fn check_private_write(ctx: &ChatContext) -> AppResult<()> {
+    if !ctx.is_private() {
+        return Ok(());
+    }
+    if !ctx.other_exists {
+        return Err(AppError::forbidden("User does not exist"));
+    }
+    if ctx.other_deleted {
+        return Err(AppError::forbidden("User is deleted"));
+    }
+    if ctx.other_banned {
+        return Err(AppError::forbidden("User is currently suspended/banned"));
+    }
+    if ctx.blocked {
+        return Err(AppError::forbidden("Forbidden"));
+    }
+    Ok(())
 }

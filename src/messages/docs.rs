@@ -29,15 +29,10 @@ pub struct HistoryParams {
     pub direction: Option<HistoryDirection>,
 }
 
-/// `/api/messages*` and `/api/chats/{chatID}/messages`.
+/// Tags of `/api/messages*` and `/api/chats/{chatID}/messages`; the paths come
+/// from the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::send,
-        super::routes::edit,
-        super::routes::delete,
-        super::routes::history
-    ),
     tags((name = "message", description = "Sending, editing, deleting and reading messages"))
 )]
 pub struct ApiDoc;

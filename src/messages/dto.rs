@@ -105,6 +105,7 @@ pub struct MessageResponse {
     /// Extension: reactions in order of first use (`me`: the caller
     /// reacted); `[]` when none. Absent from chat-list previews.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reactions: Option<Vec<crate::messages::reactions::dto::ReactionSummary>>,
 }
 

@@ -311,18 +311,33 @@ pub async fn insert_message(
     Ok(())
 }
 
+/// The users in a block relation (either direction) with `$N`, for
+/// `NOT IN`: read once per statement through both block indexes, so a
+/// big group costs one hash probe per member, not one lookup each.
+macro_rules! block_partners {
+    ($n:literal) => {
+        concat!(
+            "SELECT b.blocked_id FROM user_blocks b WHERE b.blocker_id = $",
+            $n,
+            " UNION ALL SELECT b.blocker_id FROM user_blocks b WHERE b.blocked_id = $",
+            $n
+        )
+    };
+}
+
 /// Records a new regular message in ONE statement: inserts it, moves the
 /// chat's last-message pointer forward, bumps every other member's unread
-/// counter (the sender has read everything) and returns each recipient with
-/// their new counter, which is exactly what `message.new` needs. (The send
-/// path only reaches here when no block stands between private-chat
-/// participants, so no block filter is needed.)
+/// counter (the sender has read everything) and returns the recipients of
+/// `message.new` with their new counters: everyone except, in a group, the
+/// members in a block relation with the sender (their counter still moves;
+/// they see the message in the history, not live). The send path only
+/// reaches here when no block stands between private-chat participants.
 pub async fn record_new_message(
     conn: &mut PgConnection,
     m: &NewMessage<'_>,
     group_id: Option<Uuid>,
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "WITH ins AS ( \
            INSERT INTO messages (id, created_at, updated_at, type, content, action_data, chat_id, \
                                  reply_to_id, sender_id) \
@@ -351,8 +366,9 @@ pub async fn record_new_message(
                                       (pc.user2_id, pc.user2_unread_count)) v(u, n) \
           WHERE v.u IS NOT NULL \
          UNION ALL \
-         SELECT user_id, unread_count::bigint FROM gm",
-    )
+         SELECT user_id, unread_count::bigint FROM gm \
+          WHERE user_id NOT IN (", block_partners!("8"), ")"
+    ))
     .bind(m.id)
     .bind(m.created_at)
     .bind(m.kind)
@@ -536,31 +552,30 @@ pub async fn soft_delete(
 }
 
 /// Recipients of a chat's message events with each one's current unread
-/// counter, in one query. In private chats users in a block relation with
-/// `sender` are left out; in groups everyone is included, so what a member
-/// sees live matches what the history shows them.
+/// counter, in one query: every participant (private) or member row
+/// (group), minus anyone in a block relation with `sender`, in groups too
+/// (spec: heavy delivery). No `sender` (a moderator's takedown): no filter.
 pub async fn message_recipients(
     conn: &mut PgConnection,
     chat_id: Uuid,
     sender: Option<Uuid>,
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "SELECT r.user_id, r.unread::bigint FROM ( \
-            SELECT p.user1_id AS user_id, p.user1_unread_count AS unread, true AS private \
+            SELECT p.user1_id AS user_id, p.user1_unread_count AS unread \
               FROM private_chats p WHERE p.chat_id = $1 AND p.user1_id IS NOT NULL \
             UNION ALL \
-            SELECT p.user2_id, p.user2_unread_count, true \
+            SELECT p.user2_id, p.user2_unread_count \
               FROM private_chats p WHERE p.chat_id = $1 AND p.user2_id IS NOT NULL \
             UNION ALL \
-            SELECT gm.user_id, gm.unread_count, false \
+            SELECT gm.user_id, gm.unread_count \
               FROM group_chats g JOIN group_members gm ON gm.group_chat_id = g.id \
              WHERE g.chat_id = $1 \
          ) r \
-         WHERE NOT (r.private AND $2::uuid IS NOT NULL AND r.user_id <> $2 AND EXISTS ( \
-                SELECT 1 FROM user_blocks b \
-                 WHERE (b.blocker_id = $2 AND b.blocked_id = r.user_id) \
-                    OR (b.blocker_id = r.user_id AND b.blocked_id = $2)))",
-    )
+         WHERE r.user_id NOT IN (",
+        block_partners!("2"),
+        ")"
+    ))
     .bind(chat_id)
     .bind(sender)
     .fetch_all(conn)

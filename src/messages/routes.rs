@@ -4,8 +4,9 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::docs::HistoryParams;
 use super::dto::{decode_edit, EditMessageRequest, SendMessageRequest};
@@ -24,12 +25,12 @@ use crate::messages::dto::MessageResponse;
 use crate::state::AppState;
 
 /// The messages routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::authenticated(
-        Router::new()
-            .route("/api/messages", post(send))
-            .route("/api/messages/{id}", put(edit).delete(delete))
-            .route("/api/chats/{id}/messages", get(history)),
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+            .routes(routes!(send))
+            .routes(routes!(edit, delete))
+            .routes(routes!(history)),
         state,
         rate_limit::GENERAL_READ,
     )

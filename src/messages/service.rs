@@ -228,20 +228,7 @@ async fn send_locked(
     if !ctx.is_member {
         return Err(AppError::forbidden("Forbidden"));
     }
-    if ctx.is_private() {
-        if !ctx.other_exists {
-            return Err(AppError::forbidden("User does not exist"));
-        }
-        if ctx.other_deleted {
-            return Err(AppError::forbidden("User is deleted"));
-        }
-        if ctx.other_banned {
-            return Err(AppError::forbidden("User is currently suspended/banned"));
-        }
-        if ctx.blocked {
-            return Err(AppError::forbidden("Forbidden"));
-        }
-    }
+    super::access::check_private_write(&ctx)?;
     if let Some(reply) = input.reply_to_id {
         if !repo::can_reply_to(&mut tx, chat_id, reply).await? {
             return Err(AppError::bad_request("Cannot reply to this message"));

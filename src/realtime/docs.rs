@@ -3,10 +3,9 @@
 
 use utoipa::OpenApi;
 
-/// `/ws`.
+/// Tags of `/ws`; the path comes from the route table in `ws.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::ws::ws_handler),
     tags((name = "websocket", description = "Real-time events"))
 )]
 pub struct ApiDoc;

@@ -10,9 +10,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::{sleep_until, Instant};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::hub::{CloseReason, Registration};
 use crate::auth::principal;
+use crate::http::{rate_limit, routing};
 use crate::state::AppState;
 
 /// Server ping period (9/10 of the read deadline, as the reference).
@@ -25,6 +29,15 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 2048;
 /// Largest accepted client message.
 pub const MAX_INBOUND: usize = 512;
+
+/// The `/ws` route: public, counted per IP against `ws_connect`.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    routing::public(
+        OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi()).routes(routes!(ws_handler)),
+        state,
+        rate_limit::WS_CONNECT,
+    )
+}
 
 /// The upgrade handler.
 #[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "websocket_connect",

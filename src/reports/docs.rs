@@ -46,16 +46,10 @@ pub struct ReportListQuery {
     pub cursor: Option<String>,
 }
 
-/// `POST /api/reports` and `/api/admin/reports*`.
+/// Tags of `POST /api/reports` and `/api/admin/reports*`; the paths come from
+/// the route table in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::create,
-        super::routes::list,
-        super::routes::detail,
-        super::routes::resolve,
-        super::routes::delete
-    ),
     tags((name = "report", description = "Reporting messages, groups and users"))
 )]
 pub struct ApiDoc;

@@ -356,24 +356,6 @@ pub async fn take_down_message(
     Ok(deleted_at.is_none().then_some(chat))
 }
 
-/// Everyone in a chat with their unread counter (private participants or
-/// group members), for `message.delete`.
-pub async fn chat_recipients(db: &PgPool, chat: Uuid) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT pc.user1_id, pc.user1_unread_count::bigint FROM private_chats pc \
-           WHERE pc.chat_id = $1 AND pc.user1_id IS NOT NULL \
-         UNION ALL \
-         SELECT pc.user2_id, pc.user2_unread_count::bigint FROM private_chats pc \
-           WHERE pc.chat_id = $1 AND pc.user2_id IS NOT NULL \
-         UNION ALL \
-         SELECT gm.user_id, gm.unread_count::bigint FROM group_members gm \
-           JOIN group_chats g ON g.id = gm.group_chat_id WHERE g.chat_id = $1",
-    )
-    .bind(chat)
-    .fetch_all(db)
-    .await
-}
-
 /// Hard-deletes a report (its evidence links cascade; media rows stay).
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM reports WHERE id = $1")

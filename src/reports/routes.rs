@@ -4,8 +4,9 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::ReportListQuery;
@@ -24,20 +25,22 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The reports routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let user = routing::authenticated(
-        Router::new().route("/api/reports", post(create)),
+        OpenApiRouter::new().routes(routes!(create)),
         state,
         rate_limit::GENERAL_READ,
     );
     let admin = routing::admin(
-        Router::new()
-            .route("/api/admin/reports", get(list))
-            .route("/api/admin/reports/{report_id}", get(detail).delete(delete))
-            .route("/api/admin/reports/{report_id}/resolve", put(resolve)),
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(detail, delete))
+            .routes(routes!(resolve)),
         state,
     );
-    user.merge(admin)
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
+        .merge(user)
+        .merge(admin)
 }
 
 fn report_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, AppError> {

@@ -14,8 +14,9 @@ use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
 use crate::http::timestamps::{rfc3339, rfc3339_nano};
 use crate::infra::storage::Bucket;
+use crate::messages::dto::MessageDeletedPayload;
+use crate::messages::service::publish_to_chat;
 use crate::realtime::event::kinds;
-use crate::realtime::Event;
 use crate::state::AppState;
 
 /// Longest reason (the column is `varchar(255)`), in characters.
@@ -328,21 +329,16 @@ pub async fn resolve(
         "admin action"
     );
     if let Some((message, chat)) = taken_down {
-        let event = Event::new(
-            kinds::MESSAGE_DELETE,
-            serde_json::json!({ "message_id": message }),
-            Some(chat),
-            None,
-        );
-        match repo::chat_recipients(&state.db, chat).await {
-            Ok(recipients) => {
-                let items = recipients
-                    .into_iter()
-                    .map(|(user, unread)| (user, event.with_unread(unread)))
-                    .collect();
-                state.bus.to_each(items).await;
+        // No sender: every member is told, whoever they block. The change
+        // is committed, so a failure here is logged, not answered.
+        match state.db.acquire().await {
+            Ok(mut conn) => {
+                let payload = MessageDeletedPayload {
+                    message_id: message,
+                };
+                publish_to_chat(state, &mut conn, chat, None, kinds::MESSAGE_DELETE, payload).await
             }
-            Err(e) => tracing::error!(error = %e, %chat, "message.delete recipients lookup failed"),
+            Err(e) => tracing::error!(error = %e, %chat, "message.delete not sent"),
         }
     }
     Ok(())

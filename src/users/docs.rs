@@ -71,18 +71,10 @@ pub struct BlockedListQuery {
     pub limit: Option<i64>,
 }
 
-/// `/api/user/*` and `/api/users*`.
+/// Tags of `/api/user/*` and `/api/users*`; the paths come from the route table
+/// in `routes.rs`.
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        super::routes::current,
-        super::routes::update_profile,
-        super::routes::search,
-        super::routes::blocked,
-        super::routes::view,
-        super::routes::block,
-        super::routes::unblock
-    ),
     components(schemas(UserDto)),
     tags((name = "user", description = "Profiles, user search and blocking"))
 )]

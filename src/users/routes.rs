@@ -2,8 +2,9 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::docs::{BlockedListQuery, UserDto, UserSearchQuery};
 use super::dto::{OwnProfile, ProfileView, UpdateProfileRequest, UserListItem};
@@ -20,16 +21,16 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The users routes with their middleware groups.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let general = Router::new()
-        .route("/api/user/current", get(current))
-        .route("/api/users", get(search))
-        .route("/api/users/blocked", get(blocked))
-        .route("/api/users/{id}", get(view))
-        .route("/api/users/{id}/block", post(block))
-        .route("/api/users/{id}/unblock", post(unblock));
-    let management = Router::new().route("/api/user/profile", put(update_profile));
-    Router::new()
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let general = OpenApiRouter::new()
+        .routes(routes!(current))
+        .routes(routes!(search))
+        .routes(routes!(blocked))
+        .routes(routes!(view))
+        .routes(routes!(block))
+        .routes(routes!(unblock));
+    let management = OpenApiRouter::new().routes(routes!(update_profile));
+    OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
         .merge(routing::authenticated(
             general,
             state,

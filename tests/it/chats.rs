@@ -15,7 +15,7 @@ pub mod support {
     use serde_json::{json, Value};
     use uuid::Uuid;
 
-    use crate::harness::{json as body, TestApp, WsClient};
+    use crate::harness::{json as body, TestApp, WsClient, WsRead};
 
     pub async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
         body(
@@ -92,6 +92,22 @@ pub mod support {
         .await;
         assert_eq!(status, 200, "send failed: {body}");
         body["data"].clone()
+    }
+
+    /// The next event on the socket, whatever its type.
+    pub async fn next_event(ws: &mut WsClient) -> Value {
+        match ws.read(Duration::from_secs(5)).await {
+            WsRead::Event(e) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing at all arrives within `within`.
+    pub async fn expect_silence(ws: &mut WsClient, within: Duration) {
+        match ws.read(within).await {
+            WsRead::Timeout => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
     }
 
     /// A WebSocket that is registered with the hub when this returns.
@@ -298,6 +314,80 @@ async fn concurrent_private_chat_creation_yields_one_chat() {
         .await
         .unwrap();
     assert_eq!(n, 1, "losing attempts leave no chat rows behind");
+}
+
+/// A pair that already has a chat gets it back from every later create,
+/// sequential or concurrent, from either side, and `chat.new` is announced
+/// exactly once per participant (issue 13: the other user saw a second
+/// one). A third user hears nothing.
+#[tokio::test]
+async fn private_chat_is_announced_once_however_often_it_is_opened() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let mut alice_ws = connect(&app, alice, &at).await;
+    let mut bob_ws = connect(&app, bob, &bt).await;
+    let mut carol_ws = connect(&app, carol, &ct).await;
+    let open = |token: String, target: Uuid| {
+        let (http, url) = (app.http.clone(), app.url("/api/chats/private"));
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"target_user_id": target}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let v: Value = res.json().await.unwrap();
+            (status, v["data"]["id"].as_str().map(String::from))
+        })
+    };
+    // A burst from both sides (a double click, a re-rendering client).
+    let burst: Vec<_> = (0..6)
+        .map(|i| {
+            if i % 2 == 0 {
+                open(at.clone(), bob)
+            } else {
+                open(bt.clone(), alice)
+            }
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in burst {
+        let (status, id) = t.await.unwrap();
+        assert_eq!(status, 200);
+        ids.insert(id.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    // Then each side opens it again, one after the other.
+    for (token, target) in [(&at, bob), (&bt, alice), (&at, bob)] {
+        let (status, again) = post(
+            &app,
+            token,
+            "/api/chats/private",
+            json!({"target_user_id": target}),
+        )
+        .await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["data"]["id"], id.as_str());
+    }
+    for (ws, other) in [(&mut alice_ws, bob), (&mut bob_ws, alice)] {
+        let e = ws.expect_event("chat.new").await;
+        assert_eq!(e["payload"]["id"], id.as_str());
+        assert_eq!(e["payload"]["other_user_id"], other.to_string());
+    }
+    alice_ws
+        .expect_no_event("chat.new", Duration::from_millis(500))
+        .await;
+    bob_ws
+        .expect_no_event("chat.new", Duration::from_millis(50))
+        .await;
+    carol_ws
+        .expect_no_event("chat.new", Duration::from_millis(50))
+        .await;
 }
 
 #[tokio::test]

@@ -9,25 +9,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::chats::support::*;
-use crate::harness::{json as body, make_group, TestApp, WsClient, WsRead};
+use crate::harness::{json as body, make_group, TestApp};
 
 const QUIET: Duration = Duration::from_millis(400);
-
-/// The next event on the socket, whatever its type.
-async fn next_event(ws: &mut WsClient) -> Value {
-    match ws.read(Duration::from_secs(5)).await {
-        WsRead::Event(e) => e,
-        other => panic!("expected an event, got {other:?}"),
-    }
-}
-
-/// Asserts that nothing at all arrives within `within`.
-async fn expect_silence(ws: &mut WsClient, within: Duration) {
-    match ws.read(within).await {
-        WsRead::Timeout => {}
-        other => panic!("expected silence, got {other:?}"),
-    }
-}
 
 /// Creates a group through the API and returns the response's `data`.
 async fn create_group(
@@ -1310,6 +1294,90 @@ async fn ownership_transfer_rules() {
     )
     .await;
     assert_eq!(s, 200);
+}
+
+/// A member who deletes their account (through the API) stays a member row
+/// but cannot be targeted: role change and transfer answer 400, not 404
+/// (spec §2.10, §8.8, §8.9); they are out of the list and the count, and
+/// the owner can still kick them.
+#[tokio::test]
+async fn a_member_who_deleted_their_account_cannot_be_given_a_role_or_the_group() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let (gone, gt) = app.make_user("Gone").await;
+    let (never, nt) = app.make_user("Never").await;
+    let chat = make_group(&app, alice, &[bob, gone]).await;
+    for token in [&gt, &nt] {
+        let res = app
+            .http
+            .delete(app.url("/api/account"))
+            .bearer_auth(token)
+            .json(&json!({"password": crate::harness::PASSWORD}))
+            .send()
+            .await
+            .expect("delete account");
+        assert_eq!(res.status(), 200);
+    }
+    let role = |target: Uuid| format!("/api/chats/group/{chat}/members/{target}/role");
+    let transfer = format!("/api/chats/group/{chat}/transfer");
+    let mut alice_ws = connect(&app, alice, &at).await;
+
+    for new_role in ["admin", "member"] {
+        let (s, b) = put(&app, &at, &role(gone), json!({"role": new_role})).await;
+        assert_eq!(
+            (s, err(&b)),
+            (400, Some("Cannot change role of a deleted user")),
+            "{new_role}"
+        );
+    }
+    let (s, b) = post(&app, &at, &transfer, json!({"new_owner_id": gone})).await;
+    assert_eq!(
+        (s, err(&b)),
+        (400, Some("Cannot transfer ownership to a deleted user"))
+    );
+    // Someone who was never a member is still "not a member".
+    let (s, b) = put(&app, &at, &role(never), json!({"role": "admin"})).await;
+    assert_eq!(
+        (s, err(&b)),
+        (404, Some("Target user is not a member of this group"))
+    );
+    let (s, b) = post(&app, &at, &transfer, json!({"new_owner_id": never})).await;
+    assert_eq!(
+        (s, err(&b)),
+        (404, Some("Target user is not a member of this group"))
+    );
+    expect_silence(&mut alice_ws, QUIET).await;
+    assert!(roles(&app, chat)
+        .await
+        .iter()
+        .all(|(u, r)| (*u == alice) == (r == "owner")));
+
+    // Invisible in the list and the count; the owner can clean up.
+    let (s, b) = get(&app, &at, &format!("/api/chats/group/{chat}/members")).await;
+    assert_eq!(s, 200, "{b}");
+    let listed: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![alice.to_string(), bob.to_string()]);
+    let (_, b) = get(&app, &at, &format!("/api/chats/{chat}")).await;
+    assert_eq!(b["data"]["member_count"], 2);
+    let (s, b) = post(
+        &app,
+        &at,
+        &format!("/api/chats/group/{chat}/members/{gone}/kick"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["member_count"], 2);
+    // The name is gone with the account (spec §8.7: only when not NULL).
+    assert!(b["data"]["action_data"].get("target_name").is_none(), "{b}");
+    let e = alice_ws.expect_event("message.new").await;
+    assert_eq!(e["payload"]["type"], "system_kick");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -198,16 +198,12 @@ async fn local_attachment_flow() {
         (400, json!({"error": "Media upload is not pending"}))
     );
 
-    // The uploader can refresh the URL of their own upload.
-    let (status, u) = media_url(&app, &token, id).await;
-    assert_eq!(status, 200, "{u}");
-    let res = app
-        .http
-        .get(u["data"]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    // Not attached to a message yet: no URL refresh, not even for the
+    // uploader (as the reference; the URL came with `complete`).
+    assert_eq!(
+        media_url(&app, &token, id).await,
+        (403, json!({"error": "Media is not associated with a chat"}))
+    );
     let owner: Option<Uuid> =
         sqlx::query_scalar("SELECT uploaded_by_id FROM media WHERE id = $1::uuid")
             .bind(id)
@@ -733,16 +729,45 @@ async fn url_permissions() {
         media_url(&app, &bob_t, &Uuid::now_v7().to_string()).await,
         (404, json!({"error": "Media not found"}))
     );
-    // Not attached: only the uploader.
-    assert_eq!(media_url(&app, &alice_t, &id).await.0, 200);
-    assert_eq!(
-        media_url(&app, &bob_t, &id).await,
-        (403, json!({"error": "Media is not associated with a chat"}))
-    );
-    assert_eq!(
-        media_url(&app, &admin_t, &id).await,
-        (403, json!({"error": "Media is not associated with a chat"}))
-    );
+    // Not attached: nobody, the uploader included (spec §10.3).
+    for token in [&alice_t, &bob_t, &admin_t] {
+        assert_eq!(
+            media_url(&app, token, &id).await,
+            (403, json!({"error": "Media is not associated with a chat"}))
+        );
+    }
+    // Avatars are never attached to a message either (their URLs are public).
+    let avatar = app
+        .upload_media(
+            &alice_t,
+            "user_avatar",
+            "me.png",
+            "image/png",
+            b"\x89PNG avatar",
+        )
+        .await;
+    let avatar_id = avatar["id"].as_str().unwrap();
+    let (status, b) = json(
+        app.http
+            .put(app.url("/api/user/profile"))
+            .bearer_auth(&alice_t)
+            .json(&json!({"full_name": "Alice", "avatar_media_id": avatar_id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert!(b["data"]["avatar"]
+        .as_str()
+        .unwrap()
+        .contains(avatar["file_name"].as_str().unwrap()));
+    for token in [&alice_t, &bob_t] {
+        assert_eq!(
+            media_url(&app, token, avatar_id).await,
+            (403, json!({"error": "Media is not associated with a chat"}))
+        );
+    }
 
     // Attached in the private chat: both participants, nobody else.
     let msg = app.insert_message(chat, alice, "see file").await;
@@ -800,6 +825,36 @@ async fn url_permissions() {
         )
     );
 
+    // The uploader has no rights of their own: once out of the group, their
+    // attachment is out of reach too.
+    let cm = app
+        .upload_media(
+            &carol_t,
+            "message_attachment",
+            "c.txt",
+            "text/plain",
+            b"mine",
+        )
+        .await;
+    let cmsg = app.insert_message(gchat, carol, "").await;
+    app.attach_media(cm["id"].as_str().unwrap().parse().unwrap(), cmsg)
+        .await;
+    let cm_id = cm["id"].as_str().unwrap();
+    assert_eq!(media_url(&app, &carol_t, cm_id).await.0, 200);
+    sqlx::query("DELETE FROM group_members WHERE user_id = $1")
+        .bind(carol)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        media_url(&app, &carol_t, cm_id).await,
+        (
+            403,
+            json!({"error": "You do not have access to this media"})
+        )
+    );
+    assert_eq!(media_url(&app, &bob_t, cm_id).await.0, 200);
+
     // Message deleted (link kept): no longer available to members.
     sqlx::query("UPDATE messages SET deleted_at = now() WHERE id = $1")
         .bind(msg)
@@ -850,13 +905,19 @@ async fn url_permissions() {
         &body("message_attachment", "p.txt", 1, "text/plain"),
     )
     .await;
+    for token in [&alice_t, &bob_t] {
+        assert_eq!(
+            media_url(&app, token, p["data"]["media"]["id"].as_str().unwrap()).await,
+            (403, json!({"error": "Media is not associated with a chat"}))
+        );
+    }
+    // Attached but still pending (only reachable by direct writes): 400.
+    let pid: Uuid = p["data"]["media"]["id"].as_str().unwrap().parse().unwrap();
+    let pmsg = app.insert_message(chat, alice, "pending").await;
+    app.attach_media(pid, pmsg).await;
     assert_eq!(
-        media_url(&app, &alice_t, p["data"]["media"]["id"].as_str().unwrap()).await,
+        media_url(&app, &bob_t, &pid.to_string()).await,
         (400, json!({"error": "Media upload is not completed"}))
-    );
-    assert_eq!(
-        media_url(&app, &bob_t, p["data"]["media"]["id"].as_str().unwrap()).await,
-        (403, json!({"error": "Media is not associated with a chat"}))
     );
     let res = app
         .http

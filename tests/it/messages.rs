@@ -239,7 +239,9 @@ async fn group_send_counters_roles_and_recipients() {
     let (carol, ct) = app.make_user("Carol").await;
     let (dave, dt) = app.make_user("Dave").await;
     let group = make_group(&app, alice, &[bob, carol]).await;
-    // Carol blocked Bob: she still sees his group messages live, as in REST.
+    // Carol blocked Bob: his group messages reach her in the history and
+    // the unread counter, never live (heavy delivery skips blocks, groups
+    // included).
     block(&app, carol, bob).await;
     let mut alice_ws = connect(&app, alice, &at).await;
     let mut carol_ws = connect(&app, carol, &ct).await;
@@ -250,10 +252,11 @@ async fn group_send_counters_roles_and_recipients() {
     let e = alice_ws.expect_event("message.new").await;
     assert_eq!(e["payload"]["id"], m["id"]);
     assert_eq!(e["meta"]["unread_count"], 1);
-    let e = carol_ws.expect_event("message.new").await;
-    assert_eq!(e["payload"]["id"], m["id"]);
-    dave_ws
+    carol_ws
         .expect_no_event("message.new", Duration::from_millis(300))
+        .await;
+    dave_ws
+        .expect_no_event("message.new", Duration::from_millis(50))
         .await;
     let (_, h) = get(&app, &ct, &format!("/api/chats/{group}/messages")).await;
     assert_eq!(
@@ -1166,6 +1169,103 @@ async fn private_events_skip_a_party_in_a_block_relation() {
     // Bob can still read the history (with the tombstone).
     let h = history(&app, &bt, chat, "").await;
     assert!(h["data"][0].get("content").is_none());
+}
+
+/// In a group, `message.new`, `message.update` and `message.delete` skip
+/// the members in a block relation (either direction) with the actor: the
+/// sender, the editor, the deleter (spec: heavy delivery, also in groups).
+/// Everyone else, the actor's own devices included, gets them.
+#[tokio::test]
+async fn group_message_events_skip_members_in_a_block_relation_with_the_actor() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let (dave, dt) = app.make_user("Dave").await;
+    let (erin, et) = app.make_user("Erin").await;
+    let group = make_group(&app, alice, &[bob, carol, dave, erin]).await;
+    exec(
+        &app,
+        "UPDATE group_members SET role = 'admin' WHERE user_id = $1",
+        erin,
+    )
+    .await;
+    block(&app, carol, bob).await; // Carol blocked the sender
+    block(&app, bob, dave).await; // the sender blocked Dave
+    let mut alice_ws = connect(&app, alice, &at).await;
+    let mut bob_ws = connect(&app, bob, &bt).await;
+    let mut carol_ws = connect(&app, carol, &ct).await;
+    let mut dave_ws = connect(&app, dave, &dt).await;
+    let mut erin_ws = connect(&app, erin, &et).await;
+    let quiet = Duration::from_millis(300);
+
+    let m = send(&app, &bt, group, "hello all").await;
+    let id = m["id"].as_str().unwrap().to_string();
+    for ws in [&mut alice_ws, &mut bob_ws, &mut erin_ws] {
+        let e = ws.expect_event("message.new").await;
+        assert_eq!(e["payload"]["id"], id.as_str());
+        assert_eq!(e["meta"]["sender_id"], bob.to_string());
+    }
+    carol_ws.expect_no_event("message.new", quiet).await;
+    dave_ws
+        .expect_no_event("message.new", Duration::from_millis(50))
+        .await;
+    // Not live, but in the history and the counters.
+    for token in [&ct, &dt] {
+        let h = history(&app, token, group, "").await;
+        assert!(h["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str()));
+        assert_eq!(listed(&app, token, group).await.unwrap()["unread_count"], 1);
+    }
+
+    let (s, b) = put(
+        &app,
+        &bt,
+        &format!("/api/messages/{id}"),
+        json!({"content": "hello everyone"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    for ws in [&mut alice_ws, &mut bob_ws, &mut erin_ws] {
+        let e = ws.expect_event("message.update").await;
+        assert_eq!(e["payload"]["content"], "hello everyone");
+    }
+    carol_ws.expect_no_event("message.update", quiet).await;
+    dave_ws
+        .expect_no_event("message.update", Duration::from_millis(50))
+        .await;
+
+    let (s, _) = delete(&app, &bt, &format!("/api/messages/{id}")).await;
+    assert_eq!(s, 200);
+    for ws in [&mut alice_ws, &mut bob_ws, &mut erin_ws] {
+        let e = ws.expect_event("message.delete").await;
+        assert_eq!(e["payload"], json!({"message_id": id}));
+    }
+    carol_ws.expect_no_event("message.delete", quiet).await;
+    dave_ws
+        .expect_no_event("message.delete", Duration::from_millis(50))
+        .await;
+
+    // A moderator's delete is filtered relative to the moderator: Carol's
+    // message deleted by Erin (admin) reaches Bob, whom Carol blocked, and
+    // not Alice, who blocked Erin.
+    block(&app, alice, erin).await;
+    let c = send(&app, &ct, group, "carol speaks").await;
+    for ws in [&mut erin_ws, &mut dave_ws, &mut carol_ws] {
+        ws.expect_event("message.new").await;
+    }
+    let cid = c["id"].as_str().unwrap().to_string();
+    let (s, _) = delete(&app, &et, &format!("/api/messages/{cid}")).await;
+    assert_eq!(s, 200);
+    for ws in [&mut bob_ws, &mut carol_ws, &mut dave_ws, &mut erin_ws] {
+        let e = ws.expect_event("message.delete").await;
+        assert_eq!(e["payload"]["message_id"], cid.as_str());
+        assert_eq!(e["meta"]["sender_id"], erin.to_string());
+    }
+    alice_ws.expect_no_event("message.delete", quiet).await;
 }
 
 /// Regression (found while fuzzing the OpenAPI document): an edit body over

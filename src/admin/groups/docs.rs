@@ -1,5 +1,5 @@
 //! Documentation-only query shapes of the admin group endpoints (their
-//! paths are listed in `admin::docs::ApiDoc`).
+//! paths come from the route table in `routes.rs`).
 
 use utoipa::IntoParams;
 

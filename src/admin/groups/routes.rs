@@ -3,8 +3,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::docs::{AdminGroupListQuery, GroupMembersQuery};
@@ -22,13 +22,13 @@ use crate::http::routing;
 use crate::state::AppState;
 
 /// The admin group routes with their middleware group.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::admin(
-        Router::new()
-            .route("/api/admin/groups", get(list))
-            .route("/api/admin/groups/{chat_id}", get(detail).delete(dissolve))
-            .route("/api/admin/groups/{chat_id}/members", get(members))
-            .route("/api/admin/groups/{chat_id}/reset", post(reset)),
+        OpenApiRouter::new()
+            .routes(routes!(list))
+            .routes(routes!(detail, dissolve))
+            .routes(routes!(members))
+            .routes(routes!(reset)),
         state,
     )
 }

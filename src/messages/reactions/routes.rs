@@ -3,7 +3,6 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,20 +26,14 @@ use crate::state::AppState;
     reactions, pinned messages, edit history, search. Clients of the reference can ignore them.")))]
 pub struct ExtensionTag;
 
-fn table() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ExtensionTag::openapi()).routes(routes!(add, remove))
-}
-
 /// The routes with their middleware group (limited like the neighbouring
 /// message endpoints).
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let (router, _) = table().split_for_parts();
-    routing::authenticated(router, state, rate_limit::GENERAL_READ)
-}
-
-/// The OpenAPI of these routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    table().split_for_parts().1
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    routing::authenticated(
+        OpenApiRouter::with_openapi(ExtensionTag::openapi()).routes(routes!(add, remove)),
+        state,
+        rate_limit::GENERAL_READ,
+    )
 }
 
 fn parse_path(
