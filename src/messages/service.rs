@@ -377,6 +377,8 @@ async fn edit_locked(
         reactions::fill(conn, std::slice::from_mut(&mut msg), me).await?;
         return Ok(msg);
     }
+    // The version being replaced goes to the edit history first.
+    super::edits::repo::record(&mut tx, message_id, st.now).await?;
     let removed: Vec<Uuid> = current.difference(&wanted).copied().collect();
     let added: Vec<Uuid> = wanted.difference(&current).copied().collect();
     if !removed.is_empty() {
@@ -452,6 +454,7 @@ async fn delete_locked(
         return Err(AppError::bad_request("Message already deleted"));
     }
     repo::soft_delete(&mut tx, message_id, st.now).await?;
+    super::edits::repo::forget(&mut tx, message_id).await?;
     tx.commit().await?;
     publish_to_chat(
         state,

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod chats;
 mod contract;
+mod edits;
 mod events;
 mod foundation;
 mod groups;
