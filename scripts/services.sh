@@ -10,7 +10,8 @@
 #   scripts/services.sh               # postgres + redis
 #   scripts/services.sh s3            # postgres + redis + S3 test server (= "all")
 #   scripts/services.sh NAME NAME...  # only the named ones: postgres (pg, db),
-#                                     # redis, s3 (moto); a lone "s3" means all
+#                                     # redis, s3 (moto), toolchain (cargo + a
+#                                     # C compiler); a lone "s3" means all
 #   scripts/services.sh stop-s3       # stop the moto server this script started
 #   scripts/services.sh --help
 # PostgreSQL: also makes sure role postgres has password "postgres", so both
@@ -18,13 +19,15 @@
 # memory only: buckets are gone after stop-s3 or a restart.
 # Sourced:
 #   . scripts/services.sh
-#   svc_ensure_postgres; svc_ensure_redis; svc_ensure_s3; svc_ensure_all [s3]
-#   svc_stop_s3
+#   svc_ensure_toolchain; svc_ensure_postgres; svc_ensure_redis; svc_ensure_s3
+#   svc_ensure_all [s3]; svc_stop_s3; svc_read_dotenv FILE [NAME...]
 # Each function returns 0 when its service answers, non-zero (after printing
 # what to do next) otherwise. Sourcing runs nothing and sets no shell options.
 #
 # Environment:
-#   DB_HOST (127.0.0.1)  DB_PORT (5432)      PostgreSQL to check / start
+#   DB_HOST (127.0.0.1)  DB_PORT (5432)      PostgreSQL to check / start; when
+#                                             this script installs PostgreSQL, its
+#                                             cluster is set up on DB_PORT
 #   REDIS_HOST (127.0.0.1)  REDIS_PORT (6379) Redis to check / start
 #   S3_TEST_PORT (9090)                       moto server on 127.0.0.1
 #   SERVICES_WAIT_SECS (30)                   how long to wait for each service
@@ -98,6 +101,47 @@ _svc_apt_install() {
         svc_err "apt-get install $* failed; install it by hand"; return 1; }
 }
 
+# svc_read_dotenv FILE [NAME...]: exports the variables FILE (dotenv syntax,
+# read by bash in an empty environment) sets, all of them or only the NAMEs,
+# except those already set: real environment variables win, as in the binary.
+svc_read_dotenv() {
+    local file=$1 name value
+    shift
+    [[ -f $file ]] || return 0
+    while IFS= read -r -d '' name && IFS= read -r -d '' value; do
+        [[ -n ${!name+x} ]] && continue
+        printf -v "$name" '%s' "$value"
+        export "$name"
+    done < <(env -i bash -c 'set -a; . "$0" >/dev/null || exit
+        (($# == 0)) && set -- $(compgen -e | grep -vxE "PWD|OLDPWD|SHLVL|_")
+        for n; do [[ -n ${!n+x} ]] && printf "%s\0%s\0" "$n" "${!n}"; done' "$file" "$@")
+}
+
+# ----------------------------------------------------------------- toolchain
+
+# cargo, and the C toolchain rustup does not bring: rustc links through `cc`
+# and ring compiles C, so a minimal Debian image fails with "linker 'cc' not
+# found" without it. (No crate here needs pkg-config or system libraries.)
+svc_ensure_toolchain() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        if [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+            export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        else
+            svc_err "cargo not found; install Rust with https://rustup.rs and re-run"
+            return 1
+        fi
+    fi
+    if command -v cc >/dev/null 2>&1 && command -v ar >/dev/null 2>&1; then
+        return 0
+    fi
+    svc_log "no C compiler/linker (cc, ar) found; installing build-essential (apt)"
+    if ! _svc_apt_install build-essential || ! command -v cc >/dev/null 2>&1; then
+        svc_err "a C toolchain is needed to build; run: sudo apt-get install build-essential"
+        return 1
+    fi
+    svc_log "C toolchain installed ($(command -v cc))"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 _svc_pg_ready() {
@@ -139,8 +183,33 @@ _svc_pg_installed() {
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
 }
 
+# Prints "VERSION NAME" of the Debian cluster configured for port $1
+# (/etc/postgresql/VERSION/NAME/postgresql.conf; no port line means 5432).
+_svc_pg_cluster_for_port() {
+    local conf cport rel
+    for conf in /etc/postgresql/*/*/postgresql.conf; do
+        [[ -f $conf ]] || continue
+        cport=$(sed -n 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$conf" | tail -1)
+        if [[ ${cport:-5432} == "$1" ]]; then
+            rel=${conf#/etc/postgresql/}; rel=${rel%/postgresql.conf}
+            echo "${rel%%/*} ${rel#*/}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Moves cluster VERSION/NAME to port $3 (stopping it first: the package may
+# have started it on 5432, or failed to because something else holds 5432).
+_svc_pg_move_cluster() {
+    local ver=$1 name=$2 port=$3
+    svc_log "moving PostgreSQL cluster $ver/$name to port $port"
+    _svc_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" stop >/dev/null 2>&1 || true
+    _svc_root pg_conftool "$ver" "$name" set port "$port" >&2
+}
+
 svc_ensure_postgres() {
-    local host=${DB_HOST:-127.0.0.1} port=${DB_PORT:-5432} ver cport cports conf
+    local host=${DB_HOST:-127.0.0.1} port=${DB_PORT:-5432} ver name fresh= found
     if _svc_pg_ready; then
         _svc_pg_password || return 1
         svc_log "postgres is up on $host:$port"
@@ -155,31 +224,32 @@ svc_ensure_postgres() {
         svc_log "installing PostgreSQL (apt)"
         _svc_apt_install postgresql postgresql-contrib || {
             svc_err "install PostgreSQL 15+ or set DB_HOST/DB_PORT to a reachable server"; return 1; }
+        fresh=1
     fi
-    # the cluster "main" configured for DB_PORT (Debian layout: /etc/postgresql/VERSION/main)
-    ver='' cports=''
-    for conf in /etc/postgresql/*/main/postgresql.conf; do
-        [[ -f $conf ]] || continue
-        cport=$(sed -n 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$conf" | tail -1)
-        cports+=" ${conf#/etc/postgresql/}:${cport:-5432}"
-        if [[ ${cport:-5432} == "$port" ]]; then ver=${conf#/etc/postgresql/}; ver=${ver%%/*}; break; fi
-    done
-    if [[ -z $ver && -z $cports ]]; then
-        ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    if found=$(_svc_pg_cluster_for_port "$port"); then
+        read -r ver name <<<"$found"
+    elif [[ -n $fresh && -f /etc/postgresql/$ver/main/postgresql.conf ]]; then
+        # The package just created cluster "main" on the default port.
+        name=main
+        _svc_pg_move_cluster "$ver" main "$port" || {
+            svc_err "cannot set port $port on cluster $ver/main; edit /etc/postgresql/$ver/main/postgresql.conf"; return 1; }
+    elif ! compgen -G '/etc/postgresql/*/*/postgresql.conf' >/dev/null; then
+        name=main
         svc_log "creating PostgreSQL $ver cluster 'main' on port $port"
         _svc_root pg_createcluster -p "$port" "$ver" main >&2 || {
             svc_err "pg_createcluster $ver main failed; create a cluster by hand or set DB_HOST/DB_PORT"; return 1; }
-    elif [[ -z $ver ]]; then
-        svc_err "no PostgreSQL cluster 'main' is configured for port $port (found:${cports//\/postgresql.conf/});" \
-                "set DB_PORT to one of those ports, or change 'port' in its postgresql.conf"
+    else
+        svc_err "no PostgreSQL cluster is configured for port $port (found:$(pg_lsclusters -h 2>/dev/null | awk '{printf " %s/%s:%s", $1, $2, $3}'));" \
+                "set DB_PORT to one of those ports, or create one: pg_createcluster -p $port $ver atoitalk"
         return 1
     fi
-    svc_log "starting postgres $ver/main on port $port"
-    _svc_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start >&2 \
+    svc_log "starting postgres $ver/$name on port $port"
+    _svc_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start >&2 \
         || svc_log "pg_ctlcluster reported an error; waiting anyway"
     if ! _svc_wait _svc_pg_ready; then
         svc_err "PostgreSQL did not answer on $host:$port within ${SERVICES_WAIT_SECS:-30}s;" \
-                "see /var/log/postgresql/postgresql-$ver-main.log"
+                "see /var/log/postgresql/postgresql-$ver-$name.log"
         return 1
     fi
     _svc_pg_password || return 1
@@ -335,13 +405,14 @@ _svc_main() {
     if (($# == 1)) && [[ $1 == s3 ]]; then svc_ensure_all s3; return; fi
     for arg in "$@"; do
         case $arg in
+            toolchain)      svc_ensure_toolchain || rc=1 ;;
             postgres|pg|db) svc_ensure_postgres || rc=1 ;;
             redis)          svc_ensure_redis || rc=1 ;;
             s3|moto)        svc_ensure_s3 || rc=1 ;;
             all)            svc_ensure_all s3 || rc=1 ;;
             stop-s3)        svc_stop_s3 ;;
             -h|--help)      sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; return 0 ;;
-            *) svc_err "unknown argument '$arg' (use: postgres redis s3 all stop-s3)"; return 2 ;;
+            *) svc_err "unknown argument '$arg' (use: toolchain postgres redis s3 all stop-s3)"; return 2 ;;
         esac
     done
     return $rc

@@ -1,36 +1,55 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: starts PostgreSQL, Redis and the S3 test server
-# when they are missing (installing them on a fresh Debian machine), then
-# runs unit and integration tests in parallel.
+# when they are missing (installing them, and the C toolchain the build
+# needs, on a fresh Debian machine), then runs unit and integration tests in
+# parallel.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh foundation::    # only tests whose name matches
+#
+# The tests use the PostgreSQL and Redis that scripts/services.sh (and
+# scripts/run.sh) use: TEST_DB_HOST/PORT/USER/PASSWORD and
+# TEST_REDIS_HOST/PORT default to DB_HOST/PORT/USER/PASSWORD and
+# REDIS_HOST/PORT (from the environment, else from .env), else to
+# 127.0.0.1:5432 postgres/postgres and 127.0.0.1:6379.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/services.sh
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found; install Rust with https://rustup.rs and re-run" >&2
-    exit 1
-fi
-
-step "checking PostgreSQL, Redis and the S3 test server"
-scripts/services.sh s3
-
-# Leftover databases of earlier runs (each test makes its own).
-if command -v psql >/dev/null 2>&1; then
-    step "dropping test databases left by earlier runs"
-    PGPASSWORD=${TEST_DB_PASSWORD:-postgres} psql -h "${TEST_DB_HOST:-127.0.0.1}" -p "${TEST_DB_PORT:-5432}" \
-        -U "${TEST_DB_USER:-postgres}" -d postgres -Atq \
-        -c "SELECT datname FROM pg_database WHERE datname LIKE 'atoitalk\_t\_%'" |
-        while read -r db; do
-            PGPASSWORD=${TEST_DB_PASSWORD:-postgres} psql -h "${TEST_DB_HOST:-127.0.0.1}" -p "${TEST_DB_PORT:-5432}" \
-                -U "${TEST_DB_USER:-postgres}" -d postgres -q -c "DROP DATABASE IF EXISTS \"$db\"" || true
-        done
-fi
-
+svc_read_dotenv .env DB_HOST DB_PORT DB_USER DB_PASSWORD REDIS_HOST REDIS_PORT
+export TEST_DB_HOST=${TEST_DB_HOST:-${DB_HOST:-127.0.0.1}} TEST_DB_PORT=${TEST_DB_PORT:-${DB_PORT:-5432}}
+export TEST_DB_USER=${TEST_DB_USER:-${DB_USER:-postgres}}
+export TEST_DB_PASSWORD=${TEST_DB_PASSWORD:-${DB_PASSWORD:-postgres}}
+export TEST_REDIS_HOST=${TEST_REDIS_HOST:-${REDIS_HOST:-127.0.0.1}}
+export TEST_REDIS_PORT=${TEST_REDIS_PORT:-${REDIS_PORT:-6379}}
 export TEST_S3_ENDPOINT=${TEST_S3_ENDPOINT:-http://127.0.0.1:${S3_TEST_PORT:-9090}}
+
+step "checking the toolchain, PostgreSQL ($TEST_DB_HOST:$TEST_DB_PORT), Redis ($TEST_REDIS_HOST:$TEST_REDIS_PORT) and the S3 test server"
+svc_ensure_toolchain
+DB_HOST=$TEST_DB_HOST DB_PORT=$TEST_DB_PORT REDIS_HOST=$TEST_REDIS_HOST REDIS_PORT=$TEST_REDIS_PORT \
+    svc_ensure_all s3
+
+# Each test drops its own database when it ends; a run that was killed
+# leaves some behind. Remove those (and templates, which the tests remake)
+# only once they are hours old: other runs on this server may be going on.
+max_age=${TEST_DB_MAX_AGE_HOURS:-3}
+if command -v psql >/dev/null 2>&1; then
+    PGPASSWORD=$TEST_DB_PASSWORD psql -h "$TEST_DB_HOST" -p "$TEST_DB_PORT" -U "$TEST_DB_USER" -d postgres \
+        -qAtX -v ON_ERROR_STOP=1 -v max_age="$max_age" >/dev/null 2>&1 <<'SQL' \
+        || printf 'note: could not remove old test databases (needs superuser); continuing\n' >&2
+SELECT CASE WHEN datistemplate THEN format('ALTER DATABASE %I IS_TEMPLATE false', datname) END,
+       format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+  FROM pg_database
+ WHERE (datname LIKE 'atoitalk\_t\_%' OR datname LIKE 'atoitalk\_tpl\_%')
+   -- PG_VERSION is written when a database is created and never again
+   AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification
+       < now() - make_interval(hours => :max_age)
+\gexec
+SQL
+fi
+
 # Tests are I/O-bound (HTTP, WS, DB), so run many at once even on 2 cores.
 threads=${TEST_THREADS:-8}
 

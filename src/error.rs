@@ -21,6 +21,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 413: the body is over the route's limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// 429; `retry_after` seconds, when known, becomes the `Retry-After` header.
     #[error("{message}")]
     TooManyRequests {
@@ -49,6 +52,9 @@ impl AppError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::Conflict(msg.into())
     }
+    pub fn payload_too_large() -> Self {
+        Self::PayloadTooLarge("Request body too large".into())
+    }
     pub fn unavailable(msg: impl Into<String>) -> Self {
         Self::ServiceUnavailable(msg.into())
     }
@@ -60,6 +66,7 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::AppError;
+use crate::http::multipart::TextFields;
 use crate::infra::storage::Storage;
 
 /// Group names: 3–100 code points (after trimming, see `service`).
@@ -69,6 +71,76 @@ pub struct UpdateGroupChatRequest {
     /// Remove the avatar (wins over `avatar_media_id`).
     #[serde(default)]
     pub delete_avatar: Option<bool>,
+}
+
+impl CreateGroupChatRequest {
+    /// The multipart form of the earlier generation: `member_ids` is a JSON
+    /// array of ids encoded as a string; the `avatar` file is already
+    /// stored as media `avatar`.
+    pub fn from_form(fields: &TextFields, avatar: Option<Uuid>) -> Result<Self, AppError> {
+        let member_ids = match fields.get("member_ids").map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(
+                serde_json::from_str::<Vec<String>>(raw)
+                    .map_err(|_| AppError::bad_request("Invalid member_ids format"))?,
+            ),
+        };
+        Ok(Self {
+            name: fields.string("name"),
+            description: fields.string("description"),
+            member_ids,
+            avatar_media_id: avatar.map(|id| id.to_string()),
+            is_public: fields.bool("is_public")?,
+        })
+    }
+}
+
+impl UpdateGroupChatRequest {
+    /// The multipart form of the earlier generation (see
+    /// [`CreateGroupChatRequest::from_form`]).
+    pub fn from_form(fields: &TextFields, avatar: Option<Uuid>) -> Result<Self, AppError> {
+        Ok(Self {
+            name: fields.string("name"),
+            description: fields.string("description"),
+            avatar_media_id: avatar.map(|id| id.to_string()),
+            is_public: fields.bool("is_public")?,
+            delete_avatar: fields.bool("delete_avatar")?,
+        })
+    }
+}
+
+/// `POST /api/chats/group` as `multipart/form-data` (the earlier client
+/// generation).
+#[derive(ToSchema)]
+pub struct CreateGroupChatForm {
+    #[schema(min_length = 3, max_length = 100)]
+    pub name: String,
+    #[schema(max_length = 255)]
+    pub description: Option<String>,
+    /// A JSON array of user ids, as a string: `["<uuid>", ...]`.
+    #[schema(example = r#"["0190f0c4-7d5e-7c9a-9b1a-2f3e4d5c6b7a"]"#)]
+    pub member_ids: String,
+    /// Group avatar: JPEG, PNG or WebP, at most 2 MiB (the whole body at
+    /// most 5 MiB).
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub avatar: Option<Vec<u8>>,
+    pub is_public: Option<bool>,
+}
+
+/// `PUT /api/chats/group/{chatID}` as `multipart/form-data` (the earlier
+/// client generation); absent fields stay as they are.
+#[derive(ToSchema)]
+pub struct UpdateGroupChatForm {
+    #[schema(min_length = 3, max_length = 100)]
+    pub name: Option<String>,
+    #[schema(max_length = 255)]
+    pub description: Option<String>,
+    /// New avatar (as in the create form); the previous one is released.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub avatar: Option<Vec<u8>>,
+    /// `true` removes the avatar.
+    pub delete_avatar: Option<bool>,
+    pub is_public: Option<bool>,
 }
 
 /// `POST /api/chats/group/{chatID}/members` body.

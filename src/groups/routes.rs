@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use super::docs::{GroupMembersQuery, PublicGroupsQuery};
 use super::dto::{
-    AddGroupMemberRequest, CreateGroupChatRequest, GroupInviteResponse, GroupMemberDto,
-    GroupPreviewDto, JoinGroupByInviteRequest, PublicGroupDto, TransferGroupOwnershipRequest,
-    UpdateGroupChatRequest, UpdateGroupMemberRoleRequest,
+    AddGroupMemberRequest, CreateGroupChatForm, CreateGroupChatRequest, GroupInviteResponse,
+    GroupMemberDto, GroupPreviewDto, JoinGroupByInviteRequest, PublicGroupDto,
+    TransferGroupOwnershipRequest, UpdateGroupChatForm, UpdateGroupChatRequest,
+    UpdateGroupMemberRoleRequest,
 };
 use super::service::{self, Actor};
 use crate::chats::dto::{ChatListResponse, QueryParams};
@@ -23,12 +24,15 @@ use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
 use crate::http::json::LenientJson;
+use crate::http::multipart::JsonOrForm;
 use crate::http::openapi::{AuthenticatedErrors, PublicErrors};
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::media::form::{self, AVATAR_FORM_LIMIT};
+use crate::media::service::Usage;
 use crate::messages::dto::MessageResponse;
 use crate::messages::service::run_detached;
 use crate::state::AppState;
@@ -79,52 +83,93 @@ fn chat_and_user(path: Result<Path<(String, String)>, PathRejection>) -> AppResu
 
 #[utoipa::path(post, path = "/api/chats/group", tag = "chat", operation_id = "group_create",
     summary = "Create Group Chat",
-    description = "Create a group owned by the caller with the given members; everyone gets `chat.new`.",
+    description = "Create a group owned by the caller with the given members; everyone gets `chat.new`. JSON names an \
+        uploaded avatar (`avatar_media_id`); `multipart/form-data` (the earlier client generation) carries the avatar file \
+        and `member_ids` as a JSON array in a string.",
     security(("BearerAuth" = [])),
-    request_body = CreateGroupChatRequest,
+    request_body(content(
+        (CreateGroupChatRequest = "application/json"),
+        (CreateGroupChatForm = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "The new group as the caller sees it", body = DataBody<ChatListResponse>),
         (status = 400, description = "Invalid body or name/description, members not found or deleted, the caller among them, or an unusable avatar", body = ErrorBody),
         (status = 403, description = "A member is banned or blocked with the caller", body = ErrorBody),
+        (status = 413, description = "Multipart body over 5 MiB", body = ErrorBody),
         AuthenticatedErrors
     ))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    LenientJson(req): LenientJson<CreateGroupChatRequest>,
+    body: JsonOrForm<CreateGroupChatRequest, AVATAR_FORM_LIMIT>,
 ) -> AppResult<Data<ChatListResponse>> {
-    let input = service::validate_create(req)?;
     let user = me.user_id;
-    let chat = run_detached(async move { service::create(&state, user, input).await }).await?;
+    let form = match body {
+        JsonOrForm::Json(req) => {
+            let input = service::validate_create(req)?;
+            let chat =
+                run_detached(async move { service::create(&state, user, input).await }).await?;
+            return Ok(Data(chat));
+        }
+        JsonOrForm::Form(form) => form::read(&state, form, "avatar", Usage::GroupAvatar).await?,
+    };
+    let chat = form
+        .run(user, |fields, avatar| async move {
+            let req = CreateGroupChatRequest::from_form(&fields, avatar.map(|m| m.id))?;
+            let input = service::validate_create(req)?;
+            run_detached(async move { service::create(&state, user, input).await }).await
+        })
+        .await?;
     Ok(Data(chat))
 }
 
 #[utoipa::path(put, path = "/api/chats/group/{chatID}", tag = "chat", operation_id = "group_update",
     summary = "Update Group Chat Info",
-    description = "Change name, description, visibility or avatar (admins and the owner); one system message per change, `chat.update` to every member.",
+    description = "Change name, description, visibility or avatar (admins and the owner); one system message per change, \
+        `chat.update` to every member. JSON names an uploaded avatar; `multipart/form-data` (the earlier client \
+        generation) carries the avatar file.",
     security(("BearerAuth" = [])),
     params(("chatID" = uuid::Uuid, Path, description = "Chat id of the group")),
-    request_body = UpdateGroupChatRequest,
+    request_body(content(
+        (UpdateGroupChatRequest = "application/json"),
+        (UpdateGroupChatForm = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "The group as the caller sees it", body = DataBody<ChatListResponse>),
         (status = 400, description = "Invalid Chat ID, body, name/description or avatar", body = ErrorBody),
         (status = 403, description = "Not a member, or a plain member", body = ErrorBody),
         (status = 404, description = "Group chat not found", body = ErrorBody),
+        (status = 413, description = "Multipart body over 5 MiB", body = ErrorBody),
         AuthenticatedErrors
     ))]
 async fn update(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     raw_id: Result<Path<String>, PathRejection>,
-    body: Result<LenientJson<UpdateGroupChatRequest>, AppError>,
+    body: Result<JsonOrForm<UpdateGroupChatRequest, AVATAR_FORM_LIMIT>, AppError>,
 ) -> AppResult<Data<ChatListResponse>> {
     let chat_id = path_uuid(raw_id, INVALID_CHAT_ID)?;
-    let LenientJson(req) = body?;
-    let input = service::validate_update(req)?;
     let actor = Actor::Member(me.user_id);
-    let chat = run_detached(async move { service::update(&state, actor, chat_id, input).await })
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("updated group not visible")))?;
+    let apply = |state: AppState, req: UpdateGroupChatRequest| async move {
+        let input = service::validate_update(req)?;
+        run_detached(async move { service::update(&state, actor, chat_id, input).await })
+            .await?
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("updated group not visible")))
+    };
+    let chat = match body? {
+        JsonOrForm::Json(req) => apply(state, req).await?,
+        JsonOrForm::Form(form) => {
+            let form = form::read(&state, form, "avatar", Usage::GroupAvatar).await?;
+            form.run(me.user_id, |fields, avatar| async move {
+                apply(
+                    state,
+                    UpdateGroupChatRequest::from_form(&fields, avatar.map(|m| m.id))?,
+                )
+                .await
+            })
+            .await?
+        }
+    };
     Ok(Data(chat))
 }
 

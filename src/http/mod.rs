@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod health;
 pub mod json;
 pub mod middleware;
+pub mod multipart;
 pub mod openapi;
 pub mod pagination;
 pub mod path;

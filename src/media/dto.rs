@@ -61,6 +61,15 @@ pub struct UploadMediaResponse {
     pub expires_at: String,
 }
 
+/// `POST /api/media/upload` answer: how to upload (JSON request), or the
+/// stored, completed media (multipart request, the earlier generation).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum UploadMediaResult {
+    Presigned(UploadMediaResponse),
+    Stored(MediaDto),
+}
+
 /// `GET /api/media/{id}/url` answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = model::MediaURLResponse)]

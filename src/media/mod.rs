@@ -4,6 +4,7 @@
 
 pub mod docs;
 pub mod dto;
+pub mod form;
 pub mod repo;
 pub mod routes;
 pub mod service;

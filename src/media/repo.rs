@@ -21,25 +21,30 @@ pub struct MediaRow {
 const MEDIA_COLUMNS: &str = "id, file_name, original_name, file_size, mime_type, category, \
      upload_status, upload_expires_at, uploaded_by_id";
 
-/// A new pending upload.
-pub struct NewPending<'a> {
+/// A new media row: a pending presigned upload (`expires_at` set), or a
+/// file the API stored itself (multipart upload), complete at once.
+pub struct NewMedia<'a> {
     pub id: Uuid,
     pub file_name: &'a str,
     pub original_name: &'a str,
     pub file_size: i64,
     pub mime_type: &'a str,
     pub category: &'a str,
-    pub expires_at: DateTime<Utc>,
+    /// `Some`: pending until then; `None`: completed now.
+    pub expires_at: Option<DateTime<Utc>>,
     pub uploader: Uuid,
 }
 
-/// Inserts a pending media row.
-pub async fn insert_pending(db: &PgPool, m: &NewPending<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Inserts a media row and returns it.
+pub async fn insert(db: &PgPool, m: &NewMedia<'_>) -> Result<MediaRow, sqlx::Error> {
+    sqlx::query_as(&format!(
         "INSERT INTO media (id, file_name, original_name, file_size, mime_type, category, \
-         upload_status, upload_expires_at, uploaded_by_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, now(), now())",
-    )
+         upload_status, upload_expires_at, uploaded_by_id, completed_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, \
+                 CASE WHEN $7::timestamptz IS NULL THEN 'completed' ELSE 'pending' END, $7, $8, \
+                 CASE WHEN $7::timestamptz IS NULL THEN now() END, now(), now()) \
+         RETURNING {MEDIA_COLUMNS}"
+    ))
     .bind(m.id)
     .bind(m.file_name)
     .bind(m.original_name)
@@ -48,9 +53,23 @@ pub async fn insert_pending(db: &PgPool, m: &NewPending<'_>) -> Result<(), sqlx:
     .bind(m.category)
     .bind(m.expires_at)
     .bind(m.uploader)
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes a media row nothing links to (no message, avatar or report);
+/// false when it is linked or gone.
+pub async fn delete_unlinked(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM media m WHERE m.id = $1 AND m.message_id IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_id = m.id) \
+           AND NOT EXISTS (SELECT 1 FROM group_chats g WHERE g.avatar_id = m.id) \
+           AND NOT EXISTS (SELECT 1 FROM report_evidence_media r WHERE r.media_id = m.id)",
+    )
+    .bind(id)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// One media row.

@@ -9,12 +9,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
-use super::service;
+use super::docs::UploadMediaForm;
+use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResult};
+use super::form::{self, UPLOAD_FORM_LIMIT};
+use super::service::{self, Usage};
 use crate::error::AppError;
 use crate::http::auth::AuthUser;
-use crate::http::json::LenientJson;
 use crate::http::middleware::ClientIp;
+use crate::http::multipart::JsonOrForm;
 use crate::http::openapi::AuthenticatedErrors;
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
@@ -48,22 +50,39 @@ fn media_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, App
 }
 
 #[utoipa::path(post, path = "/api/media/upload", tag = "media", operation_id = "media_upload",
-    summary = "Create Media Upload URL", description = "Register a pending upload and get a presigned PUT URL for it.",
+    summary = "Create Media Upload URL",
+    description = "Two forms, chosen by Content-Type. JSON: register a pending upload and get a presigned PUT URL for it \
+        (`data` is `model.UploadMediaResponse`). `multipart/form-data` (the earlier client generation): the `file` part is \
+        streamed into storage and returned as a completed message attachment (`data` is `model.MediaDTO`).",
     security(("BearerAuth" = [])),
-    request_body = UploadMediaRequest,
+    request_body(content(
+        (UploadMediaRequest = "application/json"),
+        (UploadMediaForm = "multipart/form-data"),
+    )),
     responses(
-        (status = 200, description = "The pending media and how to upload it", body = DataBody<UploadMediaResponse>),
-        (status = 400, description = "Invalid usage, name, size, type or captcha", body = ErrorBody),
+        (status = 200, description = "JSON: the pending media and how to upload it; multipart: the stored media", body = DataBody<UploadMediaResult>),
+        (status = 400, description = "Invalid usage, name, size, type or captcha; multipart: malformed form or no file", body = ErrorBody),
+        (status = 413, description = "Multipart body over 20 MiB", body = ErrorBody),
         AuthenticatedErrors
     ))]
 async fn upload(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     ip: Option<Extension<ClientIp>>,
-    LenientJson(req): LenientJson<UploadMediaRequest>,
-) -> Result<Data<UploadMediaResponse>, AppError> {
+    body: JsonOrForm<UploadMediaRequest, UPLOAD_FORM_LIMIT>,
+) -> Result<Data<UploadMediaResult>, AppError> {
     let ip = ip.map(|Extension(ClientIp(ip))| ip);
-    service::upload(&state, me.user_id, ip, req).await.map(Data)
+    match body {
+        JsonOrForm::Json(req) => service::upload(&state, me.user_id, ip, req)
+            .await
+            .map(|r| Data(UploadMediaResult::Presigned(r))),
+        JsonOrForm::Form(form) => {
+            let form = form::read(&state, form, "file", Usage::MessageAttachment).await?;
+            service::upload_form(&state, me.user_id, ip, form)
+                .await
+                .map(|m| Data(UploadMediaResult::Stored(m)))
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/api/media/{mediaID}/complete", tag = "media", operation_id = "media_complete",

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
-use super::repo::{self, MediaRow, NewPending};
+use super::form::UploadForm;
+use super::repo::{self, MediaRow, NewMedia};
 use crate::error::AppError;
 use crate::http::timestamps::rfc3339_nano;
 use crate::infra::storage::{Bucket, Storage, StorageError};
@@ -24,8 +25,8 @@ pub const MAX_AVATAR_SIZE: i64 = 2 * 1024 * 1024;
 /// Image types accepted as avatars.
 pub const AVATAR_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 /// Longest original name and MIME type, in characters.
-const MAX_ORIGINAL_NAME: usize = 255;
-const MAX_MIME_TYPE: usize = 100;
+pub(super) const MAX_ORIGINAL_NAME: usize = 255;
+pub(super) const MAX_MIME_TYPE: usize = 100;
 /// Longest extension kept in an object key.
 const MAX_EXTENSION: usize = 16;
 
@@ -64,12 +65,20 @@ impl Usage {
         }
     }
 
-    /// Whether a (lower-cased) MIME type and size are accepted.
-    fn allows(self, mime: &str, size: i64) -> bool {
+    /// Largest accepted size, in bytes.
+    pub fn max_size(self) -> i64 {
         match self {
-            Self::MessageAttachment => size <= MAX_ATTACHMENT_SIZE,
+            Self::MessageAttachment => MAX_ATTACHMENT_SIZE,
+            Self::UserAvatar | Self::GroupAvatar => MAX_AVATAR_SIZE,
+        }
+    }
+
+    /// Whether a (lower-cased) MIME type and size are accepted.
+    pub(super) fn allows(self, mime: &str, size: i64) -> bool {
+        match self {
+            Self::MessageAttachment => size <= self.max_size(),
             Self::UserAvatar | Self::GroupAvatar => {
-                size <= MAX_AVATAR_SIZE && AVATAR_TYPES.contains(&mime)
+                size <= self.max_size() && AVATAR_TYPES.contains(&mime)
             }
         }
     }
@@ -104,14 +113,14 @@ fn bad_request() -> AppError {
     AppError::bad_request("Bad Request")
 }
 
-fn unsupported() -> AppError {
+pub(super) fn unsupported() -> AppError {
     AppError::bad_request("Unsupported file metadata")
 }
 
 /// A MIME type usable as a signed `Content-Type`: `type/subtype` made of
 /// token characters, optionally followed by `;` parameters in printable
 /// ASCII.
-fn is_valid_mime(mime: &str) -> bool {
+pub(super) fn is_valid_mime(mime: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
             && s.bytes()
@@ -199,6 +208,21 @@ fn validate(req: UploadMediaRequest) -> Result<UploadSpec, AppError> {
     })
 }
 
+async fn verify_captcha(
+    state: &AppState,
+    token: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<(), AppError> {
+    match state.captcha.verify(token, client_ip).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(bad_request()),
+        Err(e) => {
+            tracing::warn!(error = %e, "captcha verification unavailable");
+            Err(AppError::unavailable("Captcha service unavailable"))
+        }
+    }
+}
+
 /// `POST /api/media/upload`: validates, checks the captcha and the policy,
 /// presigns the PUT and records the pending upload.
 pub async fn upload(
@@ -208,14 +232,7 @@ pub async fn upload(
     req: UploadMediaRequest,
 ) -> Result<UploadMediaResponse, AppError> {
     let spec = validate(req)?;
-    match state.captcha.verify(&spec.captcha_token, client_ip).await {
-        Ok(true) => {}
-        Ok(false) => return Err(bad_request()),
-        Err(e) => {
-            tracing::warn!(error = %e, "captcha verification unavailable");
-            return Err(AppError::unavailable("Captcha service unavailable"));
-        }
-    }
+    verify_captcha(state, &spec.captcha_token, client_ip).await?;
     if !is_valid_mime(&spec.mime_type) || !spec.usage.allows(&spec.mime_type, spec.file_size) {
         return Err(unsupported());
     }
@@ -236,16 +253,16 @@ pub async fn upload(
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
     let id = Uuid::now_v7();
-    repo::insert_pending(
+    repo::insert(
         &state.db,
-        &NewPending {
+        &NewMedia {
             id,
             file_name: &file_name,
             original_name: &spec.original_name,
             file_size: spec.file_size,
             mime_type: &spec.mime_type,
             category: spec.usage.as_str(),
-            expires_at,
+            expires_at: Some(expires_at),
             uploader: caller,
         },
     )
@@ -272,6 +289,27 @@ pub async fn upload(
         upload_headers: headers,
         expires_at: rfc3339_nano(expires_at),
     })
+}
+
+/// Multipart `POST /api/media/upload` (the earlier generation): the form's
+/// `file`, already streamed into the private bucket, becomes a completed
+/// attachment of the caller once the form's `captcha_token` passes.
+pub async fn upload_form(
+    state: &AppState,
+    caller: Uuid,
+    client_ip: Option<IpAddr>,
+    form: UploadForm,
+) -> Result<MediaDto, AppError> {
+    form.run(caller, |fields, media| async move {
+        let token = fields.get("captcha_token").unwrap_or_default().trim();
+        if token.is_empty() {
+            return Err(bad_request());
+        }
+        verify_captcha(state, token, client_ip).await?;
+        let media = media.ok_or_else(|| AppError::bad_request("File is required"))?;
+        Ok(to_dto(state, media).await)
+    })
+    .await
 }
 
 /// The part of a Content-Type before its parameters, lower-cased.

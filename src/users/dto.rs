@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::AppError;
+use crate::http::multipart::TextFields;
 use crate::infra::storage::Storage;
 
 /// Public URL of an avatar object, `""` when there is none.
@@ -86,6 +88,39 @@ pub struct UpdateProfileRequest {
     #[schema(max_length = 255)]
     pub bio: Option<String>,
     pub avatar_media_id: Option<Uuid>,
+    pub delete_avatar: Option<bool>,
+}
+
+impl UpdateProfileRequest {
+    /// The multipart form of the earlier generation (`username`,
+    /// `full_name`, `bio`, `delete_avatar`), with its `avatar` file already
+    /// stored as media `avatar`.
+    pub fn from_form(fields: &TextFields, avatar: Option<Uuid>) -> Result<Self, AppError> {
+        Ok(Self {
+            username: fields.string("username"),
+            full_name: fields.string("full_name"),
+            bio: fields.string("bio"),
+            avatar_media_id: avatar,
+            delete_avatar: fields.bool("delete_avatar")?,
+        })
+    }
+}
+
+/// `PUT /api/user/profile` as `multipart/form-data` (the earlier client
+/// generation). Fields as in the JSON body; the avatar is the file itself.
+#[derive(ToSchema)]
+pub struct UpdateProfileForm {
+    #[schema(pattern = r"^([A-Za-z0-9]{3,50})?$")]
+    pub username: Option<String>,
+    #[schema(min_length = 3, max_length = 100)]
+    pub full_name: String,
+    #[schema(max_length = 255)]
+    pub bio: Option<String>,
+    /// New avatar: JPEG, PNG or WebP, at most 2 MiB (the whole body at
+    /// most 5 MiB). The previous avatar is released.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub avatar: Option<Vec<u8>>,
+    /// `true` removes the avatar.
     pub delete_avatar: Option<bool>,
 }
 

@@ -7,17 +7,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::docs::{BlockedListQuery, UserDto, UserSearchQuery};
-use super::dto::{OwnProfile, ProfileView, UpdateProfileRequest, UserListItem};
+use super::dto::{OwnProfile, ProfileView, UpdateProfileForm, UpdateProfileRequest, UserListItem};
 use super::service;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::AuthUser;
-use crate::http::json::LenientJson;
+use crate::http::multipart::JsonOrForm;
 use crate::http::openapi::AuthenticatedErrors;
 use crate::http::path::parse_uuid;
 use crate::http::rate_limit;
 use crate::http::response::schema::{DataBody, EmptyBody, ErrorBody, PageBody};
 use crate::http::response::{Data, Empty, Page};
 use crate::http::routing;
+use crate::media::form::{self, AVATAR_FORM_LIMIT};
+use crate::media::service::Usage;
 use crate::state::AppState;
 
 /// The users routes with their middleware groups.
@@ -59,22 +61,40 @@ async fn current(
 }
 
 #[utoipa::path(put, path = "/api/user/profile", tag = "user", operation_id = "user_update_profile",
-    summary = "Update User Profile", description = "Change username, full name, bio or avatar; contacts get `user.update`.",
+    summary = "Update User Profile",
+    description = "Change username, full name, bio or avatar; contacts get `user.update`. JSON names an uploaded avatar \
+        (`avatar_media_id`); `multipart/form-data` (the earlier client generation) carries the avatar file itself.",
     security(("BearerAuth" = [])),
-    request_body = UpdateProfileRequest,
+    request_body(content(
+        (UpdateProfileRequest = "application/json"),
+        (UpdateProfileForm = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "The updated profile", body = DataBody<UserDto>),
-        (status = 400, description = "Invalid fields or avatar media", body = ErrorBody),
+        (status = 400, description = "Invalid fields or avatar media; multipart: malformed form, avatar type or size", body = ErrorBody),
         (status = 404, description = "The account no longer exists", body = ErrorBody),
         (status = 409, description = "Username already taken", body = ErrorBody),
+        (status = 413, description = "Multipart body over 5 MiB", body = ErrorBody),
         AuthenticatedErrors
     ))]
 async fn update_profile(
     State(state): State<AppState>,
     AuthUser(p): AuthUser,
-    LenientJson(req): LenientJson<UpdateProfileRequest>,
+    body: JsonOrForm<UpdateProfileRequest, AVATAR_FORM_LIMIT>,
 ) -> AppResult<Data<OwnProfile>> {
-    Ok(Data(service::update_profile(&state, p.user_id, req).await?))
+    let form = match body {
+        JsonOrForm::Json(req) => {
+            return Ok(Data(service::update_profile(&state, p.user_id, req).await?))
+        }
+        JsonOrForm::Form(form) => form::read(&state, form, "avatar", Usage::UserAvatar).await?,
+    };
+    let profile = form
+        .run(p.user_id, |fields, avatar| async move {
+            let req = UpdateProfileRequest::from_form(&fields, avatar.map(|m| m.id))?;
+            service::update_profile(&state, p.user_id, req).await
+        })
+        .await?;
+    Ok(Data(profile))
 }
 
 #[utoipa::path(get, path = "/api/users", tag = "user", operation_id = "user_search",

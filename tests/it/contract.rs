@@ -246,6 +246,145 @@ async fn served_openapi_matches_the_contract() {
     );
 }
 
+/// Every alternative of a schema (`oneOf`/`anyOf` members, else itself).
+fn alternatives(schema: &Value, defs: &Value) -> Vec<Value> {
+    let s = match schema.get("$ref") {
+        Some(_) => resolve(schema, defs, 0),
+        None => schema.clone(),
+    };
+    match s
+        .get("oneOf")
+        .or_else(|| s.get("anyOf"))
+        .and_then(Value::as_array)
+    {
+        Some(alts) => alts.iter().map(|a| resolve(a, defs, 0)).collect(),
+        None => vec![resolve(&s, defs, 0)],
+    }
+}
+
+/// The earlier contract generation (`legacy/swagger-2026-02.json`) sends
+/// `multipart/form-data` to four operations. Each must describe both
+/// request forms; every form field of the legacy contract is in the
+/// multipart schema (files as binary strings, required ones required), and
+/// the legacy 200 `data` fields are in one of the answer's alternatives.
+pub fn legacy_form_differences(legacy: &Value, served: &Value) -> Vec<String> {
+    let (ldefs, sdefs) = (&legacy["definitions"], &served["components"]["schemas"]);
+    let served_by_shape: std::collections::HashMap<String, Value> = served["paths"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(p, v)| (shape(&p), v))
+        .collect();
+    let mut diffs = Vec::new();
+    let mut forms = 0;
+    for (path, item) in legacy["paths"].as_object().cloned().unwrap_or_default() {
+        for (method, op) in item.as_object().cloned().unwrap_or_default() {
+            let multipart = op["consumes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "multipart/form-data"));
+            if !multipart {
+                continue;
+            }
+            forms += 1;
+            let label = format!("{} {path}", method.to_uppercase());
+            let ours = &served_by_shape
+                .get(&shape(&path))
+                .cloned()
+                .unwrap_or_default()[&method];
+            let content = &ours["requestBody"]["content"];
+            if !content["application/json"]["schema"].is_object() {
+                diffs.push(format!("{label}: JSON request form missing"));
+            }
+            let form = resolve(&content["multipart/form-data"]["schema"], sdefs, 0);
+            let fields = form["properties"].as_object().cloned().unwrap_or_default();
+            if fields.is_empty() {
+                diffs.push(format!("{label}: multipart request form missing"));
+                continue;
+            }
+            let required: Vec<&str> = form["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for p in op["parameters"].as_array().cloned().unwrap_or_default() {
+                if p["in"] != "formData" {
+                    continue;
+                }
+                let name = p["name"].as_str().unwrap_or_default();
+                let Some(ours) = fields.get(name) else {
+                    diffs.push(format!("{label}: form field {name} missing"));
+                    continue;
+                };
+                let theirs = p["type"].as_str().unwrap_or("any");
+                let ours_t = type_of(ours, sdefs);
+                let ok = if theirs == "file" {
+                    let r = resolve(ours, sdefs, 0);
+                    let binary = |s: &Value| s["format"] == "binary";
+                    ours_t == "string"
+                        && (binary(&r)
+                            || r["oneOf"].as_array().is_some_and(|a| a.iter().any(binary)))
+                } else {
+                    compatible(&ours_t, theirs)
+                };
+                if !ok {
+                    diffs.push(format!(
+                        "{label}: form field {name} is {ours_t}, legacy says {theirs}"
+                    ));
+                }
+                if p["required"] == true && !required.contains(&name) {
+                    diffs.push(format!("{label}: form field {name} should be required"));
+                }
+            }
+            let their_data = data_schema(&op["responses"]["200"]["schema"], ldefs);
+            let our_data = data_schema(
+                &ours["responses"]["200"]["content"]["application/json"]["schema"],
+                sdefs,
+            );
+            if let (Some(theirs), Some(ours)) = (their_data, our_data) {
+                let wanted: Vec<String> = props(&theirs, ldefs).keys().cloned().collect();
+                let found = alternatives(&ours, sdefs).iter().any(|alt| {
+                    let have = alt["properties"].as_object().cloned().unwrap_or_default();
+                    wanted.iter().all(|f| have.contains_key(f))
+                });
+                if !found {
+                    diffs.push(format!(
+                        "{label}: no answer has the legacy data fields {wanted:?}"
+                    ));
+                }
+            } else {
+                diffs.push(format!("{label}: 200 data missing"));
+            }
+        }
+    }
+    if forms != 4 {
+        diffs.push(format!(
+            "expected 4 legacy multipart operations, found {forms}"
+        ));
+    }
+    diffs
+}
+
+#[tokio::test]
+async fn served_openapi_describes_both_generations_of_the_upload_forms() {
+    let app = TestApp::spawn().await;
+    let (_, served) = json(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let legacy: Value = serde_json::from_str(include_str!(
+        "../../docs/contract/legacy/swagger-2026-02.json"
+    ))
+    .expect("legacy contract parses");
+    let diffs = legacy_form_differences(&legacy, &served);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // The checker sees a document without the forms.
+    let mut stripped = served.clone();
+    for (path, method) in [("/api/user/profile", "put"), ("/api/media/upload", "post")] {
+        stripped["paths"][path][method]["requestBody"]["content"]
+            .as_object_mut()
+            .unwrap()
+            .remove("multipart/form-data");
+    }
+    assert_eq!(legacy_form_differences(&legacy, &stripped).len(), 2);
+}
+
 /// Operation ids name operations uniquely (clients generate method names
 /// from them), and every operation documents its 200 (or 101) and at least
 /// one error with the envelope.

@@ -289,58 +289,47 @@ async fn graceful_shutdown_closes_sockets_with_a_close_frame() {
     assert_eq!(ws.expect_closed().await, Some(1001));
 }
 
-/// A private Redis on a free port that the test can stop and restart.
+/// A private Redis on a free port that the test can stop and restart; a
+/// child of the test, so the guard stops it on every exit path.
 struct OwnRedis {
     port: u16,
+    child: Option<harness::ChildGuard>,
 }
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
-        let status = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        assert!(status.success());
-        let r = OwnRedis { port };
+        let child = harness::ChildGuard::spawn(std::process::Command::new("redis-server").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]));
+        let r = OwnRedis {
+            port,
+            child: Some(child),
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("own redis did not start");
+        panic!("own redis did not start (is redis-server installed? scripts/test.sh installs it)");
     }
 
-    fn stop(&self) {
-        let _ = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    fn stop(&mut self) {
+        // Dropping the guard kills and reaps it: the port is closed after.
+        self.child = None;
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -355,7 +344,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn readiness_follows_redis_and_recovers() {
     let port = free_port();
-    let redis = OwnRedis::start(port);
+    let mut redis = OwnRedis::start(port);
     let app = TestApp::spawn_with(|env| {
         env.insert("REDIS_PORT".into(), port.to_string());
     })
@@ -409,8 +398,65 @@ async fn readiness_follows_redis_and_recovers() {
 }
 
 #[tokio::test]
-async fn harness_creates_isolated_databases() {
+async fn harness_creates_isolated_databases_and_drops_them() {
     let a = harness::create_database().await;
-    let b = harness::create_database().await;
-    assert_ne!(a, b);
+    let b = harness::TestDb::migrated().await;
+    let (a_name, b_name) = (a.name.clone(), b.name.clone());
+    assert_ne!(a_name, b_name);
+    assert!(harness::database_exists(&a_name).await);
+    assert!(harness::database_exists(&b_name).await);
+    drop((a, b));
+    assert!(!harness::database_exists(&a_name).await);
+    assert!(!harness::database_exists(&b_name).await);
+}
+
+#[tokio::test]
+async fn serve_migrates_an_empty_database_on_start() {
+    // Other tests start from a migrated copy; this one checks DB_MIGRATE.
+    let empty = harness::create_database().await;
+    let name = empty.name.clone();
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DB_NAME".into(), name);
+    })
+    .await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        atoitalk::infra::db::MIGRATOR.iter().count()
+    );
+    let (_, token) = app.make_user("Alice").await;
+    let (status, body) = json(
+        app.authed(reqwest::Method::GET, "/api/user/current", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["full_name"], "Alice");
+}
+
+#[tokio::test]
+async fn a_failing_test_leaves_no_database_and_no_child_process() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failing = tokio::spawn(async move {
+        let app = TestApp::spawn().await;
+        let child = harness::ChildGuard::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+                .arg("scheduler")
+                .envs(app.env.iter()),
+        );
+        tx.send((app.env["DB_NAME"].clone(), child.id())).unwrap();
+        panic!("a failing assertion (expected by this test)");
+    });
+    assert!(failing.await.unwrap_err().is_panic());
+    let (db, pid) = rx.recv().unwrap();
+    assert!(!harness::database_exists(&db).await, "{db} was left behind");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "scheduler {pid} still runs"
+    );
 }

@@ -44,23 +44,14 @@ pub fn base_env() -> HashMap<String, String> {
     m
 }
 
-/// Creates an empty database for one test and returns its name.
-pub async fn create_database() -> String {
-    let env = base_env();
-    let name = format!("atoitalk_t_{}", Uuid::new_v4().simple());
-    let opts = sqlx::postgres::PgConnectOptions::new()
-        .host(&env["DB_HOST"])
-        .port(env["DB_PORT"].parse().expect("TEST_DB_PORT"))
-        .username(&env["DB_USER"])
-        .password(&env["DB_PASSWORD"])
-        .database("postgres");
-    let mut conn = sqlx::ConnectOptions::connect(&opts)
-        .await
-        .expect("cannot reach the test PostgreSQL; run scripts/test.sh, which starts it");
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create test database");
-    name
+mod db;
+mod process;
+pub use db::{database_exists, TestDb};
+pub use process::ChildGuard;
+
+/// An empty database of its own for one test, dropped with the guard.
+pub async fn create_database() -> TestDb {
+    TestDb::empty().await
 }
 
 /// S3 settings pointing at the test S3 server, with fresh buckets.
@@ -103,6 +94,9 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Arc<Notify>,
+    /// The database this app (and its second instances) made; dropped with
+    /// the last of them.
+    db: Option<Arc<TestDb>>,
 }
 
 impl TestApp {
@@ -115,13 +109,13 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         let mail = MailSink::start().await;
         let mut env = base_env();
-        let db = create_database().await;
+        let db = Arc::new(TestDb::migrated().await);
         let media_dir =
             std::env::temp_dir().join(format!("atoitalk-media-{}", Uuid::new_v4().simple()));
         for (k, v) in [
             ("APP_ENV", "test".to_string()),
             ("APP_PORT", "0".to_string()),
-            ("DB_NAME", db),
+            ("DB_NAME", db.name.clone()),
             ("DB_MIGRATE", "true".into()),
             ("DB_MAX_CONNECTIONS", "5".into()),
             (
@@ -142,7 +136,9 @@ impl TestApp {
             env.insert(k.to_string(), v);
         }
         tweak(&mut env);
-        Self::start(env, mail).await
+        let mut app = Self::start(env, mail).await;
+        app.db = Some(db);
+        app
     }
 
     /// Starts a server on an explicit environment (a second instance can
@@ -180,6 +176,7 @@ impl TestApp {
             env,
             shutdown: Some(tx),
             stopped,
+            db: None,
         }
     }
 
@@ -188,7 +185,9 @@ impl TestApp {
         let mut env = self.env.clone();
         env.insert("APP_PORT".into(), "0".into());
         env.remove("APP_URL");
-        Self::start(env, self.mail.clone()).await
+        let mut app = Self::start(env, self.mail.clone()).await;
+        app.db = self.db.clone();
+        app
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -15,6 +15,8 @@ mod foundation;
 mod groups;
 mod media;
 mod messages;
+mod multipart;
+mod multipart_avatars;
 mod reactions;
 mod realtime;
 mod reports;

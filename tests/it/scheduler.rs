@@ -533,32 +533,20 @@ async fn scheduler_process_never_migrates_and_stops_on_sigterm() {
     // An empty database: if the scheduler migrated, tables would appear.
     let db = harness::create_database().await;
     let mut env = harness::base_env();
-    env.insert("DB_NAME".into(), db.clone());
+    env.insert("DB_NAME".into(), db.name.clone());
     env.insert("DB_MIGRATE".into(), "true".into());
     env.insert("ENTITY_CLEANUP_CRON".into(), "0 2 * * *".into());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
-        .arg("scheduler")
-        .envs(env.iter())
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    // The guard kills the child if an assertion below fails.
+    let child = harness::ChildGuard::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+            .arg("scheduler")
+            .envs(env.iter())
+            .env("RUST_LOG", "info"),
     );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    child.signal(libc::SIGTERM);
+    let out = child.finish(std::time::Duration::from_secs(15)).await;
+    let log = out.output;
     assert!(out.status.success(), "{log}");
     assert!(
         log.contains("scheduler started") && log.contains("scheduler stopped"),
@@ -569,7 +557,7 @@ async fn scheduler_process_never_migrates_and_stops_on_sigterm() {
         .port(env["DB_PORT"].parse().unwrap())
         .username(&env["DB_USER"])
         .password(&env["DB_PASSWORD"])
-        .database(&db);
+        .database(&db.name);
     let mut conn = sqlx::ConnectOptions::connect(&opts).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",

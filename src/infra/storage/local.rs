@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
-use super::{Bucket, ObjectInfo, Storage, StorageError};
+use super::{BodyError, Bucket, ByteStream, ObjectInfo, Storage, StorageError};
 
 /// Largest object the local backend accepts (attachments are ≤ 20 MiB).
 pub const MAX_OBJECT_SIZE: usize = 25 * 1024 * 1024;
@@ -129,7 +129,24 @@ pub enum UploadError {
     #[error("Body length does not match the signed size")]
     SizeMismatch,
     #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Temporary files of one upload, removed when dropped unless kept: an
+/// upload abandoned mid-way (client gone, request timed out) leaves no
+/// file in `tmp/`.
+struct TempFiles([PathBuf; 2], bool);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        if !self.1 {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 /// Objects on the local disk, served by [`super::local_routes`].
@@ -261,43 +278,36 @@ impl LocalStorage {
     }
 
     /// Streams `body` into a temporary file and renames it into place with
-    /// its content type. At most [`MAX_OBJECT_SIZE`] bytes, exactly `size`
-    /// when given; nothing is left behind on failure.
+    /// its content type. At most `max` bytes, exactly `size` when given;
+    /// returns the length written; nothing is left behind on failure.
     pub async fn write_stream<S, E>(
         &self,
         bucket: Bucket,
         key: &str,
         content_type: &str,
         size: Option<u64>,
+        max: u64,
         body: S,
-    ) -> Result<(), UploadError>
+    ) -> Result<u64, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: Into<BodyError>,
     {
         let target = self.object_path(bucket, key)?;
         let meta_target = self.meta_path(bucket, key)?;
-        let tmp = self.temp_path();
-        let meta_tmp = self.temp_path();
-        let result = self
-            .write_files(&tmp, &meta_tmp, content_type, size, body)
-            .await;
-        let result = match result {
-            // Sidecar first: a reader that sees the new bytes also sees
-            // their type; a new object without bytes yet is simply absent.
-            Ok(()) => match tokio::fs::rename(&meta_tmp, &meta_target).await {
-                Ok(()) => tokio::fs::rename(&tmp, &target)
-                    .await
-                    .map_err(|e| UploadError::Storage(io_err(e))),
-                Err(e) => Err(UploadError::Storage(io_err(e))),
-            },
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            let _ = tokio::fs::remove_file(&meta_tmp).await;
-        }
-        result
+        let mut temp = TempFiles([self.temp_path(), self.temp_path()], false);
+        let [tmp, meta_tmp] = &temp.0;
+        let written = self
+            .write_files(tmp, meta_tmp, content_type, size, max, body)
+            .await?;
+        // Sidecar first: a reader that sees the new bytes also sees their
+        // type; a new object without bytes yet is simply absent.
+        tokio::fs::rename(meta_tmp, &meta_target)
+            .await
+            .map_err(io_err)?;
+        tokio::fs::rename(tmp, &target).await.map_err(io_err)?;
+        temp.1 = true;
+        Ok(written)
     }
 
     async fn write_files<S, E>(
@@ -306,19 +316,20 @@ impl LocalStorage {
         meta_tmp: &Path,
         content_type: &str,
         size: Option<u64>,
+        max: u64,
         body: S,
-    ) -> Result<(), UploadError>
+    ) -> Result<u64, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: Into<BodyError>,
     {
         let mut file = tokio::fs::File::create(tmp).await.map_err(io_err)?;
         let mut written: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StorageError::Backend(format!("upload aborted: {e}")))?;
+            let chunk = chunk.map_err(|e| UploadError::Body(e.into()))?;
             written += chunk.len() as u64;
-            if written > MAX_OBJECT_SIZE as u64 {
+            if written > max {
                 return Err(UploadError::TooLarge);
             }
             if size.is_some_and(|s| written > s) {
@@ -337,7 +348,7 @@ impl LocalStorage {
         })
         .map_err(|e| StorageError::Backend(e.to_string()))?;
         tokio::fs::write(meta_tmp, meta).await.map_err(io_err)?;
-        Ok(())
+        Ok(written)
     }
 
     async fn read_content_type(&self, bucket: Bucket, key: &str) -> Option<String> {
@@ -445,13 +456,25 @@ impl Storage for LocalStorage {
         let len = body.len() as u64;
         let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
         match self
-            .write_stream(bucket, key, content_type, Some(len), stream)
+            .write_stream(bucket, key, content_type, Some(len), len, stream)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(UploadError::Storage(e)) => Err(e),
             Err(e) => Err(StorageError::Backend(e.to_string())),
         }
+    }
+
+    async fn put_stream(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        body: ByteStream,
+        max: u64,
+    ) -> Result<u64, UploadError> {
+        self.write_stream(bucket, key, content_type, None, max, body)
+            .await
     }
 
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError> {
@@ -645,6 +668,7 @@ mod tests {
                 "c.bin",
                 "application/octet-stream",
                 Some(3),
+                MAX_OBJECT_SIZE as u64,
                 body,
             )
             .await;

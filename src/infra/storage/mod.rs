@@ -22,6 +22,32 @@ pub use local::{
 };
 pub use s3::S3Storage;
 
+/// A request body streamed into storage, chunk by chunk.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, BodyError>>;
+
+/// Why a streamed body stopped before its end.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyError {
+    /// The request's body limit was reached.
+    #[error("request body too large")]
+    TooLarge,
+    /// The client's body failed (disconnect, malformed framing).
+    #[error("request body aborted: {0}")]
+    Aborted(String),
+}
+
+impl From<axum::Error> for BodyError {
+    fn from(e: axum::Error) -> Self {
+        BodyError::Aborted(e.to_string())
+    }
+}
+
+impl From<std::convert::Infallible> for BodyError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
 /// Which bucket an object lives in: public (avatars, stable URLs) or private
 /// (attachments, presigned GETs only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +122,18 @@ pub trait Storage: Send + Sync {
         body: Bytes,
         content_type: &str,
     ) -> Result<(), StorageError>;
+    /// Streams `body` into a new object of at most `max` bytes and returns
+    /// its size. Bytes are counted before they are stored; on any failure
+    /// (too large, the body failed, storage failed, the call was dropped)
+    /// nothing is left behind, not even a partial multipart upload.
+    async fn put_stream(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        body: ByteStream,
+        max: u64,
+    ) -> Result<u64, UploadError>;
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError>;
     /// The stable public URL of an object in the public bucket.

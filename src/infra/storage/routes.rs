@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::local::{LocalStorage, Op, SignatureError, SignedRequest, UploadError, MAX_OBJECT_SIZE};
-use super::{Bucket, StorageError};
+use super::{BodyError, Bucket, StorageError};
 use crate::error::{error_response, AppError};
 use crate::state::AppState;
 
@@ -140,12 +140,20 @@ async fn put_object(
         }
     }
     match local
-        .write_stream(bucket, &key, content_type, size, body.into_data_stream())
+        .write_stream(
+            bucket,
+            &key,
+            content_type,
+            size,
+            MAX_OBJECT_SIZE as u64,
+            body.into_data_stream(),
+        )
         .await
     {
-        Ok(()) => Ok(StatusCode::OK.into_response()),
-        Err(UploadError::TooLarge) => Ok(too_large()),
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(UploadError::TooLarge | UploadError::Body(BodyError::TooLarge)) => Ok(too_large()),
         Err(e @ UploadError::SizeMismatch) => Err(AppError::bad_request(e.to_string())),
+        Err(UploadError::Body(_)) => Err(AppError::bad_request("Upload aborted")),
         Err(UploadError::Storage(StorageError::InvalidKey)) => {
             Err(AppError::bad_request("Invalid object key"))
         }

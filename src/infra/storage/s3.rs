@@ -5,21 +5,27 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, Attributes, ClientOptions, GetOptions, MultipartUpload, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutPayloadMut, RetryConfig,
 };
 use url::Url;
 
 use super::sigv4::{uri_encode, Presigner};
-use super::{Bucket, ObjectInfo, Storage, StorageError};
+use super::{Bucket, ByteStream, ObjectInfo, Storage, StorageError, UploadError};
 use crate::config::S3Config;
 
 /// Upper bound of one storage call, retries included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Part size of streamed uploads: S3's smallest allowed part, so one
+/// upload holds at most about this much in memory. A body that fits in one
+/// part is sent with a single PUT.
+const PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// Region used when `S3_REGION` is empty (the AWS default, and what most
 /// S3-compatible servers accept).
@@ -161,6 +167,114 @@ fn backend(e: object_store::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
+fn content_type_attributes(content_type: &str) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, content_type.to_string().into());
+    attributes
+}
+
+/// A multipart upload in progress, aborted when dropped unfinished: S3
+/// keeps (and bills) the parts of an upload nobody completes or aborts.
+struct PendingUpload(Option<Box<dyn MultipartUpload>>);
+
+impl PendingUpload {
+    async fn put_part(&mut self, part: PutPayload) -> Result<(), StorageError> {
+        let Some(upload) = self.0.as_mut() else {
+            return Err(StorageError::Backend("upload already finished".into()));
+        };
+        timed(upload.put_part(part)).await?.map_err(backend)
+    }
+
+    async fn complete(mut self) -> Result<(), StorageError> {
+        let Some(mut upload) = self.0.take() else {
+            return Err(StorageError::Backend("upload already finished".into()));
+        };
+        match timed(upload.complete()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let _ = timed(upload.abort()).await;
+                Err(backend(e))
+            }
+            Err(e) => {
+                let _ = timed(upload.abort()).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if let Some(mut upload) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = timed(upload.abort()).await.and_then(|r| r.map_err(backend)) {
+                        tracing::warn!(error = %e, "aborting an unfinished multipart upload failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Streams `body` into `path`: one PUT when it fits in [`PART_SIZE`],
+/// otherwise a multipart upload fed one part at a time (the next part is
+/// read only once the previous one is stored).
+async fn stream_into(
+    store: &AmazonS3,
+    path: &Path,
+    content_type: &str,
+    mut body: ByteStream,
+    max: u64,
+) -> Result<u64, UploadError> {
+    let mut buffer = PutPayloadMut::new();
+    let mut upload: Option<PendingUpload> = None;
+    let mut total: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        total += chunk.len() as u64;
+        if total > max {
+            return Err(UploadError::TooLarge);
+        }
+        buffer.push(chunk);
+        if buffer.content_length() >= PART_SIZE {
+            let part = std::mem::take(&mut buffer).freeze();
+            let pending = match upload.as_mut() {
+                Some(p) => p,
+                None => {
+                    let opts = PutMultipartOptions {
+                        attributes: content_type_attributes(content_type),
+                        ..PutMultipartOptions::default()
+                    };
+                    let started = timed(store.put_multipart_opts(path, opts))
+                        .await?
+                        .map_err(backend)?;
+                    upload.insert(PendingUpload(Some(started)))
+                }
+            };
+            pending.put_part(part).await?;
+        }
+    }
+    match upload {
+        Some(mut pending) => {
+            if !buffer.is_empty() {
+                pending.put_part(buffer.freeze()).await?;
+            }
+            pending.complete().await?;
+        }
+        None => {
+            let opts = PutOptions {
+                attributes: content_type_attributes(content_type),
+                ..PutOptions::default()
+            };
+            timed(store.put_opts(path, buffer.freeze(), opts))
+                .await?
+                .map_err(backend)?;
+        }
+    }
+    Ok(total)
+}
+
 #[async_trait::async_trait]
 impl Storage for S3Storage {
     async fn presign_put(
@@ -244,16 +358,26 @@ impl Storage for S3Storage {
     ) -> Result<(), StorageError> {
         let path = object_path(key)?;
         let store = &self.bucket(bucket).store;
-        let mut attributes = Attributes::new();
-        attributes.insert(Attribute::ContentType, content_type.to_string().into());
         let opts = PutOptions {
-            attributes,
+            attributes: content_type_attributes(content_type),
             ..PutOptions::default()
         };
         timed(store.put_opts(&path, PutPayload::from(body), opts))
             .await?
             .map(|_| ())
             .map_err(backend)
+    }
+
+    async fn put_stream(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        body: ByteStream,
+        max: u64,
+    ) -> Result<u64, UploadError> {
+        let path = object_path(key)?;
+        stream_into(&self.bucket(bucket).store, &path, content_type, body, max).await
     }
 
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError> {
