@@ -116,6 +116,8 @@ pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::chats::routes::routes(state))
         .merge(crate::groups::routes::routes(state))
         .merge(crate::messages::routes::routes(state))
+        .merge(crate::messages::reactions::routes::routes(state))
+        .merge(crate::messages::edits::routes::routes(state))
         .merge(crate::media::routes::routes(state))
         .merge(crate::reports::routes::routes(state))
         .merge(crate::admin::routes::routes(state))
