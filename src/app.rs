@@ -72,25 +72,28 @@ impl Server {
         let state = self.state.clone();
         let grace = state.cfg.shutdown_grace;
         let app = router(state.clone());
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        // Carries the shutdown deadline (signal time + grace) once signalled.
+        let (stop_tx, stop_rx) = watch::channel(None);
         let hub = state.hub.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: closing sockets and finishing in-flight requests");
             hub.close_all(CloseReason::Shutdown);
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
         });
         tracing::info!(addr = %self.local_addr(), "AtoiTalk API listening");
-        let serve = axum::serve(
+        let trusted = state.cfg.trusted_proxies.clone();
+        crate::http::server::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            state.cfg.listener,
+            trusted,
+            stop_rx.clone(),
         )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        });
-        serve.await?;
-        // Sockets were asked to close; give them the grace period to do so.
-        let deadline = tokio::time::Instant::now() + grace;
+        .await;
+        // Sockets were asked to close; give them until the same deadline.
+        let signalled = *stop_rx.borrow();
+        let deadline = signalled.unwrap_or_else(tokio::time::Instant::now);
         while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -113,6 +116,8 @@ pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::chats::routes::routes(state))
         .merge(crate::groups::routes::routes(state))
         .merge(crate::messages::routes::routes(state))
+        .merge(crate::messages::reactions::routes::routes(state))
+        .merge(crate::messages::edits::routes::routes(state))
         .merge(crate::media::routes::routes(state))
         .merge(crate::reports::routes::routes(state))
         .merge(crate::admin::routes::routes(state))
@@ -157,24 +162,15 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower::util::MapRequestLayer::new(
+            middleware::drop_unsafe_request_id::<axum::body::Body>,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .with_state(state)
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        // `*` with credentials is not allowed by browsers; mirror instead.
-        AllowOrigin::mirror_request()
-    } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect::<Vec<_>>(),
-        )
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
+    let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -185,6 +181,18 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         ])
         .allow_headers([header::ACCEPT, header::AUTHORIZATION, header::CONTENT_TYPE])
         .expose_headers([HeaderName::from_static("link")])
+        .max_age(Duration::from_secs(300));
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, so never with credentials: a literal `*` is what
+        // browsers accept for that, and it lends no site the user's cookies.
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    layer
+        .allow_origin(AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ))
         .allow_credentials(true)
-        .max_age(Duration::from_secs(300))
 }

@@ -59,6 +59,9 @@ pub struct SmtpConfig {
     pub from_email: String,
     pub from_name: String,
     pub send_async: bool,
+    /// `EMAIL_LOG_ONLY`: write emails (OTP codes included) to the log even
+    /// when SMTP is configured; the only way to run production without SMTP.
+    pub log_only: bool,
 }
 
 /// Google OAuth client settings and endpoints (the endpoints are configurable
@@ -129,6 +132,7 @@ pub struct Config {
     pub otp_exp_secs: i64,
     pub otp_rate_limit_secs: i64,
     pub otp_secret: String,
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
 
     pub soft_delete_retention_days: i64,
     pub media_retention_days: f64,
@@ -138,6 +142,23 @@ pub struct Config {
     pub pending_upload_sweep_cron: String,
 
     pub shutdown_grace: Duration,
+    pub listener: ListenerConfig,
+    /// Most WebSockets one user may hold across every instance (0 = no cap).
+    pub ws_max_connections_per_user: u32,
+}
+
+/// Protections of the HTTP listener (see `http::server`).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerConfig {
+    /// A request head must be complete this long after the client starts
+    /// sending it (and a new connection must deliver its first one in time).
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after
+    /// this long; also how long a stalled response write may wait.
+    pub idle_timeout: Duration,
+    /// Open TCP connections per client address (IPv6: per /64) beyond which
+    /// new ones are refused; peers in `TRUSTED_PROXY_CIDRS` are exempt. 0 = no cap.
+    pub max_connections_per_ip: usize,
 }
 
 /// Reads variables from any source: the process environment in production,
@@ -215,6 +236,13 @@ fn strip_quotes(v: String) -> String {
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(t)
         .to_string()
+}
+
+/// A whole number of seconds greater than 0.
+fn seconds(src: &VarSource<'_>, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    let v = src.parsed(name, default, "a number of seconds")?;
+    positive(name, i64::try_from(v).unwrap_or(i64::MAX))?;
+    Ok(Duration::from_secs(v))
 }
 
 fn positive(name: &'static str, v: i64) -> Result<i64, ConfigError> {
@@ -377,6 +405,7 @@ impl Config {
                 from_email: src.string("SMTP_FROM_EMAIL", ""),
                 from_name: src.string("SMTP_FROM_NAME", ""),
                 send_async: src.boolean("SMTP_ASYNC", true)?,
+                log_only: src.boolean("EMAIL_LOG_ONLY", false)?,
             },
             google: GoogleConfig {
                 client_id: src.string("GOOGLE_CLIENT_ID", ""),
@@ -415,6 +444,19 @@ impl Config {
                 v => v,
             },
             otp_secret: src.string("OTP_SECRET", INSECURE_DEFAULT_SECRET),
+            login_throttle: crate::auth::throttle::LoginThrottle {
+                after: src.parsed("LOGIN_THROTTLE_AFTER", 5u32, "a whole number")?,
+                base: Duration::from_secs(src.parsed(
+                    "LOGIN_THROTTLE_BASE_SECONDS",
+                    1u64,
+                    "a number of seconds",
+                )?),
+                max: Duration::from_secs(src.parsed(
+                    "LOGIN_THROTTLE_MAX_SECONDS",
+                    300u64,
+                    "a number of seconds",
+                )?),
+            },
             soft_delete_retention_days,
             media_retention_days,
             entity_cleanup_cron: strip_quotes(src.string("ENTITY_CLEANUP_CRON", "0 2 * * *")),
@@ -430,8 +472,23 @@ impl Config {
                 10u64,
                 "a number of seconds",
             )?),
+            listener: ListenerConfig {
+                header_read_timeout: seconds(src, "HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?,
+                idle_timeout: seconds(src, "HTTP_IDLE_TIMEOUT_SECONDS", 75)?,
+                max_connections_per_ip: src.parsed(
+                    "HTTP_MAX_CONNECTIONS_PER_IP",
+                    256usize,
+                    "a whole number (0 = no cap)",
+                )?,
+            },
+            ws_max_connections_per_user: src.parsed(
+                "WS_MAX_CONNECTIONS_PER_USER",
+                20u32,
+                "a whole number (0 = no cap)",
+            )?,
         };
         cfg.check_secrets()?;
+        cfg.check_email()?;
         Ok(cfg)
     }
 
@@ -446,6 +503,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Production without SMTP would put every OTP code in the log (anyone
+    /// reading logs could reset any password): refused unless acknowledged.
+    fn check_email(&self) -> Result<(), ConfigError> {
+        if self.app_env == AppEnv::Production && self.smtp.host.is_empty() && !self.smtp.log_only {
+            return Err(ConfigError::Insecure(
+                "SMTP_HOST is not set, so emails (OTP codes included) would be written to the \
+                 log; set SMTP_HOST, or EMAIL_LOG_ONLY=true to accept that; refusing to start \
+                 with APP_ENV=production"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start-up warnings: default secrets anywhere, and in production every
+    /// protection that is off.
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut out = self.insecure_secret_warnings();
+        if self.smtp.log_only {
+            out.push(
+                "EMAIL_LOG_ONLY=true: emails, OTP codes included, are written to the log \
+                 instead of being sent; anyone who can read the log can sign in as any user"
+                    .into(),
+            );
+        }
+        if self.app_env != AppEnv::Production {
+            return out;
+        }
+        if self.turnstile_secret_key.is_empty() {
+            out.push(
+                "TURNSTILE_SECRET_KEY is empty: captcha checks are off (any captcha_token is \
+                 accepted)"
+                    .into(),
+            );
+        }
+        if self.trusted_proxies.is_empty() {
+            out.push(
+                "TRUSTED_PROXY_CIDRS is empty: X-Forwarded-For is ignored, so behind a load \
+                 balancer every client shares its address for rate limits and the \
+                 per-IP connection cap"
+                    .into(),
+            );
+        }
+        if self.cors_allowed_origins.iter().any(|o| o == "*") {
+            out.push(
+                "APP_CORS_ALLOWED_ORIGINS is *: any website may call the API from a browser \
+                 (without credentials) and open WebSockets"
+                    .into(),
+            );
+        }
+        if self.listener.max_connections_per_ip == 0 {
+            out.push("HTTP_MAX_CONNECTIONS_PER_IP is 0: no per-address connection cap".into());
+        }
+        if self.ws_max_connections_per_user == 0 {
+            out.push("WS_MAX_CONNECTIONS_PER_USER is 0: no per-user WebSocket cap".into());
+        }
+        out
     }
 
     /// Human-readable warnings about secrets left at their public defaults.
@@ -567,8 +683,39 @@ mod tests {
             ("APP_ENV", "production"),
             ("JWT_SECRET", "a-long-random-value"),
             ("OTP_SECRET", "another-long-value"),
+            ("SMTP_HOST", "smtp.example.com"),
         ]);
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn production_needs_smtp_or_an_explicit_log_only() {
+        let secrets = [
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "a-long-random-value"),
+            ("OTP_SECRET", "another-long-value"),
+        ];
+        let err = cfg(&secrets).unwrap_err().to_string();
+        assert!(
+            err.contains("SMTP_HOST") && err.contains("EMAIL_LOG_ONLY"),
+            "{err}"
+        );
+        let mut with = secrets.to_vec();
+        with.push(("EMAIL_LOG_ONLY", "true"));
+        let c = cfg(&with).expect("acknowledged log-only email starts");
+        let warnings = c.startup_warnings().join("\n");
+        for name in [
+            "EMAIL_LOG_ONLY",
+            "TURNSTILE_SECRET_KEY",
+            "TRUSTED_PROXY_CIDRS",
+            "APP_CORS_ALLOWED_ORIGINS",
+        ] {
+            assert!(
+                warnings.contains(name),
+                "{name} not warned about: {warnings}"
+            );
+        }
+        assert!(cfg(&[("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0")]).is_err());
     }
 
     #[test]

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(atoitalk::cli::run(cli)) {
+    let result = runtime.block_on(atoitalk::cli::run(cli));
+    // Whatever is still running (a stuck blocking task) must not keep the
+    // process from exiting after shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -54,7 +54,7 @@ impl AppState {
     /// Connects to every dependency, migrates when `DB_MIGRATE=true` and
     /// starts the event-bus subscriber.
     pub async fn connect(cfg: Config) -> anyhow::Result<(Self, BackgroundStop)> {
-        for w in cfg.insecure_secret_warnings() {
+        for w in cfg.startup_warnings() {
             tracing::warn!("{w}");
         }
         let db = crate::infra::db::connect(&cfg).await?;

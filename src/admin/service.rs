@@ -14,6 +14,7 @@ use crate::auth::sessions;
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
+use crate::http::text;
 use crate::http::timestamps::rfc3339;
 use crate::realtime::event::kinds;
 use crate::realtime::{recipients, CloseReason, Event};
@@ -120,13 +121,12 @@ pub async fn ban(state: &AppState, admin: Uuid, req: BanUserRequest) -> Result<(
         .target_user_id
         .filter(|t| !t.is_nil())
         .ok_or_else(bad_request)?;
-    let reason = req.reason.unwrap_or_default();
     // A blank reason is refused (the reference stores it as ""), as are
     // texts the column cannot hold.
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_BAN_REASON || reason.contains('\0') {
-        return Err(bad_request());
-    }
+    let reason = text::free_text(req.reason.as_deref().unwrap_or_default(), MAX_BAN_REASON)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(bad_request)?;
+    let reason = reason.as_str();
     let hours = req.duration_hours.unwrap_or(0);
     if !(0..=MAX_BAN_HOURS).contains(&hours) {
         return Err(bad_request());

@@ -33,7 +33,7 @@ pub struct RegisterRequest {
     /// The emailed OTP (`mode=register`).
     #[schema(required = true, min_length = 6, max_length = 6)]
     pub code: Option<String>,
-    /// 3–100 characters after trimming.
+    /// 3–100 characters after trimming, no control characters.
     #[schema(required = true, min_length = 3, max_length = 100)]
     pub full_name: Option<String>,
     /// 8–72 characters with an upper-case letter, a lower-case letter, a

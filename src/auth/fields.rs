@@ -19,6 +19,14 @@ pub const PASSWORD_MAX_BYTES: usize = 72;
 /// `a+b@corp.com` and `a@corp.com` may be different mailboxes, and sending a
 /// code for one to the other would let a typed address claim an account it
 /// does not own. For Gmail both rewrites name the same mailbox.
+///
+/// The domain is also brought to the one form mail delivery resolves it to
+/// (issue 15, C12): one trailing dot dropped, then IDNA (UTS #46: width and
+/// compatibility folding, case, punycode to Unicode), so `x@gmail.com.`,
+/// `x@ｇmail.com` and `x@gmail.com` are one address. A local part is never
+/// rewritten that way (other servers may tell its forms apart), so one
+/// that NFKC would change is refused instead. A refused address comes back
+/// empty, which every caller's validation answers with 400.
 pub fn normalize_email(raw: &str) -> String {
     let lowered = raw.to_lowercase();
     let s = lowered.trim();
@@ -29,11 +37,31 @@ pub fn normalize_email(raw: &str) -> String {
         return s.to_string();
     }
     let (local, domain) = (&s[..at], &s[at + 1..]);
+    let Some(domain) = normalize_domain(domain) else {
+        return String::new();
+    };
+    if !unicode_normalization::is_nfkc(local) {
+        return String::new();
+    }
     if domain == "gmail.com" || domain == "googlemail.com" {
         let local = local.split('+').next().unwrap_or(local).replace('.', "");
         return format!("{local}@gmail.com");
     }
-    s.to_string()
+    format!("{local}@{domain}")
+}
+
+/// The domain as DNS resolves it, in Unicode form; `None` when IDNA refuses
+/// it (or it still ends with a dot after the one allowed is dropped).
+fn normalize_domain(domain: &str) -> Option<String> {
+    use idna::uts46::{AsciiDenyList, Hyphens, Uts46};
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if domain.is_empty() || domain.ends_with('.') {
+        return None;
+    }
+    let (mapped, result) =
+        Uts46::new().to_unicode(domain.as_bytes(), AsciiDenyList::STD3, Hyphens::Allow);
+    result.ok()?;
+    Some(mapped.into_owned())
 }
 
 /// RFC 5322-style address check applied after normalisation: dot-atom or
@@ -153,15 +181,12 @@ fn is_punct_or_symbol(c: char) -> bool {
 /// A display name: trimmed, then 3–100 characters, no control characters.
 /// Returns the trimmed name.
 pub fn full_name(raw: &str) -> Option<String> {
-    let t = raw.trim();
-    let n = t.chars().count();
-    ((3..=100).contains(&n) && !t.chars().any(char::is_control)).then(|| t.to_string())
+    crate::http::text::display_name(raw, 3, 100)
 }
 
-/// A bio: trimmed, at most 255 characters, no NUL. Empty means "no bio".
+/// A bio: trimmed free text of at most 255 characters. Empty means "no bio".
 pub fn bio(raw: &str) -> Option<String> {
-    let t = raw.trim();
-    (t.chars().count() <= 255 && !t.contains('\0')).then(|| t.to_string())
+    crate::http::text::free_text(raw, 255)
 }
 
 /// An OTP code is exactly six characters (non-digits simply never match).
@@ -187,6 +212,27 @@ mod tests {
             "first.last@corp.com"
         );
         assert_eq!(normalize_email("@x.com"), "@x.com");
+        // One address, whatever form its domain is typed in.
+        for same in [
+            "x@gmail.com.",
+            "x@ｇmail.com",
+            "X@GMAIL.COM",
+            "x@ＧＭＡＩＬ．ｃｏｍ",
+        ] {
+            assert_eq!(normalize_email(same), "x@gmail.com", "{same}");
+        }
+        assert_eq!(normalize_email("a@xn--exmple-cua.de"), "a@exämple.de");
+        assert_eq!(normalize_email("a@Exämple.de."), "a@exämple.de");
+        // Addresses that do not survive normalisation are refused.
+        for refused in [
+            "a@b.com..",
+            "a@b_c.com",
+            "ｘ@corp.com",
+            "a@xn--a.com",
+            "a@.",
+        ] {
+            assert_eq!(normalize_email(refused), "", "{refused}");
+        }
         assert_eq!(normalize_email("plain"), "plain");
     }
 

@@ -14,4 +14,5 @@ pub mod repo;
 pub mod routes;
 pub mod service;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;

@@ -170,10 +170,10 @@ pub async fn exchange(
             if let Err(e) = repo::link_google(&state.db, account.id, &info.id, &email).await {
                 tracing::warn!(error = %e, user = %account.id, "failed to link Google identity");
             }
-            return service::sign_in(state, &account);
+            return service::sign_in(state, &account).await;
         }
         match create_account(state, &email, &name, &info.id, &info.picture).await? {
-            Some(account) => return service::sign_in(state, &account),
+            Some(account) => return service::sign_in(state, &account).await,
             None => continue,
         }
     }

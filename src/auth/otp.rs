@@ -5,7 +5,8 @@
 //! `otp:<mode>:<email>` holds hex HMAC-SHA256(OTP_SECRET, code) for `OTP_EXP`
 //! seconds; `ratelimit:otp:<mode>:<email>:<scope>` (1 per window) and
 //! `ratelimit:otp_verify:<mode>:<email>:<scope>` (5 per window) limit sends
-//! and attempts per client.
+//! and attempts per client; `ratelimit:otp_client:<mode>:<email>:<scope>` and
+//! `ratelimit:otp_email:<mode>:<email>` are this service's hourly caps.
 //!
 //! Beyond the reference, two per-address guards close the gaps its limiters
 //! leave open to attackers with many IPs: at most [`SENDS_PER_HOUR`] codes per
@@ -13,6 +14,12 @@
 //! after [`MAX_FAILED_ATTEMPTS`] wrong guesses from anywhere (no distributed
 //! brute force). Codes are compared in constant time, and a code is only
 //! consumed when the operation it authorises actually happens.
+//!
+//! One client may spend only [`CLIENT_SENDS_PER_HOUR`] of an address's hourly
+//! sends, and its refused requests never reach the address counter, so a
+//! stranger requesting codes for someone else's address cannot use up the
+//! owner's budget (it takes several clients, each solving the captcha when
+//! one is configured).
 
 use std::time::Duration;
 
@@ -30,6 +37,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Codes a single address may be sent per mode and hour, from all clients.
 pub const SENDS_PER_HOUR: u64 = 10;
+/// Codes one client may request per address and mode per hour: a small
+/// share of [`SENDS_PER_HOUR`], so no single client locks the owner out.
+pub const CLIENT_SENDS_PER_HOUR: u64 = 3;
 /// Wrong guesses (from any client) after which the current code is void.
 pub const MAX_FAILED_ATTEMPTS: i64 = 10;
 /// Verification attempts per client, address and window.
@@ -114,35 +124,37 @@ fn window(state: &AppState) -> Duration {
     Duration::from_secs(state.cfg.otp_rate_limit_secs.max(1) as u64)
 }
 
-/// Counts one send for `email`: per client (1 per window) and per address
-/// (a few per hour). Both are consumed before the caller decides whether
-/// the address gets a code, so answers do not reveal whether it exists.
+/// Counts one send for `email`: per client (1 per window and
+/// [`CLIENT_SENDS_PER_HOUR`] per hour), then, only when the client is within
+/// both, per address ([`SENDS_PER_HOUR`]). They are consumed before the
+/// caller decides whether the address gets a code, so answers do not reveal
+/// whether it exists.
 pub async fn check_send_limits(
     state: &AppState,
     mode: Mode,
     email: &str,
     scope: &str,
 ) -> Result<(), AppError> {
-    let key = state
-        .redis
-        .key(&format!("ratelimit:otp:{}:{email}:{scope}", mode.as_str()));
-    let v = rate_limit::hit(&state.redis, &key, 1, window(state))
+    let hour = Duration::from_secs(3600);
+    let key = |name: &str, tail: &str| {
+        state
+            .redis
+            .key(&format!("ratelimit:{name}:{}:{email}{tail}", mode.as_str()))
+    };
+    let tail = format!(":{scope}");
+    let client = [
+        (key("otp", &tail), 1, window(state)),
+        (key("otp_client", &tail), CLIENT_SENDS_PER_HOUR, hour),
+    ];
+    let verdicts = rate_limit::hit_many(&state.redis, &client)
         .await
         .map_err(unavailable)?;
-    if !v.allowed {
+    if let Some(v) = verdicts.iter().find(|v| !v.allowed) {
         return Err(try_again(v.reset_ms));
     }
-    let key = state
-        .redis
-        .key(&format!("ratelimit:otp_email:{}:{email}", mode.as_str()));
-    let v = rate_limit::hit(
-        &state.redis,
-        &key,
-        SENDS_PER_HOUR,
-        Duration::from_secs(3600),
-    )
-    .await
-    .map_err(unavailable)?;
+    let v = rate_limit::hit(&state.redis, &key("otp_email", ""), SENDS_PER_HOUR, hour)
+        .await
+        .map_err(unavailable)?;
     if !v.allowed {
         return Err(try_again(v.reset_ms));
     }

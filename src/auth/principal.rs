@@ -59,12 +59,12 @@ pub async fn authenticate(
             }
         }
     };
-    match sessions::token_state(redis, token, claims.user_id).await {
-        Ok((true, _)) => return Err(AppError::Unauthorized("Token has been revoked".into())),
-        Ok((false, Some(revoked_ms))) if claims.issued_at_ms() <= revoked_ms => {
-            return Err(AppError::unauthorized())
+    match sessions::token_state(redis, token, &claims).await {
+        Ok(sessions::TokenState::LoggedOut) => {
+            return Err(AppError::Unauthorized("Token has been revoked".into()))
         }
-        Ok(_) => {}
+        Ok(sessions::TokenState::Revoked) => return Err(AppError::unauthorized()),
+        Ok(sessions::TokenState::Live) => {}
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
             return Err(AppError::unavailable("Session service unavailable"));

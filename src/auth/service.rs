@@ -12,7 +12,7 @@ use super::dto::{
 use super::otp::{self, Mode};
 use super::principal::Principal;
 use super::repo::{self, Account};
-use super::{fields, passwords, sessions, tokens};
+use super::{fields, passwords, sessions, throttle, tokens};
 use crate::error::AppError;
 use crate::realtime::CloseReason;
 use crate::state::AppState;
@@ -44,10 +44,22 @@ pub fn ip_scope(state: &AppState, ip: Option<IpAddr>) -> String {
     otp::scope(&state.cfg.otp_secret, ip.map(|i| i.to_string()).as_deref())
 }
 
-/// Signs `account` in: a fresh token and the response body.
-pub fn sign_in(state: &AppState, account: &Account) -> Result<AuthResponse, AppError> {
-    let token = tokens::issue(&state.cfg.jwt_secret, state.cfg.jwt_exp_secs, account.id)
-        .map_err(|e| AppError::Internal(e.into()))?;
+/// Signs `account` in: a fresh token bound to the current revoke-all
+/// marker, and the response body.
+pub async fn sign_in(state: &AppState, account: &Account) -> Result<AuthResponse, AppError> {
+    let marker = sessions::current_marker(&state.redis, account.id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session store unavailable");
+            AppError::unavailable("Session service unavailable")
+        })?;
+    let token = tokens::issue_bound(
+        &state.cfg.jwt_secret,
+        state.cfg.jwt_exp_secs,
+        account.id,
+        marker.as_deref(),
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
     Ok(AuthResponse {
         token,
         user: AuthUser {
@@ -83,6 +95,8 @@ pub async fn check_sign_in_ban(state: &AppState, account: &Account) -> Result<()
 /// `POST /api/auth/login`. As in the reference, the password must pass the
 /// password rule (§9.3) before any lookup: one that cannot be a valid
 /// password is a 400 `Bad Request`; only a well-formed wrong one is a 401.
+/// Attempts per account are throttled ([`throttle`]): 429 while a delay
+/// runs.
 pub async fn login(
     state: &AppState,
     req: LoginRequest,
@@ -98,6 +112,7 @@ pub async fn login(
         return Err(bad_request());
     }
     check_captcha(state, &captcha, ip).await?;
+    throttle::begin_attempt(state, &email).await?;
     let account = repo::find_by_email(&state.db, &email).await?;
     let Some(account) = account else {
         // Same cost as a real check, so response times do not reveal accounts.
@@ -111,8 +126,9 @@ pub async fn login(
     if !passwords::verify(&password, hash).await {
         return Err(AppError::unauthorized());
     }
+    throttle::succeeded(state, &email).await;
     check_sign_in_ban(state, &account).await?;
-    sign_in(state, &account)
+    sign_in(state, &account).await
 }
 
 /// `POST /api/auth/register`. The OTP is checked first but only spent when
@@ -183,7 +199,7 @@ pub async fn register(
         banned_until: None,
         avatar_file: None,
     };
-    sign_in(state, &account)
+    sign_in(state, &account).await
 }
 
 /// `POST /api/auth/reset-password`: new password, every session revoked.

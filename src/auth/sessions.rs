@@ -38,13 +38,22 @@ pub fn parse_marker(value: &str) -> Option<i64> {
     Some(if n < 1_000_000_000_000 { n * 1000 } else { n })
 }
 
-/// What Redis knows about a verified token: whether it was logged out and
-/// the user's latest revoke-all time (ms). One round trip.
+/// The user's current revoke-all marker, which new tokens are bound to.
+pub async fn current_marker(redis: &Redis, user: Uuid) -> Result<Option<String>, RedisUnavailable> {
+    let mut c = redis.conn();
+    let marker: Option<String> = c.get(redis.key(&format!("revoked_user:{user}"))).await?;
+    Ok(marker)
+}
+
+/// Whether a verified token was revoked: logged out (blacklisted), or
+/// issued before the user's latest revoke-all (see [`super::tokens`]: a
+/// bound token by its marker, an unbound one by issue time). One round trip.
 pub async fn token_state(
     redis: &Redis,
     token: &str,
-    user: Uuid,
-) -> Result<(bool, Option<i64>), RevocationError> {
+    claims: &super::tokens::Claims,
+) -> Result<TokenState, RevocationError> {
+    let user = claims.user_id;
     let mut c = redis.conn();
     let (blacklisted, marker): (bool, Option<String>) = redis::pipe()
         .exists(redis.key(&format!("blacklist:{token}")))
@@ -52,11 +61,31 @@ pub async fn token_state(
         .query_async(&mut c)
         .await
         .map_err(|e| RevocationError::Redis(e.into()))?;
-    let revoked = match marker {
-        None => None,
-        Some(s) => Some(parse_marker(&s).ok_or(RevocationError::BadMarker)?),
+    if blacklisted {
+        return Ok(TokenState::LoggedOut);
+    }
+    let revoked = match (marker, &claims.rev) {
+        (None, _) => false,
+        (Some(m), Some(rev)) => &m != rev,
+        (Some(m), None) => {
+            claims.issued_at_ms() <= parse_marker(&m).ok_or(RevocationError::BadMarker)?
+        }
     };
-    Ok((blacklisted, revoked))
+    Ok(if revoked {
+        TokenState::Revoked
+    } else {
+        TokenState::Live
+    })
+}
+
+/// What [`token_state`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Live,
+    /// Logged out: `Token has been revoked`.
+    LoggedOut,
+    /// Issued before a revoke-all: plain `Unauthorized`.
+    Revoked,
 }
 
 /// Revocation lookup failures.

@@ -1,5 +1,14 @@
 //! JWTs with the reference's claim names (`user_id`, `iat_ms`, `iat`, `exp`,
 //! `iss`), so tokens minted by either implementation verify in both.
+//!
+//! Sign-in tokens of this service also carry `rev`: the user's revoke-all
+//! marker when the token was issued (`""` when there was none). Revoke-all
+//! replaces the marker, so such a token is revoked exactly when the marker
+//! changed, whatever the issuing instance's clock said (issue 15, C11).
+//! Tokens without `rev` (the reference's, older ones) are revoked by issue
+//! time, and refused when that time is more than [`MAX_FUTURE_SKEW_MS`]
+//! ahead: a clock running ahead would otherwise mint tokens that outlive
+//! a revoke-all.
 
 use std::collections::HashSet;
 
@@ -19,7 +28,13 @@ pub struct Claims {
     pub exp: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// The revoke-all marker the token was issued under (see the module doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
 }
+
+/// How far in the future a token without `rev` may claim to be issued.
+pub const MAX_FUTURE_SKEW_MS: i64 = 2000;
 
 impl Claims {
     /// Issue time used for revocation: `iat_ms` when set, else `iat` seconds.
@@ -40,12 +55,35 @@ pub enum TokenError {
     Expired,
     #[error("token has no issue time")]
     NoIssueTime,
+    #[error("token issued in the future")]
+    IssuedInFuture,
     #[error("token signing failed: {0}")]
     Signing(String),
 }
 
-/// Mints a token for `user_id`, valid for `exp_secs`.
+/// Mints a token for `user_id`, valid for `exp_secs`, in the reference's
+/// shape (no `rev`: revoked by issue time).
 pub fn issue(secret: &str, exp_secs: i64, user_id: Uuid) -> Result<String, TokenError> {
+    mint(secret, exp_secs, user_id, None)
+}
+
+/// Mints a sign-in token bound to the user's current revoke-all `marker`
+/// (`None` when there is none).
+pub fn issue_bound(
+    secret: &str,
+    exp_secs: i64,
+    user_id: Uuid,
+    marker: Option<&str>,
+) -> Result<String, TokenError> {
+    mint(secret, exp_secs, user_id, Some(marker.unwrap_or_default()))
+}
+
+fn mint(
+    secret: &str,
+    exp_secs: i64,
+    user_id: Uuid,
+    rev: Option<&str>,
+) -> Result<String, TokenError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let iat = now_ms / 1000;
     let claims = Claims {
@@ -54,6 +92,7 @@ pub fn issue(secret: &str, exp_secs: i64, user_id: Uuid) -> Result<String, Token
         iat: Some(iat),
         exp: Some(iat + exp_secs),
         iss: Some("AtoiTalkAPI".into()),
+        rev: rev.map(str::to_string),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -64,7 +103,8 @@ pub fn issue(secret: &str, exp_secs: i64, user_id: Uuid) -> Result<String, Token
 }
 
 /// Verifies signature (any HMAC algorithm), `exp` (when present, no leeway),
-/// `nbf` (when present) and the presence of `iat`.
+/// `nbf` (when present), the presence of `iat`, and for tokens without
+/// `rev` an issue time at most [`MAX_FUTURE_SKEW_MS`] ahead.
 pub fn verify(secret: &str, token: &str) -> Result<Claims, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -84,10 +124,14 @@ pub fn verify(secret: &str, token: &str) -> Result<Claims, TokenError> {
     if claims.iat.is_none() && claims.iat_ms.is_none() {
         return Err(TokenError::NoIssueTime);
     }
+    let now = chrono::Utc::now();
     if let Some(exp) = claims.exp {
-        if chrono::Utc::now().timestamp() >= exp {
+        if now.timestamp() >= exp {
             return Err(TokenError::Expired);
         }
+    }
+    if claims.rev.is_none() && claims.issued_at_ms() > now.timestamp_millis() + MAX_FUTURE_SKEW_MS {
+        return Err(TokenError::IssuedInFuture);
     }
     Ok(claims)
 }
@@ -119,6 +163,7 @@ mod tests {
             iat: Some(1_700_000_000),
             exp: None,
             iss: None,
+            rev: None,
         };
         assert_eq!(c.issued_at_ms(), 1_700_000_000_501);
     }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::http::pagination;
 use crate::infra::storage::Storage;
 use crate::messages::dto::{format_ts, MessageResponse, DELETED_USER};
 
@@ -279,9 +280,17 @@ pub fn encode_chat_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(format!("{},{}", at.timestamp_micros(), id))
 }
 
-/// Decodes a chat-list cursor; `None` when malformed (the list then starts
-/// from the first page, as the reference does).
-pub fn decode_chat_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
+/// Decodes a chat-list cursor; `Ok(None)` when malformed (the list then
+/// starts from the first page, as the reference does), 400 `Invalid cursor
+/// format` when well-formed but out of the database's range.
+pub fn decode_chat_cursor(raw: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, AppError> {
+    let Some((micros, id)) = chat_cursor_parts(raw) else {
+        return Ok(None);
+    };
+    Ok(Some((pagination::cursor_micros(micros)?, id)))
+}
+
+fn chat_cursor_parts(raw: &str) -> Option<(i64, Uuid)> {
     let bytes = base64::engine::general_purpose::URL_SAFE
         .decode(raw.trim())
         .ok()?;
@@ -291,8 +300,7 @@ pub fn decode_chat_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     if parts.next().is_some() {
         return None;
     }
-    let at = DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?;
-    Some((at, Uuid::try_parse(id).ok()?))
+    Some((micros.parse().ok()?, Uuid::try_parse(id).ok()?))
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE`/`ILIKE` pattern and wraps it as a
@@ -319,10 +327,13 @@ mod tests {
         let at = DateTime::<Utc>::from_timestamp_micros(1_780_000_000_123_456).unwrap();
         let id = Uuid::now_v7();
         let c = encode_chat_cursor(at, id);
-        assert_eq!(decode_chat_cursor(&c), Some((at, id)));
-        assert_eq!(decode_chat_cursor("bukan-base64-valid"), None);
+        assert_eq!(decode_chat_cursor(&c).unwrap(), Some((at, id)));
+        assert_eq!(decode_chat_cursor("bukan-base64-valid").unwrap(), None);
         let three = base64::engine::general_purpose::URL_SAFE.encode(format!("1,{id},x"));
-        assert_eq!(decode_chat_cursor(&three), None);
+        assert_eq!(decode_chat_cursor(&three).unwrap(), None);
+        let far =
+            base64::engine::general_purpose::URL_SAFE.encode(format!("-8000000000000000000,{id}"));
+        assert!(decode_chat_cursor(&far).is_err());
     }
 
     #[test]

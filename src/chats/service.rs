@@ -123,7 +123,10 @@ pub async fn list(
     let limit = q.limit()?;
     let query = query.trim();
     let like = (!query.is_empty()).then(|| like_substring(query));
-    let cursor = q.non_empty("cursor").and_then(decode_chat_cursor);
+    let cursor = match q.non_empty("cursor") {
+        Some(raw) => decode_chat_cursor(raw)?,
+        None => None,
+    };
     let mut rows = repo::list_page(&state.db, me, cursor, like.as_deref(), limit + 1).await?;
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::http::multipart::TextFields;
+use crate::http::pagination;
 use crate::infra::storage::Storage;
 
 /// Group names: 3–100 code points (after trimming, see `service`).
@@ -28,7 +29,7 @@ pub const QUERY_MAX_CHARS: usize = 100;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = model::CreateGroupChatRequest)]
 pub struct CreateGroupChatRequest {
-    /// 3–100 characters after trimming.
+    /// 3–100 characters after trimming, no control characters.
     #[serde(default)]
     #[schema(required = true, min_length = 3, max_length = 100)]
     pub name: Option<String>,
@@ -54,7 +55,7 @@ pub struct CreateGroupChatRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = model::UpdateGroupChatRequest)]
 pub struct UpdateGroupChatRequest {
-    /// 3–100 characters after trimming.
+    /// 3–100 characters after trimming, no control characters.
     #[serde(default)]
     #[schema(min_length = 3, max_length = 100)]
     pub name: Option<String>,
@@ -336,11 +337,13 @@ pub fn encode_member_cursor(joined_at: DateTime<Utc>, id: Uuid) -> String {
     ))
 }
 
-/// Decodes a member-list cursor; `None` when malformed.
+/// Decodes a member-list cursor (user and admin lists); `None` when
+/// malformed or out of the database's range.
 pub fn decode_member_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let text = b64_decode(raw)?;
     let (at, id) = text.rsplit_once('|')?;
     let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+    let at = pagination::cursor_time(at).ok()?;
     Some((at, Uuid::try_parse(id).ok()?))
 }
 
@@ -373,15 +376,20 @@ pub fn encode_public_cursor(cursor: &PublicCursor) -> String {
 
 /// Decodes a public-directory cursor for `sort`. Split at the LAST
 /// delimiter (the id never contains one), so names containing `|||` page
-/// correctly, unlike the reference. `None` when malformed.
-pub fn decode_public_cursor(raw: &str, sort: PublicSort) -> Option<PublicCursor> {
-    let text = b64_decode(raw)?;
-    let (left, id) = text.rsplit_once(PUBLIC_DELIMITER)?;
-    let id = Uuid::try_parse(id).ok()?;
-    match sort {
-        PublicSort::Name => Some(PublicCursor::Name(left.to_string(), id)),
-        PublicSort::MemberCount => Some(PublicCursor::MemberCount(left.parse().ok()?, id)),
-    }
+/// correctly, unlike the reference. 400 `Bad Request` when malformed, 400
+/// `Invalid cursor format` when out of the database's range.
+pub fn decode_public_cursor(raw: &str, sort: PublicSort) -> Result<PublicCursor, AppError> {
+    let bad = || AppError::bad_request("Bad Request");
+    let text = b64_decode(raw).ok_or_else(bad)?;
+    let (left, id) = text.rsplit_once(PUBLIC_DELIMITER).ok_or_else(bad)?;
+    let id = Uuid::try_parse(id).map_err(|_| bad())?;
+    Ok(match sort {
+        PublicSort::Name => PublicCursor::Name(pagination::cursor_text(left)?.to_string(), id),
+        PublicSort::MemberCount => {
+            let n = left.parse().map_err(|_| bad())?;
+            PublicCursor::MemberCount(pagination::cursor_count(n)?, id)
+        }
+    })
 }
 
 /// A `LIKE` prefix pattern for `q` (wildcards and the escape escaped).
@@ -430,16 +438,27 @@ mod tests {
         let id = Uuid::now_v7();
         let c = PublicCursor::Name("a|||b".into(), id);
         assert_eq!(
-            decode_public_cursor(&encode_public_cursor(&c), PublicSort::Name),
+            decode_public_cursor(&encode_public_cursor(&c), PublicSort::Name).ok(),
             Some(c)
         );
         let n = PublicCursor::MemberCount(7, id);
         let raw = encode_public_cursor(&n);
-        assert_eq!(decode_public_cursor(&raw, PublicSort::MemberCount), Some(n));
+        assert_eq!(
+            decode_public_cursor(&raw, PublicSort::MemberCount).ok(),
+            Some(n)
+        );
         // A name cursor is not a count cursor.
         let named = encode_public_cursor(&PublicCursor::Name("x".into(), id));
-        assert_eq!(decode_public_cursor(&named, PublicSort::MemberCount), None);
-        assert_eq!(decode_public_cursor("%%%", PublicSort::Name), None);
+        let message = |raw: &str, sort| decode_public_cursor(raw, sort).unwrap_err().to_string();
+        assert_eq!(message(&named, PublicSort::MemberCount), "Bad Request");
+        assert_eq!(message("%%%", PublicSort::Name), "Bad Request");
+        let nul = b64_encode(&format!("a\0b|||{id}"));
+        assert_eq!(message(&nul, PublicSort::Name), "Invalid cursor format");
+        let min = b64_encode(&format!("{}|||{id}", i64::MIN));
+        assert_eq!(
+            message(&min, PublicSort::MemberCount),
+            "Invalid cursor format"
+        );
     }
 
     #[test]

@@ -28,6 +28,25 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
     next.run(req).await
 }
 
+/// Removes a client `X-Request-Id` that is not `[A-Za-z0-9._-]{1,64}`, so
+/// the id layer generates a fresh one: the id is echoed and logged, and a
+/// crafted one could forge fields in the text log format.
+pub fn drop_unsafe_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let safe = |v: &[u8]| {
+        (1..=64).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let headers = req.headers_mut();
+    let ids = headers.get_all("x-request-id");
+    let mut ids = ids.iter();
+    let keep = matches!((ids.next(), ids.next()), (Some(v), None) if safe(v.as_bytes()));
+    if !keep {
+        headers.remove("x-request-id");
+    }
+    req
+}
+
 /// 404 for unknown routes, in the envelope.
 pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "Not Found")

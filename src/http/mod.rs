@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client_ip;
+pub mod conn;
 pub mod health;
 pub mod json;
 pub mod middleware;
@@ -14,4 +15,6 @@ pub mod path;
 pub mod rate_limit;
 pub mod response;
 pub mod routing;
+pub mod server;
+pub mod text;
 pub mod timestamps;

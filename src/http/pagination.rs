@@ -3,6 +3,7 @@
 //! contract's `limit` rules and the base64url (padded) UUID cursors.
 
 use base64::Engine;
+use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 
 use super::response::PageMeta;
@@ -72,6 +73,46 @@ pub fn decode_uuid_cursor(raw: Option<&str>) -> Option<Uuid> {
         .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     Uuid::try_parse(text.trim()).ok()
+}
+
+/// 400 `Invalid cursor format`: a cursor that decodes but holds a value the
+/// database cannot compare with (issue 15, D13).
+pub fn invalid_cursor() -> AppError {
+    AppError::bad_request("Invalid cursor format")
+}
+
+/// Longest text a cursor may carry (names are far shorter).
+const CURSOR_TEXT_MAX: usize = 1000;
+
+/// A cursor timestamp within PostgreSQL's and RFC 3339's years (1–9999).
+pub fn cursor_time(t: DateTime<Utc>) -> Result<DateTime<Utc>, AppError> {
+    if (1..=9999).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(invalid_cursor())
+    }
+}
+
+/// A cursor timestamp in Unix microseconds, range-checked.
+pub fn cursor_micros(micros: i64) -> Result<DateTime<Utc>, AppError> {
+    cursor_time(DateTime::from_timestamp_micros(micros).ok_or_else(invalid_cursor)?)
+}
+
+/// A cursor text PostgreSQL can bind: no NUL, at most 1,000 characters.
+pub fn cursor_text(s: &str) -> Result<&str, AppError> {
+    if s.contains('\0') || s.chars().count() > CURSOR_TEXT_MAX {
+        return Err(invalid_cursor());
+    }
+    Ok(s)
+}
+
+/// A cursor count within an `int` column's range (never negative).
+pub fn cursor_count(n: i64) -> Result<i64, AppError> {
+    if (0..=i64::from(i32::MAX)).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid_cursor())
+    }
 }
 
 /// A search text from the query string: at most `max` characters and no
@@ -155,6 +196,19 @@ mod tests {
         assert_eq!(decode_uuid_cursor(Some("bukan-base64-valid")), None);
         assert_eq!(decode_uuid_cursor(Some(&encode_cursor("nope"))), None);
         assert_eq!(decode_uuid_cursor(None), None);
+    }
+
+    #[test]
+    fn cursor_values_are_range_checked() {
+        assert!(cursor_micros(-8_000_000_000_000_000_000).is_err());
+        assert!(cursor_micros(i64::MIN).is_err());
+        assert!(cursor_micros(1_700_000_000_000_000).is_ok());
+        assert!(cursor_text("a\0b").is_err());
+        assert!(cursor_text(&"x".repeat(1001)).is_err());
+        assert_eq!(cursor_text("Group").unwrap(), "Group");
+        assert!(cursor_count(i64::MIN).is_err());
+        assert!(cursor_count(-1).is_err());
+        assert_eq!(cursor_count(3).unwrap(), 3);
     }
 
     #[test]

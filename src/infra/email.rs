@@ -35,7 +35,7 @@ pub trait Mailer: Send + Sync {
 
 /// Builds the SMTP mailer, or the log mailer when `SMTP_HOST` is empty.
 pub fn build(cfg: &SmtpConfig) -> anyhow::Result<Arc<dyn Mailer>> {
-    if cfg.host.is_empty() {
+    if cfg.host.is_empty() || cfg.log_only {
         return Ok(Arc::new(LogMailer));
     }
     Ok(Arc::new(SmtpMailer::new(cfg)?))

@@ -102,6 +102,11 @@ pub struct MessageResponse {
     /// Only on the system messages of add / join / leave / kick.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_count: Option<i64>,
+    /// Extension: reactions in order of first use (`me`: the caller
+    /// reacted); `[]` when none. Absent from chat-list previews.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reactions: Option<Vec<crate::messages::reactions::dto::ReactionSummary>>,
 }
 
 /// How `action_data` user references are rendered.
@@ -124,6 +129,8 @@ pub struct RenderOpts {
     pub sender_role: bool,
     pub sender_avatar: bool,
     pub enrich: Enrich,
+    /// Carry `reactions` (`[]`; readers fill them in).
+    pub reactions: bool,
 }
 
 impl RenderOpts {
@@ -133,6 +140,7 @@ impl RenderOpts {
         sender_role: true,
         sender_avatar: true,
         enrich: Enrich::Full,
+        reactions: true,
     };
     /// `last_message` of chat list / detail: no reply preview, no role.
     pub const PREVIEW: RenderOpts = RenderOpts {
@@ -140,6 +148,7 @@ impl RenderOpts {
         sender_role: false,
         sender_avatar: true,
         enrich: Enrich::Full,
+        reactions: false,
     };
     /// System messages returned by group actions (add, kick, role, ...).
     pub const SYSTEM_ACTION: RenderOpts = RenderOpts {
@@ -147,6 +156,7 @@ impl RenderOpts {
         sender_role: true,
         sender_avatar: false,
         enrich: Enrich::TargetNameOnly,
+        reactions: true,
     };
 }
 
@@ -348,6 +358,7 @@ impl MessageResponse {
                 row.edited_at.map(format_ts)
             },
             member_count: None,
+            reactions: opts.reactions.then(Vec::new),
         }
     }
 }

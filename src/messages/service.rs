@@ -16,6 +16,7 @@ use super::dto::{
     MessageResponse, RenderOpts, SendMessageRequest, MAX_CONTENT_CHARS,
 };
 use super::ordering::{next_message_id, ChatOrderGuard};
+use super::reactions::service as reactions;
 use super::repo::{self, NewMessage};
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
@@ -107,12 +108,30 @@ pub async fn publish_to_chat(
     kind: &'static str,
     payload: impl Serialize,
 ) {
+    publish_to_chat_personalised(state, conn, chat_id, sender, kind, payload, |_, _| {}).await
+}
+
+/// As [`publish_to_chat`], with `personalise` adjusting each recipient's
+/// copy of the payload (the `me` of reactions).
+pub async fn publish_to_chat_personalised(
+    state: &AppState,
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    sender: Option<Uuid>,
+    kind: &'static str,
+    payload: impl Serialize,
+    personalise: impl Fn(Uuid, &mut Value),
+) {
     match repo::message_recipients(conn, chat_id, sender).await {
         Ok(recipients) => {
             let event = Event::new(kind, payload, Some(chat_id), sender);
             let items = recipients
                 .into_iter()
-                .map(|(user, unread)| (user, event.with_unread(unread)))
+                .map(|(user, unread)| {
+                    let mut e = event.with_unread(unread);
+                    personalise(user, &mut e.payload);
+                    (user, e)
+                })
                 .collect();
             state.bus.to_each(items).await;
         }
@@ -209,20 +228,7 @@ async fn send_locked(
     if !ctx.is_member {
         return Err(AppError::forbidden("Forbidden"));
     }
-    if ctx.is_private() {
-        if !ctx.other_exists {
-            return Err(AppError::forbidden("User does not exist"));
-        }
-        if ctx.other_deleted {
-            return Err(AppError::forbidden("User is deleted"));
-        }
-        if ctx.other_banned {
-            return Err(AppError::forbidden("User is currently suspended/banned"));
-        }
-        if ctx.blocked {
-            return Err(AppError::forbidden("Forbidden"));
-        }
-    }
+    super::access::check_private_write(&ctx)?;
     if let Some(reply) = input.reply_to_id {
         if !repo::can_reply_to(&mut tx, chat_id, reply).await? {
             return Err(AppError::bad_request("Cannot reply to this message"));
@@ -367,8 +373,12 @@ async fn edit_locked(
     let unchanged = content == st.content.clone().unwrap_or_default() && wanted == current;
     if unchanged {
         tx.commit().await?;
-        return load_one(conn, state, message_id, RenderOpts::FULL).await;
+        let mut msg = load_one(conn, state, message_id, RenderOpts::FULL).await?;
+        reactions::fill(conn, std::slice::from_mut(&mut msg), me).await?;
+        return Ok(msg);
     }
+    // The version being replaced goes to the edit history first.
+    super::edits::repo::record(&mut tx, message_id, st.now).await?;
     let removed: Vec<Uuid> = current.difference(&wanted).copied().collect();
     let added: Vec<Uuid> = wanted.difference(&current).copied().collect();
     if !removed.is_empty() {
@@ -383,14 +393,18 @@ async fn edit_locked(
     repo::update_content(&mut tx, message_id, &content, st.now).await?;
     tx.commit().await?;
 
-    let msg = load_one(conn, state, message_id, RenderOpts::FULL).await?;
-    publish_to_chat(
+    let mut msg = load_one(conn, state, message_id, RenderOpts::FULL).await?;
+    // Each recipient's copy carries their own `me`.
+    let reactors = crate::messages::reactions::repo::reactors(conn, message_id).await?;
+    msg.reactions = Some(reactions::for_viewer(&reactors, me));
+    publish_to_chat_personalised(
         state,
         conn,
         st.chat_id,
         Some(me),
         kinds::MESSAGE_UPDATE,
         &msg,
+        |user, payload| reactions::personalise(payload, &reactors, user),
     )
     .await;
     Ok(msg)
@@ -440,6 +454,7 @@ async fn delete_locked(
         return Err(AppError::bad_request("Message already deleted"));
     }
     repo::soft_delete(&mut tx, message_id, st.now).await?;
+    super::edits::repo::forget(&mut tx, message_id).await?;
     tx.commit().await?;
     publish_to_chat(
         state,
@@ -579,5 +594,6 @@ pub async fn history(
     for row in rows.drain(..) {
         data.push(MessageResponse::render(row, state.storage.as_ref(), RenderOpts::FULL).await);
     }
+    reactions::fill(&mut conn, &mut data, me).await?;
     Ok(Page { data, meta })
 }

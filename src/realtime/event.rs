@@ -59,6 +59,8 @@ pub mod kinds {
     pub const MESSAGE_NEW: &str = "message.new";
     pub const MESSAGE_UPDATE: &str = "message.update";
     pub const MESSAGE_DELETE: &str = "message.delete";
+    /// Extension (issue 17).
+    pub const MESSAGE_REACTION: &str = "message.reaction";
     pub const CHAT_NEW: &str = "chat.new";
     pub const CHAT_READ: &str = "chat.read";
     pub const CHAT_HIDE: &str = "chat.hide";

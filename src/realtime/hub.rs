@@ -208,6 +208,11 @@ impl Hub {
         self.lock().contains_key(&user_id)
     }
 
+    /// Number of open connections of `user_id` on this instance.
+    pub fn user_connection_count(&self, user_id: Uuid) -> usize {
+        self.lock().get(&user_id).map_or(0, HashMap::len)
+    }
+
     /// Number of open connections on this instance.
     pub fn connection_count(&self) -> usize {
         self.lock().values().map(HashMap::len).sum()

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod docs;
 pub mod event;
 pub mod hub;
+pub mod inbound;
 pub mod presence;
 pub mod recipients;
 pub mod typing;

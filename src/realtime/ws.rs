@@ -15,7 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::hub::{CloseReason, Registration};
+use super::inbound::{Allowance, Verdict, FLOOD_CLOSE};
+use super::presence::SocketSlot;
 use crate::auth::principal;
+use crate::error::AppError;
 use crate::http::{rate_limit, routing};
 use crate::state::AppState;
 
@@ -29,6 +32,11 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 2048;
 /// Largest accepted client message.
 pub const MAX_INBOUND: usize = 512;
+/// Close code and reason when the token the socket was opened with expires.
+const TOKEN_EXPIRED: (u16, &str) = (4001, "token expired");
+/// Pongs renew presence at most this often (a pong flood must not become
+/// a Redis flood).
+const PRESENCE_EVERY: Duration = Duration::from_secs(10);
 
 /// The `/ws` route: public, counted per IP against `ws_connect`.
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
@@ -50,7 +58,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         (status = 400, description = "Not a WebSocket upgrade request", body = String, content_type = "text/plain"),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::response::schema::ErrorBody),
         (status = 403, description = "Origin not allowed", body = String, content_type = "text/plain"),
-        (status = 429, description = "Too many connection attempts from this IP", body = crate::http::response::schema::ErrorBody),
+        (status = 429, description = "Too many connection attempts from this IP, or the user already holds `WS_MAX_CONNECTIONS_PER_USER` sockets (extension)", body = crate::http::response::schema::ErrorBody),
         (status = 503, description = "Redis or PostgreSQL is unreachable", body = crate::http::response::schema::ErrorBody)
     ))]
 pub async fn ws_handler(
@@ -90,6 +98,14 @@ pub async fn ws_handler(
         }
     };
     let user_id = principal.user_id;
+    let slot = match reserve_slot(&state, user_id).await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let expires_at = principal.claims.exp.map(|exp| {
+        let left_ms = exp.saturating_mul(1000) - chrono::Utc::now().timestamp_millis();
+        Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
+    });
     let session = super::hub::session_id(&principal.token);
     upgrade
         // Small socket buffers keep an idle connection cheap (tungstenite's
@@ -107,11 +123,38 @@ pub async fn ws_handler(
             } else {
                 state.presence.refresh(user_id).await;
             }
-            run_connection(&state, socket, reg).await;
+            run_connection(&state, socket, reg, slot.as_ref(), expires_at).await;
             if state.hub.unregister(user_id, conn_id) {
                 state.presence.disconnected(user_id).await;
             }
         })
+}
+
+/// A place under the per-user socket cap, counted on every instance; when
+/// Redis cannot answer, this instance's own sockets are counted instead.
+async fn reserve_slot(
+    state: &AppState,
+    user_id: uuid::Uuid,
+) -> Result<Option<SocketSlot>, AppError> {
+    let max = state.cfg.ws_max_connections_per_user;
+    if max == 0 {
+        return Ok(None);
+    }
+    let too_many = || AppError::TooManyRequests {
+        message: format!("Too many open connections for this user (at most {max})"),
+        retry_after: None,
+    };
+    match state.presence.reserve_socket(user_id, max).await {
+        Ok(Some(slot)) => Ok(Some(slot)),
+        Ok(None) => Err(too_many()),
+        Err(e) => {
+            tracing::warn!(error = %e, "socket cap check failed; counting local sockets only");
+            if state.hub.user_connection_count(user_id) >= max as usize {
+                return Err(too_many());
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Whether the Origin may open a socket: any when `*` is configured or no
@@ -148,10 +191,22 @@ fn normalise_origin(s: &str) -> Option<String> {
 
 /// Drives one socket until it closes. One task does both directions, which
 /// keeps an idle connection small.
-async fn run_connection(state: &AppState, mut socket: WebSocket, mut reg: Registration) {
+async fn run_connection(
+    state: &AppState,
+    mut socket: WebSocket,
+    mut reg: Registration,
+    slot: Option<&SocketSlot>,
+    expires_at: Option<Instant>,
+) {
     let user_id = reg.user_id;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut read_deadline = Instant::now() + READ_DEADLINE;
+    // A token without `exp` never expires (the reference accepts those).
+    let token_expiry =
+        sleep_until(expires_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30)));
+    tokio::pin!(token_expiry);
+    let mut allowance = Allowance::new();
+    let mut presence_at = Instant::now();
     let close_with = loop {
         tokio::select! {
             changed = reg.close.changed() => {
@@ -184,7 +239,21 @@ async fn run_connection(state: &AppState, mut socket: WebSocket, mut reg: Regist
                 tracing::debug!(%user_id, "websocket read deadline passed");
                 break None;
             }
-            incoming = socket.recv() => match incoming {
+            _ = &mut token_expiry => break Some(TOKEN_EXPIRED),
+            incoming = socket.recv() => {
+                if let Some(Ok(msg)) = &incoming {
+                    if !matches!(msg, Message::Close(_)) {
+                        match allowance.frame() {
+                            Verdict::Handle => {}
+                            Verdict::Ignore => continue,
+                            Verdict::Close => {
+                                tracing::info!(%user_id, "closing a socket that floods");
+                                break Some(FLOOD_CLOSE);
+                            }
+                        }
+                    }
+                }
+                match incoming {
                 None => break None,
                 Some(Err(e)) => {
                     let too_big = e.to_string().to_lowercase().contains("too long")
@@ -197,12 +266,19 @@ async fn run_connection(state: &AppState, mut socket: WebSocket, mut reg: Regist
                 }
                 Some(Ok(Message::Pong(_))) => {
                     read_deadline = Instant::now() + READ_DEADLINE;
-                    state.presence.refresh(user_id).await;
+                    if presence_at.elapsed() >= PRESENCE_EVERY {
+                        presence_at = Instant::now();
+                        state.presence.refresh(user_id).await;
+                        if let Some(slot) = slot {
+                            slot.renew().await;
+                        }
+                    }
                 }
                 Some(Ok(Message::Text(text))) => state.typing.handle_client_message(user_id, text.as_bytes()).await,
                 Some(Ok(Message::Binary(bytes))) => state.typing.handle_client_message(user_id, &bytes).await,
                 Some(Ok(Message::Ping(_))) => {}
                 Some(Ok(Message::Close(_))) => break None,
+                }
             },
         }
     };

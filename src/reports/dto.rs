@@ -19,7 +19,9 @@ pub struct CreateReportRequest {
     #[serde(default)]
     #[schema(required = true, min_length = 1, max_length = 255)]
     pub reason: Option<String>,
+    /// At most 1,000 characters after trimming.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     #[serde(default)]
     pub message_id: Option<Uuid>,
@@ -38,7 +40,9 @@ pub struct ResolveReportRequest {
     #[serde(default)]
     #[schema(required = true, value_type = Option<super::docs::ReportDecision>, inline)]
     pub status: Option<String>,
+    /// At most 1,000 characters after trimming.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub notes: Option<String>,
 }
 

@@ -12,6 +12,7 @@ use super::repo::{self, ListFilter, NewReport};
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
+use crate::http::text;
 use crate::http::timestamps::{rfc3339, rfc3339_nano};
 use crate::infra::storage::Bucket;
 use crate::messages::dto::MessageDeletedPayload;
@@ -21,6 +22,8 @@ use crate::state::AppState;
 
 /// Longest reason (the column is `varchar(255)`), in characters.
 const MAX_REASON: usize = 255;
+/// Longest report description and resolution note.
+pub const MAX_DESCRIPTION: usize = 1000;
 /// Longest admin-list search text.
 const MAX_QUERY: usize = 100;
 /// Statuses a report can have.
@@ -49,17 +52,14 @@ pub async fn create(
     }
     // Unlike the reference, a blank reason is a 400 rather than a failed
     // insert (500), and over-long or NUL-carrying text never reaches the DB.
-    let reason = req.reason.unwrap_or_default().trim().to_string();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON || reason.contains('\0') {
-        return Err(bad_request());
-    }
-    let description = req
-        .description
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty());
-    if description.as_deref().is_some_and(|d| d.contains('\0')) {
-        return Err(bad_request());
-    }
+    let reason = text::free_text(req.reason.as_deref().unwrap_or_default(), MAX_REASON)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(bad_request)?;
+    let description = match req.description.as_deref() {
+        Some(d) => text::free_text(d, MAX_DESCRIPTION).ok_or_else(bad_request)?,
+        None => String::new(),
+    };
+    let description = (!description.is_empty()).then_some(description);
 
     let mut tx = state.db.begin().await?;
     let id = Uuid::now_v7();
@@ -295,13 +295,11 @@ pub async fn resolve(
     if !matches!(status.as_str(), "resolved" | "rejected") {
         return Err(bad_request());
     }
-    let notes = req
-        .notes
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
-    if notes.as_deref().is_some_and(|n| n.contains('\0')) {
-        return Err(bad_request());
-    }
+    let notes = match req.notes.as_deref() {
+        Some(n) => text::free_text(n, MAX_DESCRIPTION).ok_or_else(bad_request)?,
+        None => String::new(),
+    };
+    let notes = (!notes.is_empty()).then_some(notes);
     let mut tx = state.db.begin().await?;
     let (current, message) = repo::lock(&mut tx, id)
         .await?

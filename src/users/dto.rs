@@ -82,7 +82,7 @@ pub struct UpdateProfileRequest {
     /// 3–50 ASCII letters or digits (stored lower-cased); empty keeps it.
     #[schema(pattern = r"^([A-Za-z0-9]{3,50})?$")]
     pub username: Option<String>,
-    /// 3–100 characters.
+    /// 3–100 characters, no control characters.
     #[schema(required = true, min_length = 3, max_length = 100)]
     pub full_name: Option<String>,
     #[schema(max_length = 255)]

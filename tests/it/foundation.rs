@@ -7,7 +7,7 @@ use std::time::Duration;
 use atoitalk::realtime::event::{kinds, Event};
 use serde_json::json;
 
-use crate::harness::{self, json, TestApp, WsRead};
+use crate::harness::{self, free_port, json, TestApp, WsRead};
 
 #[tokio::test]
 async fn root_health_and_fallbacks() {
@@ -40,7 +40,13 @@ async fn root_health_and_fallbacks() {
 
 #[tokio::test]
 async fn cors_preflight_is_answered() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "APP_CORS_ALLOWED_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
     let res = app
         .http
         .request(reqwest::Method::OPTIONS, app.url("/api/auth/login"))
@@ -331,14 +337,6 @@ impl OwnRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

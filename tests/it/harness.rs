@@ -44,6 +44,15 @@ pub fn base_env() -> HashMap<String, String> {
     m
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 mod db;
 mod process;
 pub use db::{database_exists, TestDb};

@@ -5,17 +5,23 @@
 
 mod harness;
 
+mod account_abuse;
 mod admin;
 mod auth;
 mod chats;
 mod contract;
+mod edits;
 mod events;
 mod foundation;
 mod groups;
+mod input_limits;
+mod listener;
 mod media;
 mod messages;
 mod multipart;
 mod multipart_avatars;
+mod posture;
+mod reactions;
 mod realtime;
 mod reports;
 mod resilience;
@@ -23,3 +29,4 @@ mod scheduler;
 mod snapshot;
 mod storage;
 mod users;
+mod ws_limits;

@@ -2,7 +2,6 @@
 //! admin acts without being a member; dissolve and reset notify every
 //! member, and both are written to the audit log.
 
-use base64::Engine;
 use chrono::{DateTime, Timelike, Utc};
 use uuid::Uuid;
 
@@ -102,21 +101,6 @@ pub fn go_time_text(t: DateTime<Utc>) -> String {
     format!("{base}{frac} +0000 UTC")
 }
 
-/// Member cursor: `<joined_at RFC3339Nano>|<membership id>`, base64url.
-fn decode_member_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let bytes = base64::engine::general_purpose::URL_SAFE
-        .decode(raw.as_bytes())
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut parts = text.split('|');
-    let (t, id, rest) = (parts.next()?, parts.next()?, parts.next());
-    if rest.is_some() {
-        return None;
-    }
-    let t = DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc);
-    Some((t, Uuid::try_parse(id).ok()?))
-}
-
 /// `GET /api/admin/groups/{chatID}/members`.
 pub async fn members(
     state: &AppState,
@@ -129,7 +113,7 @@ pub async fn members(
     let after = match q.get("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(raw) => Some(
-            decode_member_cursor(raw)
+            crate::groups::dto::decode_member_cursor(raw)
                 .ok_or_else(|| AppError::bad_request("Invalid cursor format"))?,
         ),
     };
@@ -229,19 +213,5 @@ mod tests {
         assert_eq!(go_time_text(t), "2026-07-01 11:28:00 +0000 UTC");
         let t = t + chrono::Duration::microseconds(123_450);
         assert_eq!(go_time_text(t), "2026-07-01 11:28:00.12345 +0000 UTC");
-    }
-
-    #[test]
-    fn member_cursors() {
-        let t = Utc.with_ymd_and_hms(2026, 7, 1, 11, 28, 0).unwrap()
-            + chrono::Duration::microseconds(5);
-        let id = Uuid::now_v7();
-        let c = pagination::encode_cursor(&format!("{}|{id}", rfc3339_nano(t)));
-        assert_eq!(decode_member_cursor(&c), Some((t, id)));
-        assert_eq!(decode_member_cursor("bad"), None);
-        assert_eq!(
-            decode_member_cursor(&pagination::encode_cursor("a|b|c")),
-            None
-        );
     }
 }

@@ -23,20 +23,17 @@ use crate::state::AppState;
 
 const INVALID_AVATAR: &str = "Invalid avatar media";
 
-/// A group name as stored: trimmed, 3–100 code points, no NUL. Unlike the
-/// reference, the length rule applies AFTER trimming, so `"  ab  "` and
-/// whitespace-only names are refused instead of stored short or failing.
+/// A group name as stored: a trimmed display name of 3–100 code points.
+/// Unlike the reference, the length rule applies AFTER trimming, so
+/// `"  ab  "` and whitespace-only names are refused instead of stored short
+/// or failing.
 fn valid_name(raw: &str) -> Option<String> {
-    let name = raw.trim();
-    let n = name.chars().count();
-    ((NAME_MIN_CHARS..=NAME_MAX_CHARS).contains(&n) && !name.contains('\0'))
-        .then(|| name.to_string())
+    crate::http::text::display_name(raw, NAME_MIN_CHARS, NAME_MAX_CHARS)
 }
 
-/// A description as stored: trimmed, at most 255 code points, no NUL.
+/// A description as stored: trimmed free text of at most 255 code points.
 fn valid_description(raw: &str) -> Option<String> {
-    let d = raw.trim();
-    (d.chars().count() <= DESCRIPTION_MAX_CHARS && !d.contains('\0')).then(|| d.to_string())
+    crate::http::text::free_text(raw, DESCRIPTION_MAX_CHARS)
 }
 
 /// An optional media id; `""` counts as absent, anything else unparsable is

@@ -92,7 +92,7 @@ pub async fn public_groups(
     };
     let after = match q.non_empty("cursor") {
         None => None,
-        Some(raw) => Some(decode_public_cursor(raw, sort).ok_or_else(bad_request)?),
+        Some(raw) => Some(decode_public_cursor(raw, sort)?),
     };
     let mut rows = repo::public_page(
         &state.db,
