@@ -295,9 +295,6 @@ pub async fn upload(
     };
     let mut headers = BTreeMap::new();
     headers.insert("Content-Type", spec.mime_type.clone());
-    for (name, value) in state.storage.sized_put_headers() {
-        headers.insert(name, (*value).to_string());
-    }
     Ok(UploadMediaResponse {
         media: MediaDto {
             id,

@@ -98,11 +98,6 @@ pub trait Storage: Send + Sync {
         let _ = content_length;
         self.presign_put(bucket, key, content_type, expires).await
     }
-    /// Headers beyond `Content-Type` a client must send with a
-    /// [`Storage::presign_put_sized`] URL (they are signed).
-    fn sized_put_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
-    }
     /// A URL the client can GET the object from until `expires`.
     async fn presign_get(
         &self,

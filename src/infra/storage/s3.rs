@@ -137,9 +137,6 @@ impl S3Storage {
         let mut headers = vec![("content-type", content_type.to_string())];
         if let Some(len) = content_length {
             headers.push(("content-length", len.to_string()));
-            // Conditional write (AWS S3 since 2024): the signed URL can only
-            // create the object, never replace a completed upload.
-            headers.push(("if-none-match", "*".to_string()));
         }
         Ok(self
             .presigner
@@ -280,10 +277,6 @@ async fn stream_into(
 
 #[async_trait::async_trait]
 impl Storage for S3Storage {
-    fn sized_put_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[("If-None-Match", "*")]
-    }
-
     async fn presign_put(
         &self,
         bucket: Bucket,
@@ -455,10 +448,7 @@ mod tests {
         let parsed = Url::parse(&url).unwrap();
         assert_eq!(parsed.path(), "/priv/1-x.png");
         let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
-        assert_eq!(
-            q["X-Amz-SignedHeaders"],
-            "content-length;content-type;host;if-none-match"
-        );
+        assert_eq!(q["X-Amz-SignedHeaders"], "content-length;content-type;host");
         assert!(s
             .presign_put(Bucket::Public, "", "image/png", Duration::from_secs(1))
             .await
