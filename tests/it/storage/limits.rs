@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use atoitalk::infra::storage::Bucket;
-use atoitalk::jobs::{run_job, Job, JobContext};
+use atoitalk::jobs::{run_job, Job};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -271,12 +271,7 @@ async fn expired_pending_uploads_are_swept_soon() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let ctx = JobContext {
-        db: app.state.db.clone(),
-        storage: app.state.storage.clone(),
-        soft_delete_retention_days: 30,
-        media_retention_days: 7.0,
-    };
+    let ctx = app.job_context();
     assert_eq!(
         Job::from_name("pending-upload-sweep").unwrap(),
         Job::PendingUploadSweep
