@@ -7,9 +7,15 @@ use uuid::Uuid;
 use crate::chats::support::*;
 use crate::harness::{make_group, TestApp};
 
-/// The reader's boundary and counter as stored, the number of others'
-/// messages after the boundary, and how many of those counted as unread
-/// were created at or before it.
+/// Rounds of racing; each user stays under the per-user `general_read`
+/// limit (200 requests a minute).
+const ROUNDS: usize = 8;
+/// Requests per racing task per round.
+const PER_TASK: usize = 10;
+
+/// The reader's unread counter as stored, and the number of others'
+/// regular messages created after the reader's `last_read_at`. Equal when
+/// the boundary and the counter agree.
 async fn read_state(app: &TestApp, chat: Uuid, reader: Uuid) -> (i64, i64) {
     sqlx::query_as(
         "WITH r AS ( \
@@ -33,69 +39,87 @@ async fn read_state(app: &TestApp, chat: Uuid, reader: Uuid) -> (i64, i64) {
     .expect("read state")
 }
 
+/// `senders` post and `readers` mark the chat read, all at once, for one
+/// round.
+async fn race(app: &TestApp, chat: Uuid, senders: &[&str], readers: &[&str], round: usize) {
+    let sends = senders.iter().map(|token| async move {
+        for i in 0..PER_TASK {
+            let content = format!("r{round} m{i}");
+            let payload = json!({"chat_id": chat, "content": content});
+            let (s, b) = post(app, token, "/api/messages", payload).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    });
+    let reads = readers.iter().map(|token| async move {
+        for _ in 0..PER_TASK {
+            let (s, b) = post(app, token, &format!("/api/chats/{chat}/read"), json!({})).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    });
+    futures::future::join(
+        futures::future::join_all(sends),
+        futures::future::join_all(reads),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn sends_racing_mark_reads_keep_the_boundary_and_counter_consistent() {
     let app = TestApp::spawn_with(|env| {
         env.insert("DB_MAX_CONNECTIONS".into(), "16".into());
     })
     .await;
-    let (alice, at) = app.make_user("Alice").await;
-    let (bob, bt) = app.make_user("Bob").await;
-    let (carol, ct) = app.make_user("Carol").await;
+    let mut users = Vec::new();
+    for name in ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Gina"] {
+        users.push(app.make_user(name).await);
+    }
+    let [(alice, at), (bob, bt), (carol, ct), (dave, dt), (erin, et), (frank, ft), (gina, gt)] =
+        <[_; 7]>::try_from(users).expect("seven users");
     let private = app.make_private_chat(alice, bob).await;
-    let group = make_group(&app, alice, &[bob, carol]).await;
+    let group = make_group(&app, carol, &[dave, erin, frank, gina]).await;
+    // (chat, senders, readers, reader ids)
+    let setups = [
+        (
+            private,
+            vec![&*at, &*at],
+            vec![&*bt, &*bt],
+            vec![(bob, &*bt)],
+        ),
+        (
+            group,
+            vec![&*ct, &*dt, &*ft],
+            vec![&*et, &*et, &*gt, &*gt],
+            vec![(erin, &*et), (gina, &*gt)],
+        ),
+    ];
 
-    // Six rounds of 3 senders and 2 readers per chat stay under the
-    // per-user `general_read` limit (200 a minute).
-    for round in 0..6 {
-        for chat in [private, group] {
-            let senders = [&at, &at, &ct].map(|token| {
-                let app = &app;
-                async move {
-                    for i in 0..5 {
-                        let content = format!("r{round} m{i}");
-                        // Carol is not in the private chat: her sends there fail.
-                        let _ = post(
-                            app,
-                            token,
-                            "/api/messages",
-                            json!({"chat_id": chat, "content": content}),
-                        )
-                        .await;
-                    }
-                }
-            });
-            let readers = (0..2).map(|_| {
-                let app = &app;
-                let bt = &bt;
-                async move {
-                    for _ in 0..6 {
-                        let (s, b) =
-                            post(app, bt, &format!("/api/chats/{chat}/read"), json!({})).await;
-                        assert_eq!(s, 200, "{b}");
-                    }
-                }
-            });
-            futures::future::join(
-                futures::future::join_all(senders),
-                futures::future::join_all(readers),
-            )
-            .await;
-
-            let (unread, after_boundary) = read_state(&app, chat, bob).await;
-            assert_eq!(
-                unread, after_boundary,
-                "round {round}, chat {chat}: counter {unread} but {after_boundary} messages \
-                 after last_read_at"
-            );
-            let (_, detail) = get(&app, &bt, &format!("/api/chats/{chat}")).await;
-            assert_eq!(detail["data"]["unread_count"], unread, "what Bob sees");
+    for round in 0..ROUNDS {
+        let races = setups
+            .iter()
+            .map(|(chat, senders, readers, _)| race(&app, *chat, senders, readers, round));
+        futures::future::join_all(races).await;
+        for (chat, _, _, checked) in &setups {
+            for (reader, token) in checked {
+                let (unread, after_boundary) = read_state(&app, *chat, *reader).await;
+                assert_eq!(
+                    unread, after_boundary,
+                    "round {round}, chat {chat}: counter {unread} but {after_boundary} \
+                     messages after last_read_at"
+                );
+                let (_, detail) = get(&app, token, &format!("/api/chats/{chat}")).await;
+                assert_eq!(
+                    detail["data"]["unread_count"], unread,
+                    "what the reader sees"
+                );
+            }
         }
     }
     // Reading now leaves nothing unread and nothing after the boundary.
-    for chat in [private, group] {
-        let (s, _) = post(&app, &bt, &format!("/api/chats/{chat}/read"), json!({})).await;
-        assert_eq!(s, 200);
-        assert_eq!(read_state(&app, chat, bob).await, (0, 0));
+    for (chat, _, _, checked) in &setups {
+        for (reader, token) in checked {
+            let (s, _) = post(&app, token, &format!("/api/chats/{chat}/read"), json!({})).await;
+            assert_eq!(s, 200);
+            assert_eq!(read_state(&app, *chat, *reader).await, (0, 0));
+        }
     }
 }
