@@ -46,7 +46,8 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     security(("BearerAuth" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Extension (issue 16): 1-128 printable \
         ASCII characters chosen by the client, unique per message it means to send. Echoed as \
-        `idempotency_key` in the `message.new` sent to the sender's own sockets (not to other members).")),
+        `idempotency_key` in the `message.new` sent to the sender's own sockets (not to other members).",
+        nullable = false, min_length = 1, max_length = 128, pattern = "^[ -~]{1,128}$")),
     request_body = SendMessageRequest,
     responses(
         (status = 200, description = "The message (for a retry: the message the key first created)", body = DataBody<MessageResponse>),
