@@ -34,7 +34,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum JobsAction {
-    /// Run one job now: entity-cleanup, private-chat-gc or media-cleanup.
+    /// Run one job now: entity-cleanup, private-chat-gc, media-cleanup,
+    /// pending-upload-sweep or idempotency-key-cleanup.
     Run { name: String },
 }
 

@@ -140,11 +140,15 @@ pub struct Config {
     pub private_chat_cleanup_cron: String,
     pub media_cleanup_cron: String,
     pub pending_upload_sweep_cron: String,
+    pub idempotency_key_cleanup_cron: String,
 
     pub shutdown_grace: Duration,
     pub listener: ListenerConfig,
     /// Most WebSockets one user may hold across every instance (0 = no cap).
     pub ws_max_connections_per_user: u32,
+    /// How long a user must be connected nowhere before contacts are told
+    /// `user.offline` (a page reload within it announces nothing).
+    pub presence_offline_grace: Duration,
 }
 
 /// Protections of the HTTP listener (see `http::server`).
@@ -467,6 +471,9 @@ impl Config {
             pending_upload_sweep_cron: strip_quotes(
                 src.string("PENDING_UPLOAD_SWEEP_CRON", "*/5 * * * *"),
             ),
+            idempotency_key_cleanup_cron: strip_quotes(
+                src.string("IDEMPOTENCY_KEY_CLEANUP_CRON", "17 * * * *"),
+            ),
             shutdown_grace: Duration::from_secs(src.parsed(
                 "SHUTDOWN_GRACE_SECONDS",
                 10u64,
@@ -486,6 +493,11 @@ impl Config {
                 20u32,
                 "a whole number (0 = no cap)",
             )?,
+            presence_offline_grace: Duration::from_secs(src.parsed(
+                "PRESENCE_OFFLINE_GRACE_SECONDS",
+                3u64,
+                "a whole number of seconds (0 = at once)",
+            )?),
         };
         cfg.check_secrets()?;
         cfg.check_email()?;

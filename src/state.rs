@@ -47,12 +47,12 @@ impl Deref for AppState {
 }
 
 /// Stops what [`AppState::connect`] started in the background (the event-bus
-/// subscriber) when sent `true` or dropped.
+/// subscriber, the presence sweeper) when sent `true` or dropped.
 pub type BackgroundStop = watch::Sender<bool>;
 
 impl AppState {
     /// Connects to every dependency, migrates when `DB_MIGRATE=true` and
-    /// starts the event-bus subscriber.
+    /// starts the event-bus subscriber and the presence sweeper.
     pub async fn connect(cfg: Config) -> anyhow::Result<(Self, BackgroundStop)> {
         for w in cfg.startup_warnings() {
             tracing::warn!("{w}");
@@ -79,11 +79,18 @@ impl AppState {
         let google = GoogleClient::new(cfg.google.clone(), http.clone());
         let hub = Hub::new();
         let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched);
-        let presence = Presence::new(db.clone(), redis.clone(), bus.clone());
+        let presence = Presence::new(
+            db.clone(),
+            redis.clone(),
+            bus.clone(),
+            hub.clone(),
+            cfg.presence_offline_grace,
+        );
         let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        bus.start_subscriber(Duration::from_secs(5), shutdown_rx)
+        bus.start_subscriber(Duration::from_secs(5), shutdown_rx.clone())
             .await;
+        presence.start_sweeper(shutdown_rx);
 
         let state = AppState(Arc::new(Services {
             cfg: Arc::new(cfg),

@@ -247,70 +247,65 @@ pub async fn insert_private(
     }))
 }
 
+/// The read (or hide) boundary of chat `$1`, taken when the statement
+/// runs: the caller holds the chat row lock that every send takes, so each
+/// message either committed before (and is covered: `created_at` is at most
+/// `last_message_at`) or stamps its `created_at` after this moment (see
+/// `messages::repo::record_new_message`). A timestamp read before the lock
+/// wait could fall behind a message counted as unread.
+const BOUNDARY: &str =
+    "(SELECT GREATEST(clock_timestamp(), c.last_message_at) FROM chats c WHERE c.id = $1)";
+
 /// Marks the chat read for `me`: unread to zero and, unless `keep_read_at`
-/// (private chat under a block: "ninja mode"), `last_read_at` to `at`.
+/// (private chat under a block: "ninja mode"), `last_read_at` to the read
+/// boundary ([`BOUNDARY`]).
 pub async fn mark_read(
     conn: &mut PgConnection,
     chat_id: Uuid,
     group_id: Option<Uuid>,
     me: Uuid,
-    at: DateTime<Utc>,
     keep_read_at: bool,
 ) -> Result<(), sqlx::Error> {
-    match group_id {
-        Some(g) => {
-            sqlx::query(
-                "UPDATE group_members SET unread_count = 0, \
-                        last_read_at = CASE WHEN $4 THEN last_read_at ELSE $3 END \
-                  WHERE group_chat_id = $1 AND user_id = $2",
-            )
-            .bind(g)
-            .bind(me)
-            .bind(at)
-            .bind(keep_read_at)
-            .execute(conn)
-            .await?;
-        }
-        None => {
-            sqlx::query(
-                "UPDATE private_chats SET \
-                   user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count END, \
-                   user1_last_read_at = CASE WHEN user1_id = $2 AND NOT $4 THEN $3 \
-                                             ELSE user1_last_read_at END, \
-                   user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count END, \
-                   user2_last_read_at = CASE WHEN user2_id = $2 AND NOT $4 THEN $3 \
-                                             ELSE user2_last_read_at END \
-                 WHERE chat_id = $1",
-            )
-            .bind(chat_id)
-            .bind(me)
-            .bind(at)
-            .bind(keep_read_at)
-            .execute(conn)
-            .await?;
-        }
-    }
+    let sql = match group_id {
+        Some(_) => format!(
+            "UPDATE group_members SET unread_count = 0, \
+                    last_read_at = CASE WHEN $3 THEN last_read_at ELSE {BOUNDARY} END \
+              WHERE group_chat_id = $4 AND user_id = $2"
+        ),
+        None => format!(
+            "UPDATE private_chats SET \
+               user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count END, \
+               user1_last_read_at = CASE WHEN user1_id = $2 AND NOT $3 THEN {BOUNDARY} \
+                                         ELSE user1_last_read_at END, \
+               user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count END, \
+               user2_last_read_at = CASE WHEN user2_id = $2 AND NOT $3 THEN {BOUNDARY} \
+                                         ELSE user2_last_read_at END \
+             WHERE chat_id = $1 AND $4::uuid IS NULL"
+        ),
+    };
+    sqlx::query(&sql)
+        .bind(chat_id)
+        .bind(me)
+        .bind(keep_read_at)
+        .bind(group_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Hides a private chat for `me` (and clears their unread counter).
-pub async fn hide(
-    conn: &mut PgConnection,
-    chat_id: Uuid,
-    me: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Hides a private chat for `me` (and clears their unread counter); the
+/// hide boundary is taken like the read boundary ([`BOUNDARY`]).
+pub async fn hide(conn: &mut PgConnection, chat_id: Uuid, me: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
         "UPDATE private_chats SET \
-           user1_hidden_at = CASE WHEN user1_id = $2 THEN $3 ELSE user1_hidden_at END, \
+           user1_hidden_at = CASE WHEN user1_id = $2 THEN {BOUNDARY} ELSE user1_hidden_at END, \
            user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count END, \
-           user2_hidden_at = CASE WHEN user2_id = $2 THEN $3 ELSE user2_hidden_at END, \
+           user2_hidden_at = CASE WHEN user2_id = $2 THEN {BOUNDARY} ELSE user2_hidden_at END, \
            user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count END \
-         WHERE chat_id = $1",
-    )
+         WHERE chat_id = $1"
+    ))
     .bind(chat_id)
     .bind(me)
-    .bind(at)
     .execute(conn)
     .await?;
     Ok(())

@@ -184,7 +184,7 @@ pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<(
     if ctx.unread == 0 && (silent || !stale) {
         return Ok(());
     }
-    repo::mark_read(&mut tx, chat_id, ctx.group_id, me, ctx.now, silent).await?;
+    repo::mark_read(&mut tx, chat_id, ctx.group_id, me, silent).await?;
     tx.commit().await?;
     if !silent {
         let members = repo::members(&mut conn, chat_id).await?;
@@ -216,7 +216,7 @@ pub async fn hide(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
     if !ctx.is_member {
         return Err(AppError::forbidden("Forbidden"));
     }
-    repo::hide(&mut tx, chat_id, me, ctx.now).await?;
+    repo::hide(&mut tx, chat_id, me).await?;
     tx.commit().await?;
     let event = Event::new(
         kinds::CHAT_HIDE,

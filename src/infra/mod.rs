@@ -1,9 +1,11 @@
 //! Adapters to the outside world, each behind a small interface with its real
-//! implementation: Postgres, Redis, object storage, email, captcha, Google.
+//! implementation: Postgres, Redis, object storage, email, captcha, Google;
+//! plus the in-process keyed locks that sequence work per chat or user.
 
 pub mod captcha;
 pub mod db;
 pub mod email;
 pub mod google;
+pub mod keyed_lock;
 pub mod redis;
 pub mod storage;

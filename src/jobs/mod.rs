@@ -1,8 +1,9 @@
-//! The scheduler: four cleanup jobs on cron schedules. Each run takes a
+//! The scheduler: five cleanup jobs on cron schedules. Each run takes a
 //! Postgres advisory lock so two schedulers (or a manual `jobs run`) never
 //! run the same job at once.
 
 mod entity_cleanup;
+mod idempotency_cleanup;
 mod media_cleanup;
 mod private_chat_gc;
 mod stale_objects;
@@ -30,14 +31,17 @@ pub enum Job {
     /// Expired pending uploads only, on a short schedule, so abandoned
     /// uploads free their storage soon after their URL expires.
     PendingUploadSweep,
+    /// `Idempotency-Key` records of sends older than their 24 h window.
+    IdempotencyKeyCleanup,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [
+    pub const ALL: [Job; 5] = [
         Job::EntityCleanup,
         Job::PrivateChatGc,
         Job::MediaCleanup,
         Job::PendingUploadSweep,
+        Job::IdempotencyKeyCleanup,
     ];
 
     pub fn from_name(name: &str) -> anyhow::Result<Self> {
@@ -46,7 +50,7 @@ impl Job {
             .find(|j| j.name() == name)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup, pending-upload-sweep"
+                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup, pending-upload-sweep, idempotency-key-cleanup"
                 )
             })
     }
@@ -57,6 +61,7 @@ impl Job {
             Job::PrivateChatGc => "private-chat-gc",
             Job::MediaCleanup => "media-cleanup",
             Job::PendingUploadSweep => "pending-upload-sweep",
+            Job::IdempotencyKeyCleanup => "idempotency-key-cleanup",
         }
     }
 
@@ -72,6 +77,7 @@ impl Job {
             Job::PrivateChatGc => &cfg.private_chat_cleanup_cron,
             Job::MediaCleanup => &cfg.media_cleanup_cron,
             Job::PendingUploadSweep => &cfg.pending_upload_sweep_cron,
+            Job::IdempotencyKeyCleanup => &cfg.idempotency_key_cleanup_cron,
         }
     }
 }
@@ -158,6 +164,7 @@ pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
         Job::PrivateChatGc => private_chat_gc::run(ctx).await,
         Job::MediaCleanup => media_cleanup::run(ctx, false).await,
         Job::PendingUploadSweep => sweep_uploads(ctx).await,
+        Job::IdempotencyKeyCleanup => idempotency_cleanup::run(ctx).await,
     };
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(job.lock_key())

@@ -1,11 +1,13 @@
 //! The messages feature: routes (thin handlers), service (rules), repo (SQL),
 //! dto (wire types), ordering (per-chat sequencing of message writes and
-//! their events), and the extensions of issue 17 (reactions, edit history).
+//! their events), the extensions of issue 17 (reactions, edit history) and
+//! of issue 16 (idempotent sends).
 
 pub mod access;
 pub mod docs;
 pub mod dto;
 pub mod edits;
+pub mod idempotency;
 pub mod ordering;
 pub mod reactions;
 pub mod repo;

@@ -11,8 +11,7 @@
 //! connection is closed instead of returned to the pool, which makes
 //! Postgres drop the lock.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
@@ -20,25 +19,13 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
+use crate::infra::keyed_lock::KeyedLocks;
+
 /// Advisory-lock namespace (`pg_advisory_lock(int4, int4)` keys do not
 /// collide with the single-bigint keys of the scheduler).
 const LOCK_NAMESPACE: i32 = 0x4d53_4743; // "MSGC"
 
-type LocalLocks = Mutex<HashMap<Uuid, Weak<tokio::sync::Mutex<()>>>>;
-static LOCAL_LOCKS: LazyLock<LocalLocks> = LazyLock::new(Default::default);
-
-fn local_lock(chat_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-    let mut map = LOCAL_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(lock) = map.get(&chat_id).and_then(Weak::upgrade) {
-        return lock;
-    }
-    if map.len() > 1024 {
-        map.retain(|_, w| w.strong_count() > 0);
-    }
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
-    map.insert(chat_id, Arc::downgrade(&lock));
-    lock
-}
+static LOCAL_LOCKS: LazyLock<KeyedLocks<Uuid>> = LazyLock::new(Default::default);
 
 fn lock_key(chat_id: Uuid) -> i32 {
     let v = chat_id.as_u128();
@@ -56,7 +43,7 @@ pub struct ChatOrderGuard {
 impl ChatOrderGuard {
     /// Waits for the chat's turn.
     pub async fn acquire(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
-        let local = local_lock(chat_id).lock_owned().await;
+        let local = LOCAL_LOCKS.lock(chat_id).await;
         let mut conn = db.acquire().await?;
         let key = lock_key(chat_id);
         sqlx::query("SELECT pg_advisory_lock($1, $2)")

@@ -332,33 +332,44 @@ macro_rules! block_partners {
 /// members in a block relation with the sender (their counter still moves;
 /// they see the message in the history, not live). The send path only
 /// reaches here when no block stands between private-chat participants.
+///
+/// `created_at` is stamped HERE, from the database clock, at least
+/// `m.created_at` (the chat's previous last message): the caller holds the
+/// chat row lock, so a mark-read that committed before this statement has
+/// an earlier `last_read_at`, and one after it a later one. A timestamp
+/// read before the lock wait could land behind a concurrent reader's
+/// `last_read_at` while still counting as unread.
 pub async fn record_new_message(
     conn: &mut PgConnection,
     m: &NewMessage<'_>,
     group_id: Option<Uuid>,
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
     sqlx::query_as(concat!(
-        "WITH ins AS ( \
+        "WITH t AS MATERIALIZED (SELECT GREATEST(clock_timestamp(), $2::timestamptz) AS at), \
+         ins AS ( \
            INSERT INTO messages (id, created_at, updated_at, type, content, action_data, chat_id, \
                                  reply_to_id, sender_id) \
-           VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)), \
+           SELECT $1, t.at, t.at, $3, $4, $5, $6, $7, $8 FROM t), \
          adv AS ( \
-           UPDATE chats SET last_message_id = $1, last_message_at = $2, updated_at = $2 \
+           UPDATE chats SET last_message_id = $1, last_message_at = t.at, updated_at = t.at \
+             FROM t \
             WHERE id = $6 \
-              AND (last_message_at IS NULL OR last_message_at < $2 \
-                   OR (last_message_at = $2 AND (last_message_id IS NULL OR last_message_id < $1)))), \
+              AND (last_message_at IS NULL OR last_message_at < t.at \
+                   OR (last_message_at = t.at AND (last_message_id IS NULL OR last_message_id < $1)))), \
          pc AS ( \
            UPDATE private_chats SET \
              user1_unread_count = CASE WHEN user1_id = $8 THEN 0 ELSE user1_unread_count + 1 END, \
-             user1_last_read_at = CASE WHEN user1_id = $8 THEN $2 ELSE user1_last_read_at END, \
+             user1_last_read_at = CASE WHEN user1_id = $8 THEN t.at ELSE user1_last_read_at END, \
              user2_unread_count = CASE WHEN user2_id = $8 THEN 0 ELSE user2_unread_count + 1 END, \
-             user2_last_read_at = CASE WHEN user2_id = $8 THEN $2 ELSE user2_last_read_at END \
+             user2_last_read_at = CASE WHEN user2_id = $8 THEN t.at ELSE user2_last_read_at END \
+             FROM t \
             WHERE chat_id = $6 AND $9::uuid IS NULL \
            RETURNING user1_id, user1_unread_count, user2_id, user2_unread_count), \
          gm AS ( \
            UPDATE group_members SET \
              unread_count = CASE WHEN user_id = $8 THEN 0 ELSE unread_count + 1 END, \
-             last_read_at = CASE WHEN user_id = $8 THEN $2 ELSE last_read_at END \
+             last_read_at = CASE WHEN user_id = $8 THEN t.at ELSE last_read_at END \
+             FROM t \
             WHERE group_chat_id = $9 \
            RETURNING user_id, unread_count) \
          SELECT v.u, v.n::bigint FROM pc \

@@ -4,12 +4,14 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::docs::HistoryParams;
 use super::dto::{decode_edit, EditMessageRequest, SendMessageRequest};
+use super::idempotency::{Claim, IdempotencyKey};
 use super::service::{self, run_detached, HistoryQuery};
 use crate::chats::dto::QueryParams;
 use crate::chats::routes::path_uuid;
@@ -38,24 +40,34 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
 
 #[utoipa::path(post, path = "/api/messages", tag = "message", operation_id = "message_send",
     summary = "Send Message", description = "Post a message (text and/or attachments, optionally a reply); \
-        members get `message.new`.",
+        members get `message.new`. Extension (issue 16): with an `Idempotency-Key` header, a retry by the \
+        same user within 24 h returns the original message (same id, 200) and publishes nothing; \
+        concurrent retries store exactly one message.",
     security(("BearerAuth" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Extension (issue 16): 1-128 printable \
+        ASCII characters chosen by the client, unique per message it means to send. Echoed as \
+        `idempotency_key` in the `message.new` sent to the sender's own sockets (not to other members).",
+        nullable = false, min_length = 1, max_length = 128, pattern = "^[ -~]{1,128}$")),
     request_body = SendMessageRequest,
     responses(
-        (status = 200, description = "The message", body = DataBody<MessageResponse>),
-        (status = 400, description = "Invalid fields, attachments or reply target", body = ErrorBody),
+        (status = 200, description = "The message (for a retry: the message the key first created)", body = DataBody<MessageResponse>),
+        (status = 400, description = "Invalid fields, attachments or reply target; malformed or repeated `Idempotency-Key` (extension)", body = ErrorBody),
         (status = 403, description = "Not a member, blocked, or the other user is gone or banned", body = ErrorBody),
         (status = 404, description = "Chat not found or deleted", body = ErrorBody),
+        (status = 409, description = "Extension (issue 16): the `Idempotency-Key` was already used with a different request; nothing was stored", body = ErrorBody),
         AuthenticatedErrors
     ))]
 async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
+    headers: HeaderMap,
     LenientJson(req): LenientJson<SendMessageRequest>,
 ) -> AppResult<Data<MessageResponse>> {
+    let key = IdempotencyKey::from_headers(&headers)?;
     let input = service::validate_send(req)?;
+    let claim = key.map(|k| Claim::new(k, &input));
     let user = me.user_id;
-    let msg = run_detached(async move { service::send(&state, user, input).await }).await?;
+    let msg = run_detached(async move { service::send(&state, user, input, claim).await }).await?;
     Ok(Data(msg))
 }
 

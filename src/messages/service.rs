@@ -15,6 +15,7 @@ use super::dto::{
     decode_message_cursor, encode_message_cursor, Direction, EditInput, MessageDeletedPayload,
     MessageResponse, RenderOpts, SendMessageRequest, MAX_CONTENT_CHARS,
 };
+use super::idempotency::{self, Claim};
 use super::ordering::{next_message_id, ChatOrderGuard};
 use super::reactions::service as reactions;
 use super::repo::{self, NewMessage};
@@ -205,10 +206,22 @@ pub fn validate_send(req: SendMessageRequest) -> AppResult<SendInput> {
     })
 }
 
-/// `POST /api/messages`.
-pub async fn send(state: &AppState, me: Uuid, input: SendInput) -> AppResult<MessageResponse> {
+/// `POST /api/messages`. With an idempotency `claim`, a retry of a send
+/// that already happened returns that message and publishes nothing.
+pub async fn send(
+    state: &AppState,
+    me: Uuid,
+    input: SendInput,
+    claim: Option<Claim>,
+) -> AppResult<MessageResponse> {
+    if let Some(claim) = &claim {
+        let mut conn = state.db.acquire().await?;
+        if let Some(id) = claim.prior(&mut conn, me).await? {
+            return load_one(&mut conn, state, id, RenderOpts::FULL).await;
+        }
+    }
     let mut guard = ChatOrderGuard::acquire(&state.db, input.chat_id).await?;
-    let res = send_locked(state, guard.conn(), me, &input).await;
+    let res = send_locked(state, guard.conn(), me, &input, claim.as_ref()).await;
     guard.release().await;
     res
 }
@@ -218,6 +231,7 @@ async fn send_locked(
     conn: &mut PgConnection,
     me: Uuid,
     input: &SendInput,
+    claim: Option<&Claim>,
 ) -> AppResult<MessageResponse> {
     let chat_id = input.chat_id;
     let mut tx = conn.begin().await?;
@@ -225,6 +239,20 @@ async fn send_locked(
         .await?
         .filter(|c| !c.deleted)
         .ok_or_else(|| AppError::not_found("Chat not found or deleted"))?;
+    let (id, at) = next_message_id(ctx.last_message_id, ctx.last_message_at, ctx.now);
+    // The key is taken before anything else is written: a concurrent retry
+    // waits on its primary key here and then answers with the winner's
+    // message, whatever changed in between.
+    if let Some(claim) = claim {
+        let key = claim.key.as_str();
+        if !idempotency::repo::claim(&mut tx, me, key, &claim.request_hash, id).await? {
+            tx.rollback().await?;
+            let prior = claim.prior(conn, me).await?.ok_or_else(|| {
+                AppError::conflict("Idempotency-Key is in use by another request; retry")
+            })?;
+            return load_one(conn, state, prior, RenderOpts::FULL).await;
+        }
+    }
     if !ctx.is_member {
         return Err(AppError::forbidden("Forbidden"));
     }
@@ -234,7 +262,6 @@ async fn send_locked(
             return Err(AppError::bad_request("Cannot reply to this message"));
         }
     }
-    let (id, at) = next_message_id(ctx.last_message_id, ctx.last_message_at, ctx.now);
     // Insert, pointer, counters and recipients in one round trip.
     let recipients = repo::record_new_message(
         &mut tx,
@@ -263,7 +290,15 @@ async fn send_locked(
     let event = Event::new(kinds::MESSAGE_NEW, &msg, Some(chat_id), Some(me));
     let items = recipients
         .into_iter()
-        .map(|(user, unread)| (user, event.with_unread(unread)))
+        .map(|(user, unread)| {
+            let mut e = event.with_unread(unread);
+            // Only the sender's own sockets learn the key (to match their
+            // optimistic copy); it is nobody else's business.
+            if let (Some(claim), true, Some(obj)) = (claim, user == me, e.payload.as_object_mut()) {
+                obj.insert("idempotency_key".into(), claim.key.as_str().into());
+            }
+            (user, e)
+        })
         .collect();
     state.bus.to_each(items).await;
     Ok(msg)

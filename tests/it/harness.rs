@@ -678,6 +678,16 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// What a scheduler job run needs, with this app's database, storage
+    /// and retention settings.
+    pub fn job_context(&self) -> atoitalk::jobs::JobContext {
+        atoitalk::jobs::JobContext::from_config(
+            &self.state.cfg,
+            self.state.db.clone(),
+            self.state.storage.clone(),
+        )
+    }
+
     /// Method form of [`make_group`].
     pub async fn make_group(&self, owner: Uuid, members: &[Uuid]) -> Uuid {
         make_group(self, owner, members).await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use atoitalk::jobs::{run_job, Job, JobContext};
+use atoitalk::jobs::{run_job, Job};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -299,12 +299,7 @@ async fn reactions_go_with_their_chat_in_the_cleanup_job() {
         chat,
     )
     .await;
-    let ctx = JobContext {
-        db: app.state.db.clone(),
-        storage: app.state.storage.clone(),
-        soft_delete_retention_days: 30,
-        media_retention_days: 7.0,
-    };
+    let ctx = app.job_context();
     run_job(&ctx, Job::EntityCleanup).await.unwrap();
     assert_eq!(count().await, 0, "reactions cascade with the message rows");
 }

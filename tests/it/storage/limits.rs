@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use atoitalk::infra::storage::Bucket;
-use atoitalk::jobs::{run_job, Job, JobContext};
+use atoitalk::jobs::{run_job, Job};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -84,14 +84,6 @@ async fn assert_reads(app: &TestApp, done: &Value, expected: &[u8]) {
     assert_eq!(read.bytes().await.unwrap().as_ref(), expected);
 }
 
-fn job_context(app: &TestApp) -> JobContext {
-    JobContext {
-        db: app.state.db.clone(),
-        storage: app.state.storage.clone(),
-        soft_delete_retention_days: 30,
-        media_retention_days: 7.0,
-    }
-}
 
 #[tokio::test]
 async fn downloads_are_streamed_with_ranges() {
@@ -274,7 +266,7 @@ async fn s3_completed_upload_cannot_be_overwritten() {
 
     // Once the URL has expired the sweep deletes the re-uploaded object and
     // keeps the one the media row references.
-    let ctx = job_context(&app);
+    let ctx = app.job_context();
     let early = run_job(&ctx, Job::PendingUploadSweep).await.unwrap();
     assert_eq!((early.deleted, early.failed), (0, 0), "nothing is due yet");
     assert!(storage
@@ -369,7 +361,7 @@ async fn expired_pending_uploads_are_swept_soon() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let ctx = job_context(&app);
+    let ctx = app.job_context();
     assert_eq!(
         Job::from_name("pending-upload-sweep").unwrap(),
         Job::PendingUploadSweep
