@@ -25,6 +25,7 @@ mod reactions;
 mod realtime;
 mod reports;
 mod resilience;
+mod resume;
 mod scheduler;
 mod snapshot;
 mod storage;
