@@ -60,7 +60,10 @@ async fn redis_loss_is_503_and_recovers_by_itself() {
             &Event::new(kinds::CHAT_HIDE, json!({"chat_id": "first"}), None, None),
         )
         .await;
-    assert_eq!(ws.expect_event("chat.hide").await["payload"]["chat_id"], "first");
+    assert_eq!(
+        ws.expect_event("chat.hide").await["payload"]["chat_id"],
+        "first"
+    );
 
     proxy.cut();
     let body = wait_ready(&app, 503).await;

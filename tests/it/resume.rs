@@ -452,14 +452,10 @@ async fn typing_is_neither_stamped_nor_replayed() {
     assert_eq!(got[0]["payload"]["content"], "two");
 }
 
-#[tokio::test]
-async fn a_socket_that_lived_through_a_bus_loss_gets_the_gap_from_the_store() {
-    let proxy = TcpProxy::start(
-        format!("127.0.0.1:{}", base_env()["REDIS_PORT"])
-            .parse()
-            .unwrap(),
-    )
-    .await;
+/// Instance A reaches Redis through a proxy the test can cut; B directly.
+async fn cut_pair() -> (TcpProxy, TestApp, TestApp) {
+    let redis = format!("127.0.0.1:{}", base_env()["REDIS_PORT"]);
+    let proxy = TcpProxy::start(redis.parse().unwrap()).await;
     let a = TestApp::spawn_with(|env| {
         env.insert("REDIS_PORT".into(), proxy.port.to_string());
     })
@@ -469,6 +465,12 @@ async fn a_socket_that_lived_through_a_bus_loss_gets_the_gap_from_the_store() {
     env.insert("APP_PORT".into(), "0".into());
     env.remove("APP_URL");
     let b = TestApp::start(env, a.mail.clone()).await;
+    (proxy, a, b)
+}
+
+#[tokio::test]
+async fn a_socket_that_lived_through_a_bus_loss_gets_the_gap_from_the_store() {
+    let (proxy, a, b) = cut_pair().await;
     let w = world(&a).await;
     let (alice, at) = (w.alice.0, w.alice.1.clone());
     let mut dev = connect(&a, alice, &at).await;
@@ -495,4 +497,39 @@ async fn a_socket_that_lived_through_a_bus_loss_gets_the_gap_from_the_store() {
     send(&b, &w.bob.1, w.private, "after").await;
     assert_eq!(next_event(&mut dev).await, next_event(&mut live).await);
     expect_silence(&mut dev, QUIET).await;
+}
+
+#[tokio::test]
+async fn a_bus_gap_the_store_cannot_fill_closes_with_4010_resume_required() {
+    let (proxy, a, b) = cut_pair().await;
+    let w = world(&a).await;
+    let (alice, at) = (w.alice.0, w.alice.1.clone());
+    let mut dev = connect(&a, alice, &at).await;
+    send(&b, &w.bob.1, w.private, "before").await;
+    let since = seq(&next_event(&mut dev).await);
+    proxy.cut();
+    send(&b, &w.bob.1, w.private, "lost").await;
+    // The store loses the user's keys while A is away.
+    let tag = b.state.redis.key(&format!("rt:{{u:{alice}}}"));
+    let mut c = b.state.redis.conn();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{tag}:m"))
+        .arg(format!("{tag}:s"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    proxy.restore();
+    let code = loop {
+        match dev.read(Duration::from_secs(15)).await {
+            WsRead::Closed(code) => break code,
+            WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
+            WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
+        }
+    };
+    assert_eq!(code, Some(4010));
+    // Resuming says what happened.
+    let mut back = ws_at(&ws_base(&b), &at, Some(&since)).await;
+    let first = next_event(&mut back).await;
+    assert_eq!(first["type"], "sync.reset", "{first}");
+    assert_eq!(first["payload"]["reason"], "store_reset");
 }
