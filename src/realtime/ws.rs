@@ -49,7 +49,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
 }
 
 /// The upgrade handler.
-#[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "websocket_connect",
+#[utoipa::path(get, path = "/ws", tags = ["websocket", "extension"], operation_id = "websocket_connect",
     summary = "WebSocket Connection", description = "Upgrade to a WebSocket carrying the events of \
         `/asyncapi.yaml`. The token is the `token` query parameter.\n\n\
         **Resume (extension, issue 16):** every event but `chat.typing` carries `meta.seq`, an opaque \
