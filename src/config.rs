@@ -111,6 +111,8 @@ pub struct Config {
     /// recipients. `reference`: the reference's one-message-per-recipient
     /// shape, for fleets that mix reference and Rust instances.
     pub event_bus_batched: bool,
+    /// Resume after reconnect (`realtime::store`).
+    pub resume: ResumeConfig,
 
     pub s3: Option<S3Config>,
     /// Directory of the local storage backend used when no S3 is configured.
@@ -149,6 +151,19 @@ pub struct Config {
     /// How long a user must be connected nowhere before contacts are told
     /// `user.offline` (a page reload within it announces nothing).
     pub presence_offline_grace: Duration,
+}
+
+/// The per-user event store behind `GET /ws?since=` (see `realtime::store`).
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeConfig {
+    /// Off: no `meta.seq`, nothing stored, every `since` answers `sync.reset`.
+    pub enabled: bool,
+    /// Every event younger than this is kept...
+    pub retention: Duration,
+    /// ...and so are the last this many events of each user, whichever keeps more.
+    pub min_events: u64,
+    /// A user's store with no new event for this long is dropped (0 = never).
+    pub idle_ttl: Duration,
 }
 
 /// Protections of the HTTP listener (see `http::server`).
@@ -479,6 +494,23 @@ impl Config {
                 10u64,
                 "a number of seconds",
             )?),
+            resume: ResumeConfig {
+                enabled: src.boolean("RESUME_ENABLED", true)?,
+                retention: Duration::from_secs(src.parsed(
+                    "RESUME_RETENTION_SECONDS",
+                    600u64,
+                    "a number of seconds",
+                )?),
+                min_events: positive(
+                    "RESUME_RETENTION_EVENTS",
+                    src.parsed("RESUME_RETENTION_EVENTS", 1000i64, "a whole number")?,
+                )? as u64,
+                idle_ttl: Duration::from_secs(src.parsed(
+                    "RESUME_IDLE_TTL_SECONDS",
+                    86_400u64,
+                    "a number of seconds (0 = never)",
+                )?),
+            },
             listener: ListenerConfig {
                 header_read_timeout: seconds(src, "HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?,
                 idle_timeout: seconds(src, "HTTP_IDLE_TIMEOUT_SECONDS", 75)?,

@@ -78,7 +78,12 @@ impl AppState {
         );
         let google = GoogleClient::new(cfg.google.clone(), http.clone());
         let hub = Hub::new();
-        let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched);
+        let bus = EventBus::new(
+            redis.clone(),
+            hub.clone(),
+            cfg.event_bus_batched,
+            cfg.resume,
+        );
         let presence = Presence::new(
             db.clone(),
             redis.clone(),

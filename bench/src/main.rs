@@ -17,6 +17,8 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod storm;
+
 const SECRET: &str = "bench-jwt-secret-not-for-production";
 const DB: &str = "atoitalk_bench";
 
@@ -77,6 +79,18 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         requests: u32,
     },
+    /// Issue 16: every user drops and reconnects with `since` within the
+    /// window while messages flow; all must recover exactly.
+    Storm {
+        #[arg(long, default_value_t = 10_000)]
+        users: u32,
+        #[arg(long, default_value_t = 20)]
+        group: u32,
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        window: u64,
+    },
     /// Every scenario with its defaults.
     All,
 }
@@ -125,6 +139,12 @@ async fn main() -> anyhow::Result<()> {
                 chats: 10_000,
                 requests: 1000,
             },
+            Scenario::Storm {
+                users: 10_000,
+                group: 20,
+                rate: 200,
+                window: 10,
+            },
         ],
         s => vec![s.clone()],
     };
@@ -172,6 +192,12 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             chats,
             requests,
         } => paging(args, messages, chats, requests).await,
+        Scenario::Storm {
+            users,
+            group,
+            rate,
+            window,
+        } => storm::storm(args, users, group, rate, window).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }
@@ -195,6 +221,8 @@ fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
         ("JWT_SECRET", SECRET.to_string()),
         ("OTP_SECRET", SECRET.to_string()),
         ("RUST_LOG", "warn".to_string()),
+        // `BENCH_RESUME_ENABLED=false` measures without the resume store.
+        ("RESUME_ENABLED", env("BENCH_RESUME_ENABLED", "true")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -391,17 +419,20 @@ fn token(user: Uuid) -> String {
 
 /// Opens a WebSocket from a chosen loopback address (the per-IP connect
 /// limit is 300/min, so large runs spread over 127.0.0.x).
-async fn ws_connect(
-    port: u16,
-    local: Ipv4Addr,
-    token: &str,
-) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+async fn ws_connect(port: u16, local: Ipv4Addr, token: &str) -> anyhow::Result<WsStream> {
+    ws_connect_query(port, local, &format!("token={token}")).await
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// [`ws_connect`] with any query string (`token=...&since=...`).
+async fn ws_connect_query(port: u16, local: Ipv4Addr, query: &str) -> anyhow::Result<WsStream> {
     let sock = tokio::net::TcpSocket::new_v4()?;
     sock.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
     let stream = sock
         .connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await?;
-    let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
+    let url = format!("ws://127.0.0.1:{port}/ws?{query}");
     let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
     Ok(ws)
 }

@@ -14,6 +14,11 @@
 //! once per recipient: a message to a 1,000-member group is one Redis message
 //! per instance rather than 1,000. The per-recipient `meta.unread_count` is
 //! patched in by the receiving instance, only for users connected there.
+//!
+//! Before publishing, every event but `chat.typing` is appended to each
+//! recipient's resume store (one pipelined round trip for all of them), and
+//! the positions travel in the bus message, so any instance can stamp
+//! `meta.seq` and a reconnect anywhere can replay (see `store`, `resume`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::event::Event;
-use super::hub::{CloseReason, Hub};
+use super::event::{frame, kinds, seq_of, Event};
+use super::hub::{CloseReason, Hub, Outbound};
+use super::store::{EventStore, Pos, Target};
+use crate::config::ResumeConfig;
 use crate::infra::redis::Redis;
 
 #[derive(Serialize, Deserialize)]
@@ -36,11 +43,14 @@ struct BroadcastMessage {
 }
 
 /// One event for many users: `event_data` is the event JSON with
-/// `meta.unread_count` 0; each target carries its own counter.
+/// `meta.unread_count` 0; each target carries its own counter and, when the
+/// event was stored, `seqs` its resume position (same order; "" = none).
 #[derive(Serialize, Deserialize)]
 struct BatchMessage {
     event_data: String,
     targets: Vec<(Uuid, i64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seqs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,11 +62,20 @@ struct ControlMessage {
     session: Option<u64>,
 }
 
+/// One event (unread 0, no seq) for several users with their counters.
+struct Batch {
+    json: String,
+    targets: Vec<(Uuid, i64)>,
+    /// Appended to the resume store (everything but typing).
+    stored: bool,
+}
+
 /// Publishes events to users wherever they are connected.
 #[derive(Clone)]
 pub struct EventBus {
     redis: Redis,
     hub: Arc<Hub>,
+    store: EventStore,
     events_channel: String,
     batch_channel: String,
     control_channel: String,
@@ -65,16 +84,22 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool) -> Self {
+    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool, resume: ResumeConfig) -> Self {
         Self {
             events_channel: redis.key("events:broadcast"),
             batch_channel: redis.key("events:batch"),
             batched,
             control_channel: redis.key("events:control"),
+            store: EventStore::new(&redis, resume),
             redis,
             hub,
             subscribed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The resume store the bus writes before publishing.
+    pub fn store(&self) -> &EventStore {
+        &self.store
     }
 
     /// Whether the subscriber currently listens (part of readiness).
@@ -89,52 +114,98 @@ impl EventBus {
 
     /// Sends the same event to several users in one Redis round trip.
     pub async fn to_users(&self, users: &[Uuid], event: &Event) {
-        if self.batched {
-            let unread = event.meta.unread_count;
-            let targets = users.iter().map(|u| (*u, unread)).collect();
-            self.publish_batches(vec![(event.with_unread(0).to_json(), targets)])
-                .await;
-        } else {
-            let json = event.to_json();
-            self.publish_many(users.iter().map(|u| (*u, json.clone())).collect())
-                .await;
-        }
+        let unread = event.meta.unread_count;
+        self.publish(vec![Batch {
+            json: event.with_unread(0).to_json(),
+            targets: users.iter().map(|u| (*u, unread)).collect(),
+            stored: event.kind != kinds::CHAT_TYPING,
+        }])
+        .await;
     }
 
     /// Sends a personalised event to each user, in order, in one round trip.
     /// Recipients whose events differ only in `meta.unread_count` share one
     /// batch.
     pub async fn to_each(&self, items: Vec<(Uuid, Event)>) {
-        if !self.batched {
-            self.publish_many(items.into_iter().map(|(u, e)| (u, e.to_json())).collect())
-                .await;
-            return;
-        }
-        let mut batches: Vec<(String, Vec<(Uuid, i64)>)> = Vec::new();
+        let mut batches: Vec<Batch> = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (user, event) in items {
             let unread = event.meta.unread_count;
             let json = event.with_unread(0).to_json();
             match index.get(&json) {
-                Some(&i) => batches[i].1.push((user, unread)),
+                Some(&i) => batches[i].targets.push((user, unread)),
                 None => {
                     index.insert(json.clone(), batches.len());
-                    batches.push((json, vec![(user, unread)]));
+                    batches.push(Batch {
+                        json,
+                        targets: vec![(user, unread)],
+                        stored: event.kind != kinds::CHAT_TYPING,
+                    });
                 }
             }
         }
-        self.publish_batches(batches).await;
+        self.publish(batches).await;
     }
 
-    async fn publish_batches(&self, batches: Vec<(String, Vec<(Uuid, i64)>)>) {
-        if batches.iter().all(|b| b.1.is_empty()) {
+    async fn publish(&self, batches: Vec<Batch>) {
+        if batches.iter().all(|b| b.targets.is_empty()) {
             return;
         }
+        let seqs = self.store_all(&batches).await;
+        if self.batched {
+            self.publish_batches(batches, seqs).await;
+        } else {
+            self.publish_many(batches, seqs).await;
+        }
+    }
+
+    /// Appends the stored batches to their recipients' resume stores; one
+    /// position (or None) per target of each batch.
+    async fn store_all(&self, batches: &[Batch]) -> Vec<Vec<Option<Pos>>> {
+        let bodies: Vec<&str> = batches.iter().map(|b| b.json.as_str()).collect();
+        let targets: Vec<Target> = batches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.stored)
+            .flat_map(|(i, b)| {
+                b.targets.iter().map(move |(user, unread)| Target {
+                    user: *user,
+                    body: i,
+                    unread: *unread,
+                })
+            })
+            .collect();
+        let mut positions = self.store.append(&bodies, &targets).await.into_iter();
+        batches
+            .iter()
+            .map(|b| {
+                b.targets
+                    .iter()
+                    .map(|_| {
+                        if b.stored {
+                            positions.next().flatten()
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn publish_batches(&self, batches: Vec<Batch>, seqs: Vec<Vec<Option<Pos>>>) {
         let mut pipe = redis::pipe();
-        for (json, targets) in &batches {
+        for (b, seqs) in batches.iter().zip(&seqs) {
             let msg = BatchMessage {
-                event_data: json.clone(),
-                targets: targets.clone(),
+                event_data: b.json.clone(),
+                targets: b.targets.clone(),
+                seqs: if seqs.iter().any(Option::is_some) {
+                    seqs.iter()
+                        .map(|p| p.map(|p| p.to_string()).unwrap_or_default())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             };
             pipe.publish(
                 &self.batch_channel,
@@ -145,32 +216,39 @@ impl EventBus {
         let mut conn = self.redis.conn();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
-            for (json, targets) in batches {
-                self.deliver_batch(&json, &targets);
+            for (b, seqs) in batches.iter().zip(&seqs) {
+                self.deliver_batch(&b.json, &b.targets, seqs);
             }
         }
     }
 
     /// Delivers a batch to the targets connected to this instance.
-    fn deliver_batch(&self, json: &str, targets: &[(Uuid, i64)]) {
+    fn deliver_batch(&self, json: &str, targets: &[(Uuid, i64)], seqs: &[Option<Pos>]) {
         let base: Arc<str> = Arc::from(json);
-        for (user, unread) in targets {
-            self.hub.deliver_with(*user, || {
-                if *unread == 0 {
+        for (i, (user, unread)) in targets.iter().enumerate() {
+            let pos = seqs.get(i).copied().flatten();
+            self.hub.deliver_with(*user, || Outbound {
+                data: if *unread == 0 && pos.is_none() {
                     base.clone()
                 } else {
-                    Arc::from(with_unread_count(json, *unread))
-                }
+                    Arc::from(frame(json, *unread, pos))
+                },
+                pos,
             });
         }
     }
 
-    async fn publish_many(&self, items: Vec<(Uuid, String)>) {
-        if items.is_empty() {
-            return;
+    /// The reference's shape: one message per recipient, its counter and
+    /// position already in the event bytes.
+    async fn publish_many(&self, batches: Vec<Batch>, seqs: Vec<Vec<Option<Pos>>>) {
+        let mut items = Vec::new();
+        for (b, seqs) in batches.iter().zip(&seqs) {
+            for ((user, unread), pos) in b.targets.iter().zip(seqs) {
+                items.push((*user, frame(&b.json, *unread, *pos), *pos));
+            }
         }
         let mut pipe = redis::pipe();
-        for (user, json) in &items {
+        for (user, json, _) in &items {
             let msg = BroadcastMessage {
                 target_user_id: *user,
                 event_data: base64::engine::general_purpose::STANDARD.encode(json),
@@ -181,8 +259,11 @@ impl EventBus {
         let mut conn = self.redis.conn();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
-            for (user, json) in items {
-                self.hub.deliver(user, Arc::from(json));
+            for (user, json, pos) in items {
+                self.hub.deliver_with(user, || Outbound {
+                    data: Arc::from(json),
+                    pos,
+                });
             }
         }
     }
@@ -261,6 +342,9 @@ impl EventBus {
                         tracing::warn!(error = %e, "event bus subscribe failed; retrying");
                     } else {
                         self.subscribed.store(true, Ordering::Relaxed);
+                        // Whatever was published while we were away is in
+                        // the store: every socket here reads its gap.
+                        self.hub.catch_up_all();
                         if let Some(tx) = ready.take() {
                             let _ = tx.send(());
                         }
@@ -308,7 +392,10 @@ impl EventBus {
         }
         if msg.get_channel_name() == self.batch_channel {
             match serde_json::from_slice::<BatchMessage>(&payload) {
-                Ok(b) => self.deliver_batch(&b.event_data, &b.targets),
+                Ok(b) => {
+                    let seqs: Vec<Option<Pos>> = b.seqs.iter().map(|s| Pos::parse(s)).collect();
+                    self.deliver_batch(&b.event_data, &b.targets, &seqs);
+                }
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
             }
             return;
@@ -323,43 +410,14 @@ impl EventBus {
                     .map(|s| (m.target_user_id, s))
             });
         match decoded {
-            Some((user, json)) => self.hub.deliver(user, Arc::from(json)),
+            Some((user, json)) => {
+                let pos = seq_of(&json);
+                self.hub.deliver_with(user, || Outbound {
+                    data: Arc::from(json),
+                    pos,
+                });
+            }
             None => tracing::warn!("Failed to unmarshal redis pubsub payload"),
         }
-    }
-}
-
-/// `json` (an event serialised with `meta.unread_count` 0, which is its last
-/// key) with the counter set to `unread`.
-fn with_unread_count(json: &str, unread: i64) -> String {
-    const TAIL: &str = "\"unread_count\":0}}";
-    match json.strip_suffix(TAIL) {
-        Some(head) => format!("{head}\"unread_count\":{unread}}}}}"),
-        None => {
-            // Not the shape we serialise; patch through a parse (never expected).
-            let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-            v["meta"]["unread_count"] = unread.into();
-            v.to_string()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::realtime::event::kinds;
-
-    #[test]
-    fn unread_patch_matches_serialisation() {
-        let e = Event::new(
-            kinds::MESSAGE_NEW,
-            serde_json::json!({"content": "}}"}),
-            None,
-            None,
-        );
-        let patched = with_unread_count(&e.to_json(), 17);
-        assert_eq!(patched, e.with_unread(17).to_json());
-        let v: serde_json::Value = serde_json::from_str(&patched).unwrap();
-        assert_eq!(v["meta"]["unread_count"], 17);
     }
 }

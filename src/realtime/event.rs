@@ -3,13 +3,20 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Event metadata; all four keys are always present (nil UUIDs when unset).
+use super::store::Pos;
+
+/// Event metadata; the four contract keys are always present (nil UUIDs
+/// when unset). `seq` (extension, issue 16) is the resume position; it is
+/// patched into the serialised bytes per recipient (see [`with_seq`]), so it
+/// stays last and absent here except on server-made frames (`sync.reset`).
 #[derive(Debug, Clone, Serialize)]
 pub struct EventMeta {
     pub timestamp: i64,
     pub chat_id: Uuid,
     pub sender_id: Uuid,
     pub unread_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<String>,
 }
 
 /// One server → client event.
@@ -37,6 +44,7 @@ impl Event {
                 chat_id: chat_id.unwrap_or(Uuid::nil()),
                 sender_id: sender_id.unwrap_or(Uuid::nil()),
                 unread_count: 0,
+                seq: None,
             },
         }
     }
@@ -52,6 +60,57 @@ impl Event {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// `json` (an event serialised without `meta.seq`; meta is its last key)
+/// with `meta.seq` set. Positions are made of digits, `.` and `-` only, so
+/// they need no escaping.
+pub fn with_seq(json: &str, seq: &str) -> String {
+    match json.strip_suffix("}}") {
+        Some(head) => format!("{head},\"seq\":\"{seq}\"}}}}"),
+        None => {
+            // Not the shape we serialise; patch through a parse (never expected).
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            v["meta"]["seq"] = seq.into();
+            v.to_string()
+        }
+    }
+}
+
+/// `json` (an event serialised with `meta.unread_count` 0 and no seq, so
+/// the counter is its last key) with the counter set to `unread`.
+pub fn with_unread_count(json: &str, unread: i64) -> String {
+    const TAIL: &str = "\"unread_count\":0}}";
+    match json.strip_suffix(TAIL) {
+        Some(head) => format!("{head}\"unread_count\":{unread}}}}}"),
+        None => {
+            // Not the shape we serialise; patch through a parse (never expected).
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            v["meta"]["unread_count"] = unread.into();
+            v.to_string()
+        }
+    }
+}
+
+/// The bytes one recipient gets: `json` (unread 0, no seq) with its counter
+/// and resume position.
+pub fn frame(json: &str, unread: i64, pos: Option<Pos>) -> String {
+    let counted = if unread == 0 {
+        std::borrow::Cow::Borrowed(json)
+    } else {
+        std::borrow::Cow::Owned(with_unread_count(json, unread))
+    };
+    match pos {
+        Some(p) => with_seq(&counted, &p.to_string()),
+        None => counted.into_owned(),
+    }
+}
+
+/// The position [`with_seq`] put into `json`, if any.
+pub fn seq_of(json: &str) -> Option<Pos> {
+    let head = json.strip_suffix("\"}}")?;
+    let at = head.rfind("\"seq\":\"")?;
+    Pos::parse(&head[at + 7..])
 }
 
 /// Event type names of the contract.
@@ -75,6 +134,9 @@ pub mod kinds {
     pub const USER_BANNED: &str = "user.banned";
     pub const USER_UNBANNED: &str = "user.unbanned";
     pub const USER_DELETED: &str = "user.deleted";
+    /// Extension (issue 16): the first frame of a `/ws?since=` that cannot
+    /// be resumed.
+    pub const SYNC_RESET: &str = "sync.reset";
 }
 
 #[cfg(test)]
@@ -96,5 +158,50 @@ mod tests {
         assert!(t < p && p < m, "{s}");
         assert!(s.contains("\"chat_id\":\"00000000-0000-0000-0000-000000000000\""));
         assert!(s.contains("\"unread_count\":0"));
+        assert!(!s.contains("seq"), "{s}");
+    }
+
+    #[test]
+    fn unread_patch_matches_serialisation() {
+        let e = Event::new(
+            kinds::MESSAGE_NEW,
+            serde_json::json!({"content": "}}"}),
+            None,
+            None,
+        );
+        let patched = with_unread_count(&e.to_json(), 17);
+        assert_eq!(patched, e.with_unread(17).to_json());
+        let v: serde_json::Value = serde_json::from_str(&patched).unwrap();
+        assert_eq!(v["meta"]["unread_count"], 17);
+    }
+
+    #[test]
+    fn frames_carry_counter_and_position() {
+        let e = Event::new(kinds::CHAT_READ, serde_json::json!({}), None, None);
+        let pos = Pos {
+            epoch: 5,
+            n: 2,
+            ms: 9,
+        };
+        let f = frame(&e.to_json(), 4, Some(pos));
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["meta"]["unread_count"], 4);
+        assert_eq!(v["meta"]["seq"], "5.2-9");
+        assert_eq!(seq_of(&f), Some(pos));
+        assert_eq!(seq_of(&e.to_json()), None);
+    }
+
+    #[test]
+    fn seq_patch_matches_serialisation() {
+        let mut e = Event::new(
+            kinds::MESSAGE_NEW,
+            serde_json::json!({"c": "}}"}),
+            None,
+            None,
+        );
+        let patched = with_seq(&e.with_unread(3).to_json(), "17.4-99");
+        e.meta.unread_count = 3;
+        e.meta.seq = Some("17.4-99".into());
+        assert_eq!(patched, e.to_json());
     }
 }

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
+
+use super::store::Pos;
 
 /// Outbound queue length per connection.
 pub const SEND_QUEUE: usize = 256;
@@ -25,6 +27,9 @@ pub enum CloseReason {
     Banned,
     /// The account was deleted (4004).
     AccountDeleted,
+    /// Events may have been missed and could not be filled from the store
+    /// (4010): reconnect with `since` (extension, issue 16).
+    ResumeRequired,
 }
 
 impl CloseReason {
@@ -35,6 +40,7 @@ impl CloseReason {
             Self::SessionRevoked => 4001,
             Self::Banned => 4003,
             Self::AccountDeleted => 4004,
+            Self::ResumeRequired => 4010,
         }
     }
 
@@ -45,6 +51,7 @@ impl CloseReason {
             Self::SessionRevoked => "session revoked",
             Self::Banned => "account banned",
             Self::AccountDeleted => "account deleted",
+            Self::ResumeRequired => "resume required",
         }
     }
 
@@ -55,16 +62,27 @@ impl CloseReason {
             Self::SessionRevoked,
             Self::Banned,
             Self::AccountDeleted,
+            Self::ResumeRequired,
         ]
         .into_iter()
         .find(|r| r.code() == code)
     }
 }
 
+/// One queued frame and, for stored events, its resume position (the
+/// socket uses it to drop duplicates and fill gaps).
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub data: Arc<str>,
+    pub pos: Option<Pos>,
+}
+
 /// The hub's handle to one connection.
 struct Conn {
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Outbound>,
     close: watch::Sender<Option<CloseReason>>,
+    /// Poked when this instance may have missed bus messages.
+    catch_up: Arc<Notify>,
     /// Which login session (token) opened it; see [`session_id`].
     session: u64,
 }
@@ -83,8 +101,10 @@ pub fn session_id(token: &str) -> u64 {
 pub struct Registration {
     pub conn_id: u64,
     pub user_id: Uuid,
-    pub rx: mpsc::Receiver<Arc<str>>,
+    pub rx: mpsc::Receiver<Outbound>,
     pub close: watch::Receiver<Option<CloseReason>>,
+    /// Notified after the bus was lost and came back: read the store.
+    pub catch_up: Arc<Notify>,
     /// True when this is the user's first connection on this instance.
     pub first_local: bool,
 }
@@ -107,6 +127,7 @@ impl Hub {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let (close_tx, close_rx) = watch::channel(None);
+        let catch_up = Arc::new(Notify::new());
         let mut users = self.lock();
         let conns = users.entry(user_id).or_default();
         let first_local = conns.is_empty();
@@ -115,6 +136,7 @@ impl Hub {
             Conn {
                 tx,
                 close: close_tx,
+                catch_up: catch_up.clone(),
                 session,
             },
         );
@@ -123,6 +145,7 @@ impl Hub {
             user_id,
             rx,
             close: close_rx,
+            catch_up,
             first_local,
         }
     }
@@ -146,12 +169,12 @@ impl Hub {
     /// Queues an event for every local connection of `user_id`. A connection
     /// whose queue is full is told to close (it is too slow to keep up).
     pub fn deliver(&self, user_id: Uuid, data: Arc<str>) {
-        self.deliver_with(user_id, || data);
+        self.deliver_with(user_id, || Outbound { data, pos: None });
     }
 
     /// Like [`Hub::deliver`], but builds the bytes only when `user_id` has a
     /// connection here (most targets of a broadcast live on other instances).
-    pub fn deliver_with(&self, user_id: Uuid, build: impl FnOnce() -> Arc<str>) {
+    pub fn deliver_with(&self, user_id: Uuid, build: impl FnOnce() -> Outbound) {
         let users = self.lock();
         let Some(conns) = users.get(&user_id) else {
             return;
@@ -192,6 +215,16 @@ impl Hub {
             }
             n
         })
+    }
+
+    /// Tells every connection to read what it may have missed from the
+    /// store (the bus was lost and is back).
+    pub fn catch_up_all(&self) {
+        for conns in self.lock().values() {
+            for conn in conns.values() {
+                conn.catch_up.notify_one();
+            }
+        }
     }
 
     /// Asks every connection to close (graceful shutdown).

@@ -9,6 +9,8 @@ pub mod hub;
 pub mod inbound;
 pub mod presence;
 pub mod recipients;
+pub mod resume;
+pub mod store;
 pub mod typing;
 pub mod ws;
 

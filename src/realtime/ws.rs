@@ -14,9 +14,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::hub::{CloseReason, Registration};
+use super::hub::{CloseReason, Outbound, Registration};
 use super::inbound::{Allowance, Verdict, FLOOD_CLOSE};
 use super::presence::SocketSlot;
+use super::resume::{self, Cursor, Step, Stop};
 use crate::auth::principal;
 use crate::error::AppError;
 use crate::http::{rate_limit, routing};
@@ -48,11 +49,22 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
 }
 
 /// The upgrade handler.
-#[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "websocket_connect",
+#[utoipa::path(get, path = "/ws", tags = ["websocket", "extension"], operation_id = "websocket_connect",
     summary = "WebSocket Connection", description = "Upgrade to a WebSocket carrying the events of \
-        `/asyncapi.yaml`. The token is the `token` query parameter.",
+        `/asyncapi.yaml`. The token is the `token` query parameter.\n\n\
+        **Resume (extension, issue 16):** every event but `chat.typing` carries `meta.seq`, an opaque \
+        resume position. Reconnecting with `since=<the last meta.seq received>` first replays, in order \
+        and exactly once, every event sent to this user after it (on any instance), then continues live. \
+        If that cannot be done (position older than kept, store flushed or reset, unparsable, store \
+        unreachable) the FIRST frame is a `sync.reset` event `{reason}` and the socket stays live: refetch \
+        state over REST. Close code `4010` (resume required): events may have been missed and could not be \
+        filled; reconnect with `since`.",
     security(("BearerAuth" = [])),
-    params(("token" = Option<String>, Query, description = "The JWT")),
+    params(
+        ("token" = Option<String>, Query, description = "The JWT"),
+        ("since" = Option<String>, Query, description = "Extension (issue 16): the last `meta.seq` the \
+            client received; empty = none. Replays what came after it, or answers a first frame `sync.reset`.")
+    ),
     responses(
         (status = 101, description = "Switching Protocols"),
         (status = 400, description = "Not a WebSocket upgrade request", body = String, content_type = "text/plain"),
@@ -67,15 +79,15 @@ pub async fn ws_handler(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = query
-        .as_deref()
-        .map(|q| {
+    let param = |name: &str| {
+        query.as_deref().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
+                .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
         })
-        .unwrap_or_default();
+    };
+    let token = param("token").unwrap_or_default();
+    let since = param("since");
     let principal =
         match principal::authenticate(&state.db, &state.redis, &state.cfg.jwt_secret, &token).await
         {
@@ -123,7 +135,7 @@ pub async fn ws_handler(
             } else {
                 state.presence.refresh(user_id).await;
             }
-            run_connection(&state, socket, reg, slot.as_ref(), expires_at).await;
+            run_connection(&state, socket, reg, slot.as_ref(), expires_at, since).await;
             if state.hub.unregister(user_id, conn_id) {
                 state.presence.disconnected(user_id).await;
             }
@@ -197,8 +209,15 @@ async fn run_connection(
     mut reg: Registration,
     slot: Option<&SocketSlot>,
     expires_at: Option<Instant>,
+    since: Option<String>,
 ) {
     let user_id = reg.user_id;
+    let store = state.bus.store();
+    // Registered already, so live events queue while the replay runs.
+    let mut cursor = match resume::open(store, user_id, since.as_deref(), &mut socket).await {
+        Ok(c) => c,
+        Err(stop) => return close_for(socket, stop).await,
+    };
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut read_deadline = Instant::now() + READ_DEADLINE;
     // A token without `exp` never expires (the reference accepts those).
@@ -216,7 +235,8 @@ async fn run_connection(
                     // Flush what is already queued unless the queue is the problem.
                     if reason != CloseReason::SlowConsumer {
                         while let Ok(msg) = reg.rx.try_recv() {
-                            if !send(&mut socket, Message::Text(msg.as_ref().into())).await { break; }
+                            if cursor.on_live(msg.pos) == Step::Skip { continue; }
+                            if !send(&mut socket, Message::Text(msg.data.as_ref().into())).await { break; }
                         }
                     }
                     break Some((reason.code(), reason.text()));
@@ -224,12 +244,17 @@ async fn run_connection(
             }
             msg = reg.rx.recv() => match msg {
                 Some(msg) => {
-                    if !send(&mut socket, Message::Text(msg.as_ref().into())).await {
-                        break None;
+                    if let Err(stop) = live(store, user_id, &mut cursor, msg, &mut socket).await {
+                        break stop_frame(stop);
                     }
                 }
                 None => break None,
             },
+            _ = reg.catch_up.notified() => {
+                if let Err(stop) = resume::fill(store, user_id, &mut cursor, None, &mut socket).await {
+                    break stop_frame(stop);
+                }
+            }
             _ = ping.tick() => {
                 if !send(&mut socket, Message::Ping(Vec::new().into())).await {
                     break None;
@@ -282,6 +307,43 @@ async fn run_connection(
             },
         }
     };
+    send_close(socket, close_with).await;
+}
+
+/// Sends one live event, after the stored ones it shows were missed.
+async fn live(
+    store: &super::store::EventStore,
+    user_id: uuid::Uuid,
+    cursor: &mut Cursor,
+    msg: Outbound,
+    socket: &mut WebSocket,
+) -> Result<(), Stop> {
+    match cursor.on_live(msg.pos) {
+        Step::Skip => return Ok(()),
+        Step::Deliver => {}
+        Step::Fill { epoch, after, upto } => {
+            resume::fill(store, user_id, cursor, Some((epoch, after, upto)), socket).await?;
+        }
+    }
+    if send(socket, Message::Text(msg.data.as_ref().into())).await {
+        Ok(())
+    } else {
+        Err(Stop::Gone)
+    }
+}
+
+fn stop_frame(stop: Stop) -> Option<(u16, &'static str)> {
+    match stop {
+        Stop::Gone => None,
+        Stop::Close(r) => Some((r.code(), r.text())),
+    }
+}
+
+async fn close_for(socket: WebSocket, stop: Stop) {
+    send_close(socket, stop_frame(stop)).await;
+}
+
+async fn send_close(mut socket: WebSocket, close_with: Option<(u16, &'static str)>) {
     if let Some((code, reason)) = close_with {
         let frame = CloseFrame {
             code,
@@ -297,7 +359,7 @@ async fn run_connection(
     }
 }
 
-async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+pub(super) async fn send(socket: &mut WebSocket, msg: Message) -> bool {
     matches!(
         tokio::time::timeout(WRITE_DEADLINE, socket.send(msg)).await,
         Ok(Ok(()))

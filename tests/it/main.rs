@@ -28,6 +28,7 @@ mod read_receipts;
 mod realtime;
 mod reports;
 mod resilience;
+mod resume;
 mod scheduler;
 mod snapshot;
 mod storage;

@@ -51,6 +51,19 @@ async fn redis_loss_is_503_and_recovers_by_itself() {
     let (status, _) = json(current().await.unwrap()).await;
     assert_eq!(status, 200);
     let mut ws = app.ws(&token).await;
+    // Live (its resume position known) before Redis goes: a socket that
+    // could not read its position is asked to resume (4010) instead.
+    app.state
+        .bus
+        .to_user(
+            alice,
+            &Event::new(kinds::CHAT_HIDE, json!({"chat_id": "first"}), None, None),
+        )
+        .await;
+    assert_eq!(
+        ws.expect_event("chat.hide").await["payload"]["chat_id"],
+        "first"
+    );
 
     proxy.cut();
     let body = wait_ready(&app, 503).await;

@@ -1,0 +1,358 @@
+//! The socket side of resume after reconnect (issue 16).
+//!
+//! A socket is registered with the hub (live events queue up) BEFORE it
+//! reads the store, so nothing falls between the replay and the live
+//! stream; the [`Cursor`] then drops the live events the replay already
+//! sent and, because event numbers are dense, notices a live event that
+//! overtook an earlier one (two publishers) or one that never came (a bus
+//! gap) and reads the missing ones from the store first. What cannot be
+//! filled closes the socket with 4010 "resume required"; a `since` that
+//! cannot be served at all is answered by a first frame `sync.reset`.
+
+use axum::extract::ws::{Message, WebSocket};
+use uuid::Uuid;
+
+use super::event::{frame, kinds, Event};
+use super::hub::CloseReason;
+use super::store::{EventStore, Pos, Range, PAGE};
+use super::ws::send;
+
+/// Store reads a fill retries (250 ms apart) before closing with 4010.
+const FILL_RETRIES: u32 = 4;
+
+/// Where a socket stands in its user's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The store epoch the numbers refer to (None: nothing was stored yet).
+    epoch: Option<u64>,
+    /// Every event up to this number was sent, or predates the socket.
+    last: u64,
+    /// True once `last` was sent by this socket: an event at or below it is
+    /// a duplicate. False right after connecting without `since`, where
+    /// such an event is one that was stored just before the socket's start
+    /// and published just after it, so it is still news.
+    exact: bool,
+    /// The position is unknown (the store could not be read): trust the
+    /// first live event.
+    blind: bool,
+}
+
+/// What to do with one live event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Deliver,
+    Skip,
+    /// Send the stored events `after+1 ..= upto` first, then this one.
+    Fill {
+        epoch: u64,
+        after: u64,
+        upto: u64,
+    },
+}
+
+/// Why a socket must stop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The peer is gone (a write failed).
+    Gone,
+    /// Close with this code.
+    Close(CloseReason),
+}
+
+impl Cursor {
+    fn fresh(head: Option<Pos>) -> Self {
+        Self {
+            epoch: head.map(|p| p.epoch),
+            last: head.map_or(0, |p| p.n),
+            exact: false,
+            blind: false,
+        }
+    }
+
+    fn blind() -> Self {
+        Self {
+            epoch: None,
+            last: 0,
+            exact: false,
+            blind: true,
+        }
+    }
+
+    fn at(pos: Pos) -> Self {
+        Self {
+            epoch: Some(pos.epoch),
+            last: pos.n,
+            exact: true,
+            blind: false,
+        }
+    }
+
+    /// Decides about one live event (its position, if it was stored).
+    pub fn on_live(&mut self, pos: Option<Pos>) -> Step {
+        let Some(p) = pos else {
+            return Step::Deliver;
+        };
+        if self.blind {
+            *self = Self::at(p);
+            return Step::Deliver;
+        }
+        if self.epoch != Some(p.epoch) {
+            // The store began a new epoch (flushed or lost) after this
+            // socket's position: follow the new one from its first event.
+            *self = Self::fresh(None);
+            self.epoch = Some(p.epoch);
+        }
+        if p.n <= self.last {
+            return if self.exact {
+                Step::Skip
+            } else {
+                Step::Deliver
+            };
+        }
+        let after = self.last;
+        *self = Self::at(p);
+        if p.n == after + 1 {
+            Step::Deliver
+        } else {
+            Step::Fill {
+                epoch: p.epoch,
+                after,
+                upto: p.n - 1,
+            }
+        }
+    }
+}
+
+/// Starts a socket: replays from `since` (or says `sync.reset`), or, with
+/// no `since`, notes where the store stands so later gaps can be filled.
+pub async fn open(
+    store: &EventStore,
+    user: Uuid,
+    since: Option<&str>,
+    socket: &mut WebSocket,
+) -> Result<Cursor, Stop> {
+    let Some(raw) = since.filter(|s| !s.is_empty()) else {
+        return Ok(head_cursor(store, user).await);
+    };
+    if !store.enabled() {
+        return reset(store, user, "disabled", socket).await;
+    }
+    let Some(pos) = Pos::parse(raw) else {
+        return reset(store, user, "invalid_position", socket).await;
+    };
+    let mut last = pos;
+    let mut first = true;
+    loop {
+        let page = store
+            .range(user, Some(pos.epoch), last.n, None, first.then_some(pos))
+            .await;
+        let entries = match page {
+            Ok(Range::Entries(v)) => v,
+            Ok(Range::EpochChanged) if first => {
+                return reset(store, user, "store_reset", socket).await
+            }
+            Ok(Range::Expired) if first => return reset(store, user, "expired", socket).await,
+            Err(e) if first => {
+                tracing::warn!(error = %e, %user, "resume store unreachable");
+                return reset(store, user, "unavailable", socket).await;
+            }
+            // Trimmed or reset between two pages: part was sent, so the
+            // client must come back from what it has.
+            _ => return Err(Stop::Close(CloseReason::ResumeRequired)),
+        };
+        first = false;
+        let full = entries.len() == PAGE;
+        for s in entries {
+            if s.pos.n != last.n + 1 {
+                return Err(Stop::Close(CloseReason::ResumeRequired));
+            }
+            push(socket, frame(&s.json, s.unread, Some(s.pos))).await?;
+            last = s.pos;
+        }
+        if !full {
+            return Ok(Cursor::at(last));
+        }
+    }
+}
+
+/// Sends the stored events a live one revealed as missing, or, with
+/// `upto` None (the bus was lost), everything after the cursor.
+pub async fn fill(
+    store: &EventStore,
+    user: Uuid,
+    cursor: &mut Cursor,
+    gap: Option<(u64, u64, u64)>,
+    socket: &mut WebSocket,
+) -> Result<(), Stop> {
+    let (epoch, mut next, upto) = match gap {
+        Some((epoch, after, upto)) => (Some(epoch), after, Some(upto)),
+        None if cursor.blind => return Err(Stop::Close(CloseReason::ResumeRequired)),
+        None => (cursor.epoch, cursor.last, None),
+    };
+    let mut seen_epoch = epoch;
+    loop {
+        let entries = match range_retrying(store, user, epoch, next, upto).await {
+            Ok(Range::Entries(v)) => v,
+            Ok(_) => return Err(Stop::Close(CloseReason::ResumeRequired)),
+            Err(e) => {
+                tracing::warn!(error = %e, %user, "cannot fill a socket's gap; asking it to resume");
+                return Err(Stop::Close(CloseReason::ResumeRequired));
+            }
+        };
+        let full = entries.len() == PAGE;
+        for s in entries {
+            if s.pos.n != next + 1 {
+                return Err(Stop::Close(CloseReason::ResumeRequired));
+            }
+            push(socket, frame(&s.json, s.unread, Some(s.pos))).await?;
+            next = s.pos.n;
+            seen_epoch = Some(s.pos.epoch);
+        }
+        if !full || upto.is_some_and(|u| next >= u) {
+            break;
+        }
+    }
+    if upto.is_some_and(|u| next < u) {
+        return Err(Stop::Close(CloseReason::ResumeRequired));
+    }
+    if gap.is_none() && next > cursor.last {
+        // Catch-up: the socket is now exactly where the store ends.
+        cursor.epoch = seen_epoch;
+        cursor.last = next;
+        cursor.exact = true;
+    }
+    Ok(())
+}
+
+/// A fill usually follows a Redis reconnect, when the command connection
+/// may still be re-establishing: a few short retries before giving up.
+async fn range_retrying(
+    store: &EventStore,
+    user: Uuid,
+    epoch: Option<u64>,
+    after: u64,
+    upto: Option<u64>,
+) -> redis::RedisResult<Range> {
+    let mut attempt = 0;
+    loop {
+        match store.range(user, epoch, after, upto, None).await {
+            Err(e) if attempt < FILL_RETRIES => {
+                tracing::debug!(error = %e, attempt, "store read failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn head_cursor(store: &EventStore, user: Uuid) -> Cursor {
+    if !store.enabled() {
+        return Cursor::blind();
+    }
+    match store.head(user).await {
+        Ok(head) => Cursor::fresh(head),
+        Err(e) => {
+            tracing::warn!(error = %e, %user, "resume store unreachable; socket starts blind");
+            Cursor::blind()
+        }
+    }
+}
+
+/// The first frame of a `since` that cannot be served. Its `meta.seq` is
+/// the newest stored position, so a client that refetched over REST can
+/// resume from here next time.
+async fn reset(
+    store: &EventStore,
+    user: Uuid,
+    reason: &str,
+    socket: &mut WebSocket,
+) -> Result<Cursor, Stop> {
+    let (head, cursor) = match store.enabled() {
+        true => match store.head(user).await {
+            Ok(head) => (head, Cursor::fresh(head)),
+            Err(_) => (None, Cursor::blind()),
+        },
+        false => (None, Cursor::blind()),
+    };
+    let mut event = Event::new(
+        kinds::SYNC_RESET,
+        serde_json::json!({ "reason": reason }),
+        None,
+        None,
+    );
+    event.meta.seq = head.map(|p| p.to_string());
+    push(socket, event.to_json()).await?;
+    Ok(cursor)
+}
+
+async fn push(socket: &mut WebSocket, json: String) -> Result<(), Stop> {
+    if send(socket, Message::Text(json.into())).await {
+        Ok(())
+    } else {
+        Err(Stop::Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(epoch: u64, n: u64) -> Option<Pos> {
+        Some(Pos { epoch, n, ms: 1 })
+    }
+
+    #[test]
+    fn resumed_cursor_drops_duplicates_and_fills_gaps() {
+        let mut c = Cursor::at(p(7, 10).unwrap());
+        assert_eq!(c.on_live(p(7, 9)), Step::Skip);
+        assert_eq!(c.on_live(p(7, 10)), Step::Skip);
+        assert_eq!(c.on_live(p(7, 11)), Step::Deliver);
+        assert_eq!(
+            c.on_live(p(7, 14)),
+            Step::Fill {
+                epoch: 7,
+                after: 11,
+                upto: 13
+            }
+        );
+        // The overtaken ones arrive late: already sent by the fill.
+        assert_eq!(c.on_live(p(7, 12)), Step::Skip);
+        assert_eq!(c.on_live(None), Step::Deliver);
+    }
+
+    #[test]
+    fn fresh_cursor_delivers_what_was_stored_just_before_it() {
+        let mut c = Cursor::fresh(p(3, 5));
+        assert_eq!(c.on_live(p(3, 5)), Step::Deliver);
+        assert_eq!(c.on_live(p(3, 4)), Step::Deliver);
+        assert_eq!(c.on_live(p(3, 6)), Step::Deliver);
+        assert_eq!(c.on_live(p(3, 6)), Step::Skip);
+    }
+
+    #[test]
+    fn a_new_epoch_is_followed_from_its_first_event() {
+        let mut c = Cursor::at(p(3, 50).unwrap());
+        assert_eq!(c.on_live(p(4, 1)), Step::Deliver);
+        let mut c = Cursor::at(p(3, 50).unwrap());
+        assert_eq!(
+            c.on_live(p(4, 3)),
+            Step::Fill {
+                epoch: 4,
+                after: 0,
+                upto: 2
+            }
+        );
+        let mut c = Cursor::fresh(None);
+        assert_eq!(c.on_live(p(9, 1)), Step::Deliver);
+        assert_eq!(c.on_live(p(9, 2)), Step::Deliver);
+    }
+
+    #[test]
+    fn blind_cursor_trusts_the_first_event() {
+        let mut c = Cursor::blind();
+        assert_eq!(c.on_live(p(3, 40)), Step::Deliver);
+        assert_eq!(c.on_live(p(3, 40)), Step::Skip);
+        assert_eq!(c.on_live(p(3, 41)), Step::Deliver);
+    }
+}
