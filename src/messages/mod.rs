@@ -1,13 +1,16 @@
 //! The messages feature: routes (thin handlers), service (rules), repo (SQL),
 //! dto (wire types), ordering (per-chat sequencing of message writes and
-//! their events), and the extensions of issue 17 (reactions, edit history).
+//! their events), and the extensions of issue 17 (reactions, pins, edit
+//! history, search).
 
 pub mod access;
 pub mod docs;
 pub mod dto;
 pub mod edits;
 pub mod ordering;
+pub mod pins;
 pub mod reactions;
 pub mod repo;
 pub mod routes;
+pub mod search;
 pub mod service;
