@@ -27,12 +27,20 @@ SELECT u, 's' || replace(u::text, '-', '') || '@bench.test', 's' || replace(u::t
 CREATE TEMP TABLE bench_users AS
 SELECT row_number() OVER (ORDER BY id) - 1 AS n, id FROM users WHERE email LIKE 's%@bench.test';
 
+ALTER TABLE bench_users ADD PRIMARY KEY (n);
+
 -- Chat k (1..{chats}): a group for k % 5 < 3, else private; the viewer is user 0, in chats
 -- 1..{mine}; every chat also has user k.
 CREATE TEMP TABLE bench_chats AS
 SELECT k, gen_random_uuid() AS chat_id, gen_random_uuid() AS group_id,
        CASE WHEN k % 5 < 3 THEN 'group' ELSE 'private' END AS kind
   FROM generate_series(1, {chats}) k;
+
+ALTER TABLE bench_chats ADD PRIMARY KEY (k);
+
+ANALYZE bench_users;
+
+ANALYZE bench_chats;
 
 INSERT INTO chats (id, type) SELECT chat_id, kind FROM bench_chats;
 

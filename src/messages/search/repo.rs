@@ -14,6 +14,28 @@ use uuid::Uuid;
 const MATCH: &str = "m.deleted_at IS NULL AND m.content IS NOT NULL \
     AND atoitalk_search_doc(m.content) @@ atoitalk_search_query($2)";
 
+/// The per-chat statement: `$1` chat, `$2` tsquery text, `$3` hidden_at,
+/// `$4` cursor id, `$5` limit.
+pub fn in_chat_sql() -> String {
+    format!(
+        "SELECT m.id FROM messages m \
+          WHERE m.chat_id = $1 AND {MATCH} \
+            AND ($3::timestamptz IS NULL OR m.created_at > $3) AND m.id < $4 \
+          ORDER BY m.id DESC LIMIT $5"
+    )
+}
+
+/// The global statement: `$1` viewer, `$2` tsquery text, `$3` cursor id,
+/// `$4` limit.
+pub fn global_sql() -> String {
+    format!(
+        "SELECT m.id FROM ({READABLE_CHATS}) r \
+           JOIN messages m ON m.chat_id = r.chat_id \
+          WHERE {MATCH} AND (r.hidden_at IS NULL OR m.created_at > r.hidden_at) AND m.id < $3 \
+          ORDER BY m.id DESC LIMIT $4"
+    )
+}
+
 /// Ids of one chat's matching messages older than `before`, newest first,
 /// none from before the viewer's `hidden_at`.
 pub async fn in_chat(
@@ -24,13 +46,7 @@ pub async fn in_chat(
     before: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let sql = format!(
-        "SELECT m.id FROM messages m \
-          WHERE m.chat_id = $1 AND {MATCH} \
-            AND ($3::timestamptz IS NULL OR m.created_at > $3) AND m.id < $4 \
-          ORDER BY m.id DESC LIMIT $5"
-    );
-    sqlx::query_scalar(&sql)
+    sqlx::query_scalar(&in_chat_sql())
         .persistent(false)
         .bind(chat_id)
         .bind(tsquery)
@@ -64,13 +80,7 @@ pub async fn global(
     before: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let sql = format!(
-        "SELECT m.id FROM ({READABLE_CHATS}) r \
-           JOIN messages m ON m.chat_id = r.chat_id \
-          WHERE {MATCH} AND (r.hidden_at IS NULL OR m.created_at > r.hidden_at) AND m.id < $3 \
-          ORDER BY m.id DESC LIMIT $4"
-    );
-    sqlx::query_scalar(&sql)
+    sqlx::query_scalar(&global_sql())
         .persistent(false)
         .bind(viewer)
         .bind(tsquery)
