@@ -118,6 +118,8 @@ pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::messages::routes::routes(state))
         .merge(crate::messages::reactions::routes::routes(state))
         .merge(crate::messages::edits::routes::routes(state))
+        .merge(crate::messages::pins::routes::routes(state))
+        .merge(crate::messages::search::routes::routes(state))
         .merge(crate::media::routes::routes(state))
         .merge(crate::reports::routes::routes(state))
         .merge(crate::admin::routes::routes(state))

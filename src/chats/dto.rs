@@ -290,7 +290,9 @@ pub fn decode_chat_cursor(raw: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Ap
     Ok(Some((pagination::cursor_micros(micros)?, id)))
 }
 
-fn chat_cursor_parts(raw: &str) -> Option<(i64, Uuid)> {
+/// The parts `(micros, id)` of a `<Unix microseconds>,<uuid>` cursor
+/// (chat list, pins list); `None` when malformed.
+pub fn chat_cursor_parts(raw: &str) -> Option<(i64, Uuid)> {
     let bytes = base64::engine::general_purpose::URL_SAFE
         .decode(raw.trim())
         .ok()?;

@@ -490,6 +490,7 @@ async fn delete_locked(
     }
     repo::soft_delete(&mut tx, message_id, st.now).await?;
     super::edits::repo::forget(&mut tx, message_id).await?;
+    super::pins::repo::remove(&mut tx, message_id).await?;
     tx.commit().await?;
     publish_to_chat(
         state,

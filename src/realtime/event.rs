@@ -120,6 +120,8 @@ pub mod kinds {
     pub const MESSAGE_DELETE: &str = "message.delete";
     /// Extension (issue 17).
     pub const MESSAGE_REACTION: &str = "message.reaction";
+    /// Extension (issue 17).
+    pub const MESSAGE_PIN: &str = "message.pin";
     pub const CHAT_NEW: &str = "chat.new";
     pub const CHAT_READ: &str = "chat.read";
     pub const CHAT_HIDE: &str = "chat.hide";

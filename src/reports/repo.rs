@@ -353,6 +353,9 @@ pub async fn take_down_message(
         .bind(message)
         .execute(&mut *conn)
         .await?;
+    // A deleted message keeps no pin and no earlier versions.
+    crate::messages::pins::repo::remove(conn, message).await?;
+    crate::messages::edits::repo::forget(conn, message).await?;
     Ok(deleted_at.is_none().then_some(chat))
 }
 

@@ -1,0 +1,318 @@
+//! Extension (issue 17): full-text search over real HTTP: words, prefixes,
+//! case and accents, newest first with keyset paging, snippets, who finds
+//! what (members only; not deleted messages or chats, not groups left, not
+//! messages from before a hide), bad input, the rate limit, and that the
+//! statements can use the search index.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::chats::support::*;
+use crate::harness::{make_group, TestApp};
+
+async fn search_chat(app: &TestApp, token: &str, chat: Uuid, query: &str) -> (u16, Value) {
+    get(
+        app,
+        token,
+        &format!("/api/chats/{chat}/messages/search{query}"),
+    )
+    .await
+}
+
+async fn search_all(app: &TestApp, token: &str, query: &str) -> (u16, Value) {
+    get(app, token, &format!("/api/messages/search{query}")).await
+}
+
+fn contents(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data: {page}"))
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn words_prefixes_accents_order_paging_and_snippets() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let group = make_group(&app, alice, &[bob]).await;
+    for text in [
+        "Besok rapat di kantor jam 9",
+        "Makan nasi goreng <b>pedas</b> & manis",
+        "rapat dibatalkan",
+        "Nasi goreng di Café dekat kantor",
+    ] {
+        send(&app, &at, group, text).await;
+    }
+    let private = app.make_private_chat(bob, carol).await;
+    send(&app, &ct, private, "nasi uduk enak, mau?").await;
+
+    let (s, page) = search_chat(&app, &bt, group, "?q=nasi%20goreng").await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(
+        contents(&page),
+        vec![
+            "Nasi goreng di Café dekat kantor",
+            "Makan nasi goreng <b>pedas</b> & manis"
+        ],
+        "newest first"
+    );
+    let hit = &page["data"][1];
+    assert_eq!(
+        hit["snippet"],
+        "Makan <mark>nasi</mark> <mark>goreng</mark> &lt;b&gt;pedas&lt;/b&gt; &amp; manis"
+    );
+    assert_eq!(hit["chat_id"], group.to_string());
+    assert_eq!(hit["sender_name"], "Alice");
+    assert_eq!(hit["type"], "regular");
+    assert_eq!(hit["reactions"], serde_json::json!([]));
+    assert_eq!(page["meta"]["has_next"], false);
+
+    // The last word is a prefix, earlier ones are whole words; case and
+    // accents do not matter.
+    assert_eq!(
+        contents(&search_chat(&app, &bt, group, "?q=GOR").await.1).len(),
+        2
+    );
+    let (_, page) = search_chat(&app, &bt, group, "?q=rapat%20kan").await;
+    assert_eq!(contents(&page), vec!["Besok rapat di kantor jam 9"]);
+    let (_, page) = search_chat(&app, &bt, group, "?q=kan%20rapat").await;
+    assert_eq!(contents(&page), Vec::<String>::new());
+    for q in ["cafe", "CAF%C3%89", "caf"] {
+        let (_, page) = search_chat(&app, &bt, group, &format!("?q={q}")).await;
+        assert_eq!(
+            contents(&page),
+            vec!["Nasi goreng di Café dekat kantor"],
+            "{q}"
+        );
+        assert_eq!(
+            page["data"][0]["snippet"], "Nasi goreng di <mark>Café</mark> dekat kantor",
+            "{q}"
+        );
+    }
+
+    // Keyset paging, newest first.
+    let (_, p1) = search_chat(&app, &bt, group, "?q=kantor&limit=1").await;
+    assert_eq!(contents(&p1), vec!["Nasi goreng di Café dekat kantor"]);
+    assert_eq!(p1["meta"]["has_next"], true);
+    let cursor = p1["meta"]["next_cursor"].as_str().unwrap().to_string();
+    let (s, p2) = search_chat(
+        &app,
+        &bt,
+        group,
+        &format!("?q=kantor&limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(s, 200, "{p2}");
+    assert_eq!(contents(&p2), vec!["Besok rapat di kantor jam 9"]);
+    assert_eq!(p2["meta"]["has_next"], false);
+
+    // Global: every chat the caller may read, newest first.
+    let (s, page) = search_all(&app, &bt, "?q=nasi").await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(
+        contents(&page),
+        vec![
+            "nasi uduk enak, mau?",
+            "Nasi goreng di Café dekat kantor",
+            "Makan nasi goreng <b>pedas</b> & manis"
+        ]
+    );
+    assert_eq!(page["data"][0]["chat_id"], private.to_string());
+    assert_eq!(contents(&search_all(&app, &at, "?q=nasi").await.1).len(), 2);
+    assert_eq!(contents(&search_all(&app, &ct, "?q=nasi").await.1).len(), 1);
+
+    // Bad input: 400 on both endpoints.
+    let long = format!("?q={}", "a".repeat(201));
+    for q in [
+        "",
+        "?q=",
+        "?q=%20%20",
+        "?q=!!!%20...",
+        long.as_str(),
+        "?q=x&cursor=nope",
+        "?q=x&limit=51",
+    ] {
+        let (s, b) = search_chat(&app, &bt, group, q).await;
+        assert_eq!(s, 400, "chat {q}: {b}");
+        assert!(b["error"].is_string());
+        let (s, _) = search_all(&app, &bt, q).await;
+        assert_eq!(s, 400, "global {q}");
+    }
+    let (s, b) = get(&app, &bt, "/api/chats/nope/messages/search?q=x").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Chat ID")));
+}
+
+#[tokio::test]
+async fn only_readable_live_messages_are_found() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let (_dave, dt) = app.make_user("Dave").await;
+    let group = make_group(&app, alice, &[bob, carol]).await;
+    send(&app, &at, group, "rahasia grup pertama").await;
+    let gone = send(&app, &at, group, "rahasia yang dihapus").await;
+
+    // Outsiders: the chat answers as its history; global finds nothing.
+    let (s, b) = search_chat(&app, &dt, group, "?q=rahasia").await;
+    assert_eq!((s, b["error"].as_str()), (403, Some("Forbidden")));
+    assert_eq!(
+        contents(&search_all(&app, &dt, "?q=rahasia").await.1),
+        Vec::<String>::new()
+    );
+    assert_eq!(search_chat(&app, &dt, Uuid::now_v7(), "?q=x").await.0, 404);
+
+    // Deleted messages never appear (nor do system messages).
+    let (s, _) = delete(
+        &app,
+        &at,
+        &format!("/api/messages/{}", gone["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        contents(&search_chat(&app, &bt, group, "?q=rahasia").await.1),
+        vec!["rahasia grup pertama"]
+    );
+    assert_eq!(
+        contents(&search_all(&app, &bt, "?q=dihapus").await.1),
+        Vec::<String>::new()
+    );
+
+    // A group the caller left: 403 for the chat, nothing globally.
+    let (s, _) = post(
+        &app,
+        &ct,
+        &format!("/api/chats/group/{group}/leave"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(search_chat(&app, &ct, group, "?q=rahasia").await.0, 403);
+    assert_eq!(
+        contents(&search_all(&app, &ct, "?q=rahasia").await.1),
+        Vec::<String>::new()
+    );
+
+    // Hidden chat: nothing from before the hide, newer messages again.
+    let private = app.make_private_chat(alice, bob).await;
+    send(&app, &at, private, "rahasia lama").await;
+    let (s, _) = post(
+        &app,
+        &bt,
+        &format!("/api/chats/{private}/hide"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        contents(&search_chat(&app, &bt, private, "?q=lama").await.1),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        contents(&search_all(&app, &bt, "?q=lama").await.1),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        contents(&search_all(&app, &at, "?q=lama").await.1),
+        vec!["rahasia lama"]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    send(&app, &at, private, "rahasia baru").await;
+    assert_eq!(
+        contents(&search_all(&app, &bt, "?q=rahasia").await.1),
+        vec!["rahasia baru", "rahasia grup pertama"]
+    );
+
+    // Deleted chat: 404 for the chat, nothing globally.
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() WHERE id = $1",
+        group,
+    )
+    .await;
+    assert_eq!(search_chat(&app, &bt, group, "?q=rahasia").await.0, 404);
+    assert_eq!(
+        contents(&search_all(&app, &bt, "?q=rahasia").await.1),
+        vec!["rahasia baru"]
+    );
+
+    // Rate-limited with the neighbouring endpoints (general_read, 200/min).
+    let key = app
+        .state
+        .redis
+        .key(&format!("ratelimit:user:general_read:{bob}"));
+    let mut c = app.state.redis.conn();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(200)
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (s, _) = search_all(&app, &bt, "?q=rahasia").await;
+    assert_eq!(s, 429);
+    let (s, _) = search_chat(&app, &bt, private, "?q=rahasia").await;
+    assert_eq!(s, 429);
+}
+
+/// Both statements are answered from `messages_search_idx` (the expression
+/// and predicate match it) on a chat big enough for the planner to care.
+#[tokio::test]
+async fn search_statements_use_the_search_index() {
+    let app = TestApp::spawn().await;
+    let (alice, _) = app.make_user("Alice").await;
+    let group = make_group(&app, alice, &[]).await;
+    sqlx::query(
+        "INSERT INTO messages (id, chat_id, sender_id, content, created_at) \
+         SELECT gen_random_uuid(), $1, $2, \
+                CASE WHEN g % 1000 = 0 THEN 'nasi goreng ' ELSE 'filler text ' END || g, \
+                now() - make_interval(secs => 5000 - g) \
+           FROM generate_series(1, 5000) g",
+    )
+    .bind(group)
+    .bind(alice)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE messages")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let tsquery = "'nasi' & 'gor':*";
+    let plans = [
+        sqlx::query_scalar::<_, String>(&format!(
+            "EXPLAIN {}",
+            atoitalk::messages::search::repo::in_chat_sql()
+        ))
+        .bind(group)
+        .bind(tsquery)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(Uuid::max())
+        .bind(21i64)
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap(),
+        sqlx::query_scalar::<_, String>(&format!(
+            "EXPLAIN {}",
+            atoitalk::messages::search::repo::global_sql()
+        ))
+        .bind(alice)
+        .bind(tsquery)
+        .bind(Uuid::max())
+        .bind(21i64)
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap(),
+    ];
+    for plan in plans {
+        let plan = plan.join("\n");
+        assert!(plan.contains("messages_search_idx"), "{plan}");
+        assert!(!plan.contains("Seq Scan on messages"), "{plan}");
+    }
+}
