@@ -843,7 +843,10 @@ mod tests {
         let err = cfg(&[("TOTP_ENCRYPTION_KEY", "short")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("TOTP_ENCRYPTION_KEY") && !err.contains("short"), "{err}");
+        assert!(
+            err.contains("TOTP_ENCRYPTION_KEY") && !err.contains("short"),
+            "{err}"
+        );
         assert_eq!(cfg(&[]).unwrap().two_factor.challenge_ttl_secs, 300);
     }
 

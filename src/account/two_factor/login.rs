@@ -83,8 +83,7 @@ pub async fn complete(
     service::ensure_available(state)?;
     let challenge = req.challenge.unwrap_or_default();
     let code = req.code.unwrap_or_default();
-    if challenge.is_empty() || challenge.len() > 128 || code.trim().is_empty() || code.len() > 64
-    {
+    if challenge.is_empty() || challenge.len() > 128 || code.trim().is_empty() || code.len() > 64 {
         return Err(AppError::bad_request("Bad Request"));
     }
     let user = pending(state, &challenge, false)

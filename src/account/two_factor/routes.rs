@@ -5,9 +5,7 @@ use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::{
-    DisableRequest, EnableRequest, EnableResponse, LoginRequest, SetupResponse,
-};
+use super::dto::{DisableRequest, EnableRequest, EnableResponse, LoginRequest, SetupResponse};
 use super::{login, service};
 use crate::auth::device::ClientMeta;
 use crate::auth::dto::AuthResponse;
