@@ -83,6 +83,77 @@ impl GoogleConfig {
     }
 }
 
+/// A 256-bit key that never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+/// Two-factor authentication (extension, issue 18).
+#[derive(Debug, Clone)]
+pub struct TwoFactorConfig {
+    /// `TWO_FACTOR_ENABLED` (default true). Off: the 2FA endpoints answer
+    /// 403 and sign-in asks no second factor (enrolments are kept).
+    pub enabled: bool,
+    /// `TOTP_ENCRYPTION_KEY` (32 bytes, base64 or hex): encrypts TOTP
+    /// secrets and keys the recovery-code hashes. Outside production an
+    /// unset key is derived from `JWT_SECRET` (with a warning).
+    pub key: SecretKey,
+    /// Whether `key` came from `TOTP_ENCRYPTION_KEY`.
+    pub key_configured: bool,
+    /// `TWO_FACTOR_CHALLENGE_TTL_SECONDS` (default 300): lifetime of a login challenge.
+    pub challenge_ttl_secs: u64,
+}
+
+/// Parses `TOTP_ENCRYPTION_KEY`: 32 bytes as base64 (standard or URL-safe)
+/// or as 64 hex digits.
+fn parse_key(raw: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(raw).ok()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
+            .ok()?
+    };
+    bytes.try_into().ok()
+}
+
+fn two_factor(src: &VarSource<'_>, jwt_secret: &str) -> Result<TwoFactorConfig, ConfigError> {
+    use sha2::{Digest, Sha256};
+    let raw = src.string("TOTP_ENCRYPTION_KEY", "");
+    let (key, key_configured) = if raw.trim().is_empty() {
+        let derived: [u8; 32] =
+            Sha256::digest(format!("atoitalk-totp-key:{jwt_secret}").as_bytes()).into();
+        (derived, false)
+    } else {
+        let key = parse_key(&raw).ok_or_else(|| ConfigError::Invalid {
+            name: "TOTP_ENCRYPTION_KEY",
+            value: "(hidden)".into(),
+            reason: "expected 32 bytes as base64 or 64 hex digits".into(),
+        })?;
+        (key, true)
+    };
+    let ttl = src.parsed(
+        "TWO_FACTOR_CHALLENGE_TTL_SECONDS",
+        300i64,
+        "a number of seconds",
+    )?;
+    Ok(TwoFactorConfig {
+        enabled: src.boolean("TWO_FACTOR_ENABLED", true)?,
+        key: SecretKey(key),
+        key_configured,
+        challenge_ttl_secs: positive("TWO_FACTOR_CHALLENGE_TTL_SECONDS", ttl)? as u64,
+    })
+}
+
 /// The whole runtime configuration shared by `serve`, `scheduler` and the
 /// maintenance commands.
 #[derive(Debug, Clone)]
@@ -135,6 +206,7 @@ pub struct Config {
     pub otp_rate_limit_secs: i64,
     pub otp_secret: String,
     pub login_throttle: crate::auth::throttle::LoginThrottle,
+    pub two_factor: TwoFactorConfig,
 
     pub soft_delete_retention_days: i64,
     pub media_retention_days: f64,
@@ -360,6 +432,8 @@ impl Config {
             });
         }
 
+        let jwt_secret = src.string("JWT_SECRET", INSECURE_DEFAULT_SECRET);
+        let two_factor = two_factor(src, &jwt_secret)?;
         let cfg = Config {
             app_env,
             app_port: src.parsed("APP_PORT", 8080u16, "a TCP port number (1-65535)")?,
@@ -440,7 +514,7 @@ impl Config {
                     "https://www.googleapis.com/oauth2/v2/userinfo",
                 ),
             },
-            jwt_secret: src.string("JWT_SECRET", INSECURE_DEFAULT_SECRET),
+            jwt_secret,
             jwt_exp_secs: positive(
                 "JWT_EXP",
                 src.parsed("JWT_EXP", 86400i64, "a number of seconds")?,
@@ -476,6 +550,7 @@ impl Config {
                     "a number of seconds",
                 )?),
             },
+            two_factor,
             soft_delete_retention_days,
             media_retention_days,
             entity_cleanup_cron: strip_quotes(src.string("ENTITY_CLEANUP_CRON", "0 2 * * *")),
@@ -533,6 +608,7 @@ impl Config {
         };
         cfg.check_secrets()?;
         cfg.check_email()?;
+        cfg.check_two_factor_key()?;
         Ok(cfg)
     }
 
@@ -563,10 +639,34 @@ impl Config {
         Ok(())
     }
 
+    /// TOTP secrets must not be encrypted with a key derived from another
+    /// secret in production: refused unless 2FA is switched off.
+    fn check_two_factor_key(&self) -> Result<(), ConfigError> {
+        if self.app_env == AppEnv::Production
+            && self.two_factor.enabled
+            && !self.two_factor.key_configured
+        {
+            return Err(ConfigError::Insecure(
+                "TOTP_ENCRYPTION_KEY is not set while two-factor authentication is enabled; \
+                 set it to 32 random bytes (base64), or TWO_FACTOR_ENABLED=false; refusing to \
+                 start with APP_ENV=production"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Start-up warnings: default secrets anywhere, and in production every
     /// protection that is off.
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = self.insecure_secret_warnings();
+        if self.two_factor.enabled && !self.two_factor.key_configured {
+            out.push(
+                "TOTP_ENCRYPTION_KEY is not set: TOTP secrets are encrypted with a key derived \
+                 from JWT_SECRET (refused in production)"
+                    .into(),
+            );
+        }
         if self.smtp.log_only {
             out.push(
                 "EMAIL_LOG_ONLY=true: emails, OTP codes included, are written to the log \
@@ -728,16 +828,19 @@ mod tests {
             ("JWT_SECRET", "a-long-random-value"),
             ("OTP_SECRET", "another-long-value"),
             ("SMTP_HOST", "smtp.example.com"),
+            ("TOTP_ENCRYPTION_KEY", &"ab".repeat(32)),
         ]);
         assert!(ok.is_ok());
     }
 
     #[test]
     fn production_needs_smtp_or_an_explicit_log_only() {
+        let key = "ab".repeat(32);
         let secrets = [
             ("APP_ENV", "production"),
             ("JWT_SECRET", "a-long-random-value"),
             ("OTP_SECRET", "another-long-value"),
+            ("TOTP_ENCRYPTION_KEY", key.as_str()),
         ];
         let err = cfg(&secrets).unwrap_err().to_string();
         assert!(
@@ -760,6 +863,35 @@ mod tests {
             );
         }
         assert!(cfg(&[("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0")]).is_err());
+    }
+
+    #[test]
+    fn totp_key_is_required_in_production_unless_2fa_is_off() {
+        let base = [
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "a-long-random-value"),
+            ("OTP_SECRET", "another-long-value"),
+            ("SMTP_HOST", "smtp.example.com"),
+        ];
+        let err = cfg(&base).unwrap_err().to_string();
+        assert!(err.contains("TOTP_ENCRYPTION_KEY"), "{err}");
+        let mut off = base.to_vec();
+        off.push(("TWO_FACTOR_ENABLED", "false"));
+        assert!(cfg(&off).is_ok());
+        let b64 = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+        let mut with = base.to_vec();
+        with.push(("TOTP_ENCRYPTION_KEY", b64));
+        let c = cfg(&with).expect("base64 key accepted");
+        assert!(c.two_factor.key_configured);
+        assert!(!format!("{:?}", c.two_factor).contains("171"));
+        let err = cfg(&[("TOTP_ENCRYPTION_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TOTP_ENCRYPTION_KEY") && !err.contains("short"),
+            "{err}"
+        );
+        assert_eq!(cfg(&[]).unwrap().two_factor.challenge_ttl_secs, 300);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::http::response::Empty;
 use crate::http::routing;
 use crate::state::AppState;
 
-/// The account routes with their middleware groups.
+/// The account routes with their middleware groups, and those of the
+/// sessions and two-factor extensions.
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     routing::authenticated(
         OpenApiRouter::with_openapi(super::docs::ApiDoc::openapi())
@@ -29,6 +30,8 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         state,
         rate_limit::GENERAL_READ,
     )
+    .merge(super::sessions::routes::routes(state))
+    .merge(super::two_factor::routes::routes(state))
 }
 
 #[utoipa::path(put, path = "/api/account/password", tag = "account", operation_id = "account_change_password",

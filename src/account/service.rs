@@ -1,6 +1,7 @@
 //! Rules of the account feature (spec §15): password change, email change
-//! and account deletion. Each revokes every session of the user before its
-//! transaction commits and closes the user's sockets after.
+//! and account deletion. Each ends every login session of the user and
+//! writes the revoke-all marker before its transaction commits, and closes
+//! the user's sockets after. Deletion also removes two-factor enrolment.
 
 use uuid::Uuid;
 
@@ -157,6 +158,7 @@ pub async fn delete_account(
     }
     repo::delete_identities(&mut *tx, me).await?;
     repo::drop_blocks(&mut *tx, me).await?;
+    super::two_factor::repo::delete(&mut tx, me).await?;
     repo::anonymise(&mut *tx, me).await?;
     sessions::commit_revoking(tx, &state.redis, me, state.cfg.jwt_exp_secs).await?;
 

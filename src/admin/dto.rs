@@ -51,6 +51,10 @@ pub struct AdminUserDetail {
     pub last_seen_at: Option<String>,
     pub total_messages: i64,
     pub total_groups: i64,
+    /// Extension (issue 18): the user's live sign-in sessions, newest
+    /// first (at most 100; `current` is always false here).
+    #[schema(required = false)]
+    pub sessions: Vec<crate::account::sessions::dto::SessionDto>,
 }
 
 /// `POST /api/admin/users/ban` body.

@@ -99,6 +99,7 @@ pub async fn user_detail(state: &AppState, id: Uuid) -> Result<AdminUserDetail, 
         last_seen_at: r.last_seen_at.map(rfc3339),
         total_messages: r.total_messages,
         total_groups: r.total_groups,
+        sessions: crate::account::sessions::service::for_admin(state, id).await?,
     })
 }
 
@@ -149,6 +150,7 @@ pub async fn ban(state: &AppState, admin: Uuid, req: BanUserRequest) -> Result<(
         return Ok(());
     }
     repo::ban(&mut tx, target, reason, until).await?;
+    crate::account::sessions::repo::revoke_all(&mut *tx, target).await?;
     let guard = sessions::revoke_all(&state.redis, target, state.cfg.jwt_exp_secs)
         .await
         .map_err(|e| {

@@ -107,6 +107,16 @@ pub struct AuthResponse {
     pub user: AuthUser,
 }
 
+/// What login and Google sign-in answer: the usual [`AuthResponse`], or
+/// for an account with two-factor authentication (extension, issue 18) a
+/// challenge to complete at `POST /api/auth/login/2fa`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    SignedIn(AuthResponse),
+    TwoFactor(crate::account::two_factor::dto::TwoFactorChallenge),
+}
+
 /// The user part of [`AuthResponse`]: `avatar` is always present (URL or
 /// `""`); no bio, presence or password flags.
 #[derive(Debug, Serialize, ToSchema)]

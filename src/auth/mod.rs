@@ -3,6 +3,7 @@
 //! before T" markers, plus the principal lookup used by the HTTP and
 //! WebSocket guards.
 
+pub mod device;
 pub mod docs;
 pub mod dto;
 pub mod fields;

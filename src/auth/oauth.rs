@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::dto::{AuthResponse, GoogleInitResponse, GoogleLoginRequest};
+use super::device::ClientMeta;
+use super::dto::{GoogleInitResponse, GoogleLoginRequest, LoginOutcome};
 use super::repo::{self, Account};
 use super::{fields, otp, service};
 use crate::error::AppError;
@@ -89,12 +90,14 @@ pub async fn init(state: &AppState, ip: Option<IpAddr>) -> Result<GoogleInitResp
     })
 }
 
-/// `POST /api/auth/google`.
+/// `POST /api/auth/google`. An account with two-factor authentication
+/// gets a challenge instead of a token, as with a password login.
 pub async fn exchange(
     state: &AppState,
     req: GoogleLoginRequest,
-    ip: Option<IpAddr>,
-) -> Result<AuthResponse, AppError> {
+    meta: &ClientMeta,
+) -> Result<LoginOutcome, AppError> {
+    let ip = meta.ip;
     let code = req.code.unwrap_or_default();
     let s = req.state.unwrap_or_default();
     let state_len = s.chars().count();
@@ -170,10 +173,10 @@ pub async fn exchange(
             if let Err(e) = repo::link_google(&state.db, account.id, &info.id, &email).await {
                 tracing::warn!(error = %e, user = %account.id, "failed to link Google identity");
             }
-            return service::sign_in(state, &account).await;
+            return service::finish_sign_in(state, &account, meta).await;
         }
         match create_account(state, &email, &name, &info.id, &info.picture).await? {
-            Some(account) => return service::sign_in(state, &account).await,
+            Some(account) => return service::finish_sign_in(state, &account, meta).await,
             None => continue,
         }
     }

@@ -1,5 +1,7 @@
 //! Turning a bearer token into the authenticated user, with every check the
-//! contract orders: blacklist, signature/expiry, revoke-all, existence, ban.
+//! contract orders: blacklist, signature/expiry, revoke-all, existence, ban,
+//! and for tokens of a login session (`sid`, issue 18) that the session is
+//! still live (read in the same query as the account).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -24,6 +26,21 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.role == "admin"
     }
+
+    /// What the hub groups this caller's sockets by: the login session, or
+    /// for tokens issued before sessions existed the token itself. Logout
+    /// and remote sign-out close exactly these sockets.
+    pub fn socket_key(&self) -> String {
+        match self.claims.sid {
+            Some(sid) => socket_key_of(sid),
+            None => self.token.clone(),
+        }
+    }
+}
+
+/// [`Principal::socket_key`] of a login session.
+pub fn socket_key_of(sid: Uuid) -> String {
+    format!("sid:{sid}")
 }
 
 #[derive(sqlx::FromRow)]
@@ -31,6 +48,8 @@ struct UserState {
     role: String,
     is_banned: bool,
     banned_until: Option<DateTime<Utc>>,
+    /// Whether the token's session is live (true when it has none).
+    session_live: bool,
 }
 
 /// Authenticates a raw token. Errors carry the contract's status and message.
@@ -59,31 +78,60 @@ pub async fn authenticate(
             }
         }
     };
-    match sessions::token_state(redis, token, &claims).await {
-        Ok(sessions::TokenState::LoggedOut) => {
+    let touch = match sessions::token_state(redis, token, &claims).await {
+        Ok((sessions::TokenState::LoggedOut, _)) => {
             return Err(AppError::Unauthorized("Token has been revoked".into()))
         }
-        Ok(sessions::TokenState::Revoked) => return Err(AppError::unauthorized()),
-        Ok(sessions::TokenState::Live) => {}
+        Ok((sessions::TokenState::Revoked, _)) => return Err(AppError::unauthorized()),
+        Ok((sessions::TokenState::Live, touch)) => touch,
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
             return Err(AppError::unavailable("Session service unavailable"));
         }
-    }
+    };
+    // The session check rides on the account query: a primary-key probe,
+    // no extra round trip, and every instance sees a revocation at once.
     let state: Option<UserState> = sqlx::query_as(
-        "SELECT role, is_banned, banned_until FROM users WHERE id = $1 AND deleted_at IS NULL",
+        "SELECT u.role, u.is_banned, u.banned_until, \
+                ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 \
+                   AND s.user_id = u.id AND s.revoked_at IS NULL)) AS session_live \
+         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL",
     )
     .bind(claims.user_id)
+    .bind(claims.sid)
     .fetch_optional(db)
     .await?;
     let state = state.ok_or_else(AppError::unauthorized)?;
+    if !state.session_live {
+        return Err(AppError::Unauthorized("Token has been revoked".into()));
+    }
     check_ban(db, claims.user_id, state.is_banned, state.banned_until).await?;
+    if let (true, Some(sid)) = (touch, claims.sid) {
+        touch_session(db, sid);
+    }
     Ok(Principal {
         user_id: claims.user_id,
         role: state.role,
         token: token.to_string(),
         claims,
     })
+}
+
+/// Writes `last_seen_at` in the background: the request does not wait for
+/// it, and a failure only leaves the previous value.
+fn touch_session(db: &PgPool, sid: Uuid) {
+    let db = db.clone();
+    tokio::spawn(async move {
+        let res = sqlx::query(
+            "UPDATE sessions SET last_seen_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(sid)
+        .execute(&db)
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, %sid, "cannot record session activity");
+        }
+    });
 }
 
 /// Refuses banned users; lifts a temporary ban that has run out.

@@ -33,6 +33,17 @@ pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Option<Account>, 
     .await
 }
 
+/// The active account with this id.
+pub async fn find_by_id(db: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM users u LEFT JOIN media m ON m.id = u.avatar_id \
+         WHERE u.id = $1 AND u.deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
 /// The active account linked to this Google subject id.
 pub async fn find_by_google_id(
     db: &PgPool,

@@ -9,9 +9,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::device::ClientMeta;
 use super::dto::{
-    AuthResponse, GoogleInitResponse, GoogleLoginRequest, LoginRequest, RegisterRequest,
-    ResetPasswordRequest, SendOtpRequest,
+    AuthResponse, GoogleInitResponse, GoogleLoginRequest, LoginOutcome, LoginRequest,
+    RegisterRequest, ResetPasswordRequest, SendOtpRequest,
 };
 use super::{oauth, service};
 use crate::error::AppResult;
@@ -49,10 +50,12 @@ fn ip(ext: Option<Extension<ClientIp>>) -> Option<IpAddr> {
 }
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", operation_id = "auth_login",
-    summary = "Login", description = "Sign in with email, password and a captcha token.",
+    summary = "Login", description = "Sign in with email, password and a captcha token. \
+        Extension: for an account with two-factor authentication `data` is `{two_factor_required: true, challenge, \
+        expires_in_seconds}` (no token); complete it at `POST /api/auth/login/2fa`.",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = DataBody<AuthResponse>),
+        (status = 200, description = "Signed in, or (extension) a second factor is required", body = DataBody<LoginOutcome>),
         (status = 400, description = "Invalid fields or captcha", body = ErrorBody),
         (status = 401, description = "Wrong email or password", body = ErrorBody),
         (status = 403, description = "The account is banned", body = ErrorBody),
@@ -60,10 +63,10 @@ fn ip(ext: Option<Extension<ClientIp>>) -> Option<IpAddr> {
     ))]
 async fn login(
     State(state): State<AppState>,
-    client: Option<Extension<ClientIp>>,
+    meta: ClientMeta,
     LenientJson(req): LenientJson<LoginRequest>,
-) -> AppResult<Data<AuthResponse>> {
-    Ok(Data(service::login(&state, req, ip(client)).await?))
+) -> AppResult<Data<LoginOutcome>> {
+    Ok(Data(service::login(&state, req, &meta).await?))
 }
 
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", operation_id = "auth_register",
@@ -77,10 +80,10 @@ async fn login(
     ))]
 async fn register(
     State(state): State<AppState>,
-    client: Option<Extension<ClientIp>>,
+    meta: ClientMeta,
     LenientJson(req): LenientJson<RegisterRequest>,
 ) -> AppResult<Data<AuthResponse>> {
-    Ok(Data(service::register(&state, req, ip(client)).await?))
+    Ok(Data(service::register(&state, req, &meta).await?))
 }
 
 #[utoipa::path(post, path = "/api/auth/reset-password", tag = "auth", operation_id = "auth_reset_password",
@@ -133,10 +136,11 @@ async fn google_init(
 }
 
 #[utoipa::path(post, path = "/api/auth/google", tag = "auth", operation_id = "auth_google",
-    summary = "Google Exchange", description = "Exchange a Google authorization code and state for a token and the user.",
+    summary = "Google Exchange", description = "Exchange a Google authorization code and state for a token and the user. \
+        Extension: for an account with two-factor authentication `data` is a second-factor challenge, as for login.",
     request_body = GoogleLoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = DataBody<AuthResponse>),
+        (status = 200, description = "Signed in, or (extension) a second factor is required", body = DataBody<LoginOutcome>),
         (status = 400, description = "Invalid fields, or Google gave no usable verified email", body = ErrorBody),
         (status = 401, description = "Unknown, expired or foreign state, or invalid code", body = ErrorBody),
         (status = 403, description = "The account is banned", body = ErrorBody),
@@ -145,14 +149,15 @@ async fn google_init(
     ))]
 async fn google_exchange(
     State(state): State<AppState>,
-    client: Option<Extension<ClientIp>>,
+    meta: ClientMeta,
     LenientJson(req): LenientJson<GoogleLoginRequest>,
-) -> AppResult<Data<AuthResponse>> {
-    Ok(Data(oauth::exchange(&state, req, ip(client)).await?))
+) -> AppResult<Data<LoginOutcome>> {
+    Ok(Data(oauth::exchange(&state, req, &meta).await?))
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", operation_id = "auth_logout",
-    summary = "Logout", description = "Invalidate the current token and close the user's WebSockets.",
+    summary = "Logout", description = "Invalidate the current token and close the WebSockets it opened. \
+        Extension: its sign-in session ends (it leaves `GET /api/account/sessions`).",
     security(("BearerAuth" = [])),
     responses(
         (status = 200, description = "Signed out", body = EmptyBody),

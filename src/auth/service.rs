@@ -6,13 +6,16 @@ use std::net::IpAddr;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
+use super::device::ClientMeta;
 use super::dto::{
-    AuthResponse, AuthUser, LoginRequest, RegisterRequest, ResetPasswordRequest, SendOtpRequest,
+    AuthResponse, AuthUser, LoginOutcome, LoginRequest, RegisterRequest, ResetPasswordRequest,
+    SendOtpRequest,
 };
 use super::otp::{self, Mode};
 use super::principal::Principal;
 use super::repo::{self, Account};
 use super::{fields, passwords, sessions, throttle, tokens};
+use crate::account::{sessions as login_sessions, two_factor};
 use crate::error::AppError;
 use crate::realtime::CloseReason;
 use crate::state::AppState;
@@ -44,20 +47,27 @@ pub fn ip_scope(state: &AppState, ip: Option<IpAddr>) -> String {
     otp::scope(&state.cfg.otp_secret, ip.map(|i| i.to_string()).as_deref())
 }
 
-/// Signs `account` in: a fresh token bound to the current revoke-all
-/// marker, and the response body.
-pub async fn sign_in(state: &AppState, account: &Account) -> Result<AuthResponse, AppError> {
+/// Signs `account` in: a new login session for this device, a fresh
+/// token bound to it and to the current revoke-all marker, and the
+/// response body.
+pub async fn sign_in(
+    state: &AppState,
+    account: &Account,
+    meta: &ClientMeta,
+) -> Result<AuthResponse, AppError> {
     let marker = sessions::current_marker(&state.redis, account.id)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "session store unavailable");
             AppError::unavailable("Session service unavailable")
         })?;
-    let token = tokens::issue_bound(
+    let sid = login_sessions::service::create(state, account.id, meta).await?;
+    let token = tokens::issue_session(
         &state.cfg.jwt_secret,
         state.cfg.jwt_exp_secs,
         account.id,
         marker.as_deref(),
+        sid,
     )
     .map_err(|e| AppError::Internal(e.into()))?;
     Ok(AuthResponse {
@@ -96,12 +106,14 @@ pub async fn check_sign_in_ban(state: &AppState, account: &Account) -> Result<()
 /// password rule (§9.3) before any lookup: one that cannot be a valid
 /// password is a 400 `Bad Request`; only a well-formed wrong one is a 401.
 /// Attempts per account are throttled ([`throttle`]): 429 while a delay
-/// runs.
+/// runs. An account with two-factor authentication gets a challenge
+/// instead of a token.
 pub async fn login(
     state: &AppState,
     req: LoginRequest,
-    ip: Option<IpAddr>,
-) -> Result<AuthResponse, AppError> {
+    meta: &ClientMeta,
+) -> Result<LoginOutcome, AppError> {
+    let ip = meta.ip;
     let email = fields::normalize_email(req.email.as_deref().unwrap_or_default());
     let password = req.password.unwrap_or_default();
     let captcha = req.captcha_token.unwrap_or_default();
@@ -128,7 +140,21 @@ pub async fn login(
     }
     throttle::succeeded(state, &email).await;
     check_sign_in_ban(state, &account).await?;
-    sign_in(state, &account).await
+    finish_sign_in(state, &account, meta).await
+}
+
+/// The end of a first sign-in step (password or Google): a token, or the
+/// second-factor challenge when the account has 2FA.
+pub async fn finish_sign_in(
+    state: &AppState,
+    account: &Account,
+    meta: &ClientMeta,
+) -> Result<LoginOutcome, AppError> {
+    if two_factor::service::required(state, account.id).await? {
+        let challenge = two_factor::login::challenge(state, account.id).await?;
+        return Ok(LoginOutcome::TwoFactor(challenge));
+    }
+    Ok(LoginOutcome::SignedIn(sign_in(state, account, meta).await?))
 }
 
 /// `POST /api/auth/register`. The OTP is checked first but only spent when
@@ -136,8 +162,9 @@ pub async fn login(
 pub async fn register(
     state: &AppState,
     req: RegisterRequest,
-    ip: Option<IpAddr>,
+    meta: &ClientMeta,
 ) -> Result<AuthResponse, AppError> {
+    let ip = meta.ip;
     let email = fields::normalize_email(req.email.as_deref().unwrap_or_default());
     let username = fields::normalize_username(req.username.as_deref().unwrap_or_default());
     let full_name = fields::full_name(req.full_name.as_deref().unwrap_or_default());
@@ -199,7 +226,7 @@ pub async fn register(
         banned_until: None,
         avatar_file: None,
     };
-    sign_in(state, &account).await
+    sign_in(state, &account, meta).await
 }
 
 /// `POST /api/auth/reset-password`: new password, every session revoked.
@@ -273,10 +300,12 @@ pub async fn send_otp(
     otp::issue(state, mode, &email).await
 }
 
-/// `POST /api/auth/logout`: this token stops working at once and the
-/// sockets it opened are closed on every instance. The user's other
-/// sessions (other devices) keep their sockets, unlike the reference.
+/// `POST /api/auth/logout`: this token stops working at once, its login
+/// session ends (it leaves the session list) and the sockets it opened are
+/// closed on every instance. The user's other sessions (other devices)
+/// keep their sockets, unlike the reference.
 pub async fn logout(state: &AppState, principal: &Principal) -> Result<(), AppError> {
+    login_sessions::service::end_current(state, principal).await?;
     let now = Utc::now().timestamp();
     let ttl = match principal.claims.exp {
         Some(exp) if exp > now => exp - now,
@@ -290,7 +319,7 @@ pub async fn logout(state: &AppState, principal: &Principal) -> Result<(), AppEr
         .bus
         .disconnect_session(
             principal.user_id,
-            &principal.token,
+            &principal.socket_key(),
             CloseReason::SessionRevoked,
         )
         .await;

@@ -45,24 +45,45 @@ pub async fn current_marker(redis: &Redis, user: Uuid) -> Result<Option<String>,
     Ok(marker)
 }
 
+/// How often a session's `last_seen_at` is written at most.
+pub const SEEN_EVERY_SECS: u64 = 60;
+
 /// Whether a verified token was revoked: logged out (blacklisted), or
 /// issued before the user's latest revoke-all (see [`super::tokens`]: a
-/// bound token by its marker, an unbound one by issue time). One round trip.
+/// bound token by its marker, an unbound one by issue time). For a token of
+/// a login session it also takes the once-a-minute `last_seen_at` guard
+/// (`SET NX`), so the caller knows whether to write it. One round trip.
 pub async fn token_state(
     redis: &Redis,
     token: &str,
     claims: &super::tokens::Claims,
-) -> Result<TokenState, RevocationError> {
+) -> Result<(TokenState, bool), RevocationError> {
     let user = claims.user_id;
     let mut c = redis.conn();
-    let (blacklisted, marker): (bool, Option<String>) = redis::pipe()
-        .exists(redis.key(&format!("blacklist:{token}")))
-        .get(redis.key(&format!("revoked_user:{user}")))
-        .query_async(&mut c)
-        .await
-        .map_err(|e| RevocationError::Redis(e.into()))?;
+    let mut pipe = redis::pipe();
+    pipe.exists(redis.key(&format!("blacklist:{token}")))
+        .get(redis.key(&format!("revoked_user:{user}")));
+    if let Some(sid) = claims.sid {
+        pipe.cmd("SET")
+            .arg(redis.key(&format!("session_seen:{sid}")))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(SEEN_EVERY_SECS);
+    }
+    let redis_err = |e: redis::RedisError| RevocationError::Redis(e.into());
+    // `seen` is `OK` when this request took the guard (first in the minute).
+    let (blacklisted, marker, seen): (bool, Option<String>, Option<String>) =
+        if claims.sid.is_some() {
+            pipe.query_async(&mut c).await.map_err(redis_err)?
+        } else {
+            let (b, m): (bool, Option<String>) =
+                pipe.query_async(&mut c).await.map_err(redis_err)?;
+            (b, m, None)
+        };
+    let touch = seen.is_some();
     if blacklisted {
-        return Ok(TokenState::LoggedOut);
+        return Ok((TokenState::LoggedOut, false));
     }
     let revoked = match (marker, &claims.rev) {
         (None, _) => false,
@@ -72,9 +93,9 @@ pub async fn token_state(
         }
     };
     Ok(if revoked {
-        TokenState::Revoked
+        (TokenState::Revoked, false)
     } else {
-        TokenState::Live
+        (TokenState::Live, touch)
     })
 }
 
@@ -159,16 +180,18 @@ impl RevokeGuard {
     }
 }
 
-/// Commits `tx` together with a revoke-all for `user` (spec §8): the marker
-/// is written before the commit, so no token issued earlier can outlive the
-/// change; if Redis fails the transaction is rolled back (503 `Session
-/// service unavailable`), and if the commit fails the marker is restored.
+/// Commits `tx` together with a revoke-all for `user` (spec §8): every
+/// login session of the user ends in `tx`, and the marker is written before
+/// the commit, so no token issued earlier can outlive the change; if Redis
+/// fails the transaction is rolled back (503 `Session service
+/// unavailable`), and if the commit fails the marker is restored.
 pub async fn commit_revoking(
-    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     redis: &Redis,
     user: Uuid,
     ttl_secs: i64,
 ) -> Result<(), crate::error::AppError> {
+    crate::account::sessions::repo::revoke_all(&mut *tx, user).await?;
     let guard = match revoke_all(redis, user, ttl_secs).await {
         Ok(g) => g,
         Err(e) => {

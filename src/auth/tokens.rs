@@ -9,6 +9,10 @@
 //! time, and refused when that time is more than [`MAX_FUTURE_SKEW_MS`]
 //! ahead: a clock running ahead would otherwise mint tokens that outlive
 //! a revoke-all.
+//!
+//! Since issue 18 sign-in tokens also carry `sid`, the login session
+//! (`sessions` row) they belong to; tokens without it (issued before the
+//! upgrade) keep today's rules.
 
 use std::collections::HashSet;
 
@@ -31,6 +35,9 @@ pub struct Claims {
     /// The revoke-all marker the token was issued under (see the module doc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<String>,
+    /// The login session (extension, issue 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// How far in the future a token without `rev` may claim to be issued.
@@ -64,18 +71,25 @@ pub enum TokenError {
 /// Mints a token for `user_id`, valid for `exp_secs`, in the reference's
 /// shape (no `rev`: revoked by issue time).
 pub fn issue(secret: &str, exp_secs: i64, user_id: Uuid) -> Result<String, TokenError> {
-    mint(secret, exp_secs, user_id, None)
+    mint(secret, exp_secs, user_id, None, None)
 }
 
 /// Mints a sign-in token bound to the user's current revoke-all `marker`
-/// (`None` when there is none).
-pub fn issue_bound(
+/// (`None` when there is none) and to the login session `sid`.
+pub fn issue_session(
     secret: &str,
     exp_secs: i64,
     user_id: Uuid,
     marker: Option<&str>,
+    sid: Uuid,
 ) -> Result<String, TokenError> {
-    mint(secret, exp_secs, user_id, Some(marker.unwrap_or_default()))
+    mint(
+        secret,
+        exp_secs,
+        user_id,
+        Some(marker.unwrap_or_default()),
+        Some(sid),
+    )
 }
 
 fn mint(
@@ -83,6 +97,7 @@ fn mint(
     exp_secs: i64,
     user_id: Uuid,
     rev: Option<&str>,
+    sid: Option<Uuid>,
 ) -> Result<String, TokenError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let iat = now_ms / 1000;
@@ -93,6 +108,7 @@ fn mint(
         exp: Some(iat + exp_secs),
         iss: Some("AtoiTalkAPI".into()),
         rev: rev.map(str::to_string),
+        sid,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -164,6 +180,7 @@ mod tests {
             exp: None,
             iss: None,
             rev: None,
+            sid: None,
         };
         assert_eq!(c.issued_at_ms(), 1_700_000_000_501);
     }

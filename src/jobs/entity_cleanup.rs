@@ -1,6 +1,7 @@
 //! Hard-deletes users and chats soft-deleted longer than the retention.
 //! Foreign-key actions remove or detach what hangs off them. Groups left
-//! without any member are removed too.
+//! without any member are removed too, and so are login sessions that
+//! expired before the retention cutoff.
 
 use chrono::{Duration, Utc};
 
@@ -41,6 +42,14 @@ pub(super) async fn run(ctx: &JobContext) -> anyhow::Result<(u64, u64)> {
         .execute(&ctx.db)
         .await?
         .rows_affected();
+        deleted += n;
+        if n < BATCH as u64 {
+            break;
+        }
+    }
+    // Login sessions whose token expired longer than the retention ago.
+    loop {
+        let n = crate::account::sessions::repo::delete_stale(&ctx.db, cutoff, BATCH).await?;
         deleted += n;
         if n < BATCH as u64 {
             break;

@@ -118,7 +118,8 @@ pub async fn ws_handler(
         let left_ms = exp.saturating_mul(1000) - chrono::Utc::now().timestamp_millis();
         Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
     });
-    let session = super::hub::session_id(&principal.token);
+    // Grouped by login session, so remote sign-out closes exactly these.
+    let session = super::hub::session_id(&principal.socket_key());
     upgrade
         // Small socket buffers keep an idle connection cheap (tungstenite's
         // defaults are 128 KiB each way); inbound messages are tiny anyway.

@@ -996,7 +996,7 @@ async fn turnstile_upstream_answers_and_failures() {
 /// A local stand-in for Google's token and userinfo endpoints and for an
 /// avatar host.
 #[derive(Clone, Default)]
-struct FakeGoogle {
+pub(crate) struct FakeGoogle {
     /// code → userinfo JSON answered for the token issued for that code.
     users: Arc<Mutex<HashMap<String, Value>>>,
     /// Form fields of every token request.
@@ -1031,7 +1031,7 @@ impl FakeGoogle {
         format!("http://{}{path}", self.addr.lock().unwrap().unwrap())
     }
 
-    fn add(&self, code: &str, userinfo: Value) {
+    pub(crate) fn add(&self, code: &str, userinfo: Value) {
         self.users
             .lock()
             .unwrap()
@@ -1084,7 +1084,7 @@ async fn fake_userinfo(
     }
 }
 
-async fn google_app() -> (TestApp, FakeGoogle) {
+pub(crate) async fn google_app() -> (TestApp, FakeGoogle) {
     let fake = FakeGoogle::start().await;
     let f = fake.clone();
     let app = TestApp::spawn_with(move |env| f.env(env)).await;
@@ -1104,7 +1104,7 @@ async fn google_init(app: &TestApp) -> String {
     body["data"]["state"].as_str().unwrap().to_string()
 }
 
-async fn google_sign_in(app: &TestApp, code: &str) -> (u16, Value) {
+pub(crate) async fn google_sign_in(app: &TestApp, code: &str) -> (u16, Value) {
     let state = google_init(app).await;
     post(
         app,

@@ -140,6 +140,10 @@ fn production() -> Vec<(&'static str, &'static str)> {
         ("APP_ENV", "production"),
         ("JWT_SECRET", "a-long-random-test-secret"),
         ("OTP_SECRET", "another-long-random-test-secret"),
+        (
+            "TOTP_ENCRYPTION_KEY",
+            "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+        ),
         ("SMTP_HOST", ""),
         ("TURNSTILE_SECRET_KEY", ""),
         ("TRUSTED_PROXY_CIDRS", ""),
@@ -160,6 +164,26 @@ fn production_without_smtp_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("SMTP_HOST") && err.contains("EMAIL_LOG_ONLY") && err.contains("production"),
+        "{err}"
+    );
+}
+
+#[test]
+fn production_without_a_totp_key_refuses_to_start_while_2fa_is_on() {
+    // (`TWO_FACTOR_ENABLED=false` lifting the refusal is a unit test of config.)
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+        .arg("serve")
+        .envs(production())
+        .env("EMAIL_LOG_ONLY", "true")
+        .env_remove("TOTP_ENCRYPTION_KEY")
+        .env_remove("TWO_FACTOR_ENABLED")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TOTP_ENCRYPTION_KEY") && err.contains("production"),
         "{err}"
     );
 }
