@@ -6,4 +6,5 @@ pub mod db;
 pub mod email;
 pub mod google;
 pub mod redis;
+pub mod replica;
 pub mod storage;
