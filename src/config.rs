@@ -172,6 +172,9 @@ pub struct Config {
     pub db_sslmode: String,
     pub db_migrate: bool,
     pub db_max_connections: u32,
+    /// A streaming standby for read-heavy endpoints (`DB_READ_*`); `None`
+    /// means every read goes to the primary at no extra cost.
+    pub db_read: Option<ReadReplicaConfig>,
 
     pub redis_host: String,
     pub redis_port: u16,
@@ -236,6 +239,19 @@ pub struct ResumeConfig {
     pub min_events: u64,
     /// A user's store with no new event for this long is dropped (0 = never).
     pub idle_ttl: Duration,
+}
+
+/// Where the read replica is and how far behind it may fall.
+#[derive(Debug, Clone)]
+pub struct ReadReplicaConfig {
+    /// `DB_READ_URL`; when set it replaces host and port (and whatever else
+    /// it names) of the primary's settings.
+    pub url: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub max_connections: u32,
+    /// Beyond this replay lag every read goes to the primary.
+    pub max_lag: Duration,
 }
 
 /// Protections of the HTTP listener (see `http::server`).
@@ -347,6 +363,48 @@ fn positive(name: &'static str, v: i64) -> Result<i64, ConfigError> {
     Ok(v)
 }
 
+/// `DB_READ_URL`, or `DB_READ_HOST` (+ `DB_READ_PORT`, default `DB_PORT`):
+/// either turns the replica on.
+fn read_replica(
+    src: &VarSource<'_>,
+    db_port: u16,
+    db_max_connections: u32,
+) -> Result<Option<ReadReplicaConfig>, ConfigError> {
+    let url = Some(src.string("DB_READ_URL", "")).filter(|u| !u.trim().is_empty());
+    let host = src.string("DB_READ_HOST", "");
+    if url.is_none() && host.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Some(u) = &url {
+        let scheme_ok = u.starts_with("postgres://") || u.starts_with("postgresql://");
+        if !scheme_ok || u.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
+            return Err(ConfigError::Invalid {
+                name: "DB_READ_URL",
+                value: "(hidden: may hold a password)".into(),
+                reason: "expected postgres://user:password@host:port/database".into(),
+            });
+        }
+    }
+    let max_lag = seconds(src, "DB_READ_MAX_LAG_SECONDS", 30)?;
+    if max_lag > crate::infra::replica::WRITE_MEMORY {
+        return Err(ConfigError::Invalid {
+            name: "DB_READ_MAX_LAG_SECONDS",
+            value: max_lag.as_secs().to_string(),
+            reason: format!(
+                "must not exceed {} (how long a user's last write is remembered)",
+                crate::infra::replica::WRITE_MEMORY.as_secs()
+            ),
+        });
+    }
+    Ok(Some(ReadReplicaConfig {
+        url,
+        host: host.trim().to_string(),
+        port: src.parsed("DB_READ_PORT", db_port, "a TCP port number")?,
+        max_connections: src.parsed("DB_READ_MAX_CONNECTIONS", db_max_connections, "a whole number")?,
+        max_lag,
+    }))
+}
+
 impl Config {
     /// Loads `.env` (never overriding real variables) and reads the environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -434,6 +492,8 @@ impl Config {
 
         let jwt_secret = src.string("JWT_SECRET", INSECURE_DEFAULT_SECRET);
         let two_factor = two_factor(src, &jwt_secret)?;
+        let db_port = src.parsed("DB_PORT", 5432u16, "a TCP port number")?;
+        let db_max_connections = src.parsed("DB_MAX_CONNECTIONS", 20u32, "a whole number")?;
         let cfg = Config {
             app_env,
             app_port: src.parsed("APP_PORT", 8080u16, "a TCP port number (1-65535)")?,
@@ -449,13 +509,14 @@ impl Config {
                 .collect(),
             trusted_proxies,
             db_host: src.string("DB_HOST", "localhost"),
-            db_port: src.parsed("DB_PORT", 5432u16, "a TCP port number")?,
+            db_port,
             db_user: src.string("DB_USER", "postgres"),
             db_password: src.string("DB_PASSWORD", "postgres"),
             db_name: src.string("DB_NAME", "atoitalk"),
             db_sslmode: src.string("DB_SSLMODE", "disable"),
             db_migrate: src.boolean("DB_MIGRATE", true)?,
-            db_max_connections: src.parsed("DB_MAX_CONNECTIONS", 20u32, "a whole number")?,
+            db_max_connections,
+            db_read: read_replica(src, db_port, db_max_connections)?,
             redis_host: src.string("REDIS_HOST", "localhost"),
             redis_port: src.parsed("REDIS_PORT", 6379u16, "a TCP port number")?,
             redis_password: src.string("REDIS_PASSWORD", ""),
@@ -746,6 +807,20 @@ impl Config {
             .options([("timezone", "UTC")])
     }
 
+    /// Connect options of the read replica: `DB_READ_URL` as it stands, or
+    /// the primary's settings with the replica's host and port.
+    pub fn pg_read_connect_options(&self) -> Option<sqlx::postgres::PgConnectOptions> {
+        let r = self.db_read.as_ref()?;
+        match &r.url {
+            // Parsed once already when the configuration was loaded.
+            Some(url) => url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .ok()
+                .map(|o| o.options([("timezone", "UTC")])),
+            None => Some(self.pg_connect_options().host(&r.host).port(r.port)),
+        }
+    }
+
     /// Redis connection info (password and DB number included).
     pub fn redis_connection_info(&self) -> redis::ConnectionInfo {
         redis::ConnectionInfo {
@@ -892,6 +967,34 @@ mod tests {
             "{err}"
         );
         assert_eq!(cfg(&[]).unwrap().two_factor.challenge_ttl_secs, 300);
+    }
+
+    #[test]
+    fn read_replica_is_off_unless_configured() {
+        assert!(cfg(&[]).unwrap().db_read.is_none());
+        let c = cfg(&[("DB_PORT", "6000"), ("DB_READ_HOST", "standby")]).unwrap();
+        let r = c.db_read.as_ref().expect("replica configured");
+        assert_eq!((r.host.as_str(), r.port), ("standby", 6000));
+        assert_eq!(r.max_lag, Duration::from_secs(30));
+        let opts = c.pg_read_connect_options().unwrap();
+        assert_eq!((opts.get_host(), opts.get_port()), ("standby", 6000));
+        assert_eq!(opts.get_database(), Some("atoitalk"));
+        let c = cfg(&[("DB_READ_URL", "postgres://ro:pw@replica:5433/app")]).unwrap();
+        let opts = c.pg_read_connect_options().unwrap();
+        assert_eq!((opts.get_host(), opts.get_port()), ("replica", 5433));
+        for (k, v) in [
+            ("DB_READ_URL", "mysql://x"),
+            ("DB_READ_MAX_LAG_SECONDS", "100000"),
+        ] {
+            let err = cfg(&[("DB_READ_HOST", "standby"), (k, v)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(k), "{k}: {err}");
+        }
+        let err = cfg(&[("DB_READ_URL", "postgres://u:secretpw@h:x/d")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secretpw"), "{err}");
     }
 
     #[test]

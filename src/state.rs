@@ -6,7 +6,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -14,6 +16,7 @@ use crate::infra::captcha::Turnstile;
 use crate::infra::email::Mailer;
 use crate::infra::google::GoogleClient;
 use crate::infra::redis::Redis;
+use crate::infra::replica::Replica;
 use crate::infra::storage::Storage;
 use crate::realtime::presence::Presence;
 use crate::realtime::typing::TypingRelay;
@@ -26,7 +29,11 @@ pub struct AppState(Arc<Services>);
 /// The services behind [`AppState`].
 pub struct Services {
     pub cfg: Arc<Config>,
+    /// The primary: every write, and every read that is not routed through
+    /// [`AppState::read_conn`].
     pub db: PgPool,
+    /// The read replica, when `DB_READ_*` configures one.
+    pub replica: Option<Replica>,
     pub redis: Redis,
     pub storage: Arc<dyn Storage>,
     pub mailer: Arc<dyn Mailer>,
@@ -93,6 +100,11 @@ impl AppState {
         );
         let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let replica = Replica::from_config(&cfg, &redis);
+        if let Some(r) = &replica {
+            r.start_monitor(cfg.pg_connect_options(), shutdown_rx.clone());
+            tracing::info!("read replica configured; read-heavy endpoints use it");
+        }
         bus.start_subscriber(Duration::from_secs(5), shutdown_rx.clone())
             .await;
         presence.start_sweeper(shutdown_rx);
@@ -100,6 +112,7 @@ impl AppState {
         let state = AppState(Arc::new(Services {
             cfg: Arc::new(cfg),
             db,
+            replica,
             redis,
             storage,
             mailer,
@@ -112,5 +125,33 @@ impl AppState {
             typing,
         }));
         Ok((state, shutdown_tx))
+    }
+}
+
+impl AppState {
+    /// A connection for a read-heavy query on behalf of `user`: the replica
+    /// when it may serve them (see `infra::replica`), else the primary. The
+    /// ONE place that choice is made; switching an endpoint to it is the
+    /// line that acquires its connection. Without a replica this is exactly
+    /// `db.acquire()`. A replica that cannot hand out a connection is marked
+    /// down and the primary answers instead.
+    pub async fn read_conn(&self, user: Uuid) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        if let Some(r) = &self.replica {
+            if r.serves(user).await {
+                match r.pool().acquire().await {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => r.mark_down(&e),
+                }
+            }
+        }
+        self.db.acquire().await
+    }
+
+    /// After a successful write by `user`: remember how far the primary is,
+    /// so their next reads wait for the replica or go to the primary.
+    pub async fn remember_write(&self, user: Uuid) {
+        if let Some(r) = &self.replica {
+            r.remember_write(&self.db, user).await;
+        }
     }
 }

@@ -11,7 +11,7 @@ const ACTIVE_BAN: &str = "(u.is_banned AND (u.banned_until IS NULL OR u.banned_u
 
 /// Platform totals (deleted users, dissolved groups and deleted messages
 /// included, as the contract defines them).
-pub async fn dashboard(db: &PgPool) -> Result<DashboardStats, sqlx::Error> {
+pub async fn dashboard(db: &mut PgConnection) -> Result<DashboardStats, sqlx::Error> {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM users) AS total_users, \
                 (SELECT count(*) FROM group_chats) AS total_groups, \
@@ -44,7 +44,7 @@ pub struct UserFilter<'a> {
 }
 
 /// Live users newest first (`id DESC`, keyset on `id`), `limit + 1` rows.
-pub async fn list_users(db: &PgPool, f: &UserFilter<'_>) -> Result<Vec<UserListRow>, sqlx::Error> {
+pub async fn list_users(db: &mut PgConnection, f: &UserFilter<'_>) -> Result<Vec<UserListRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT u.id, u.username, u.email, u.full_name, u.role, {ACTIVE_BAN} AS is_banned, \
            u.created_at \

@@ -55,9 +55,9 @@ fn user_id(path: Result<Path<String>, PathRejection>, message: &str) -> Result<U
     ))]
 async fn dashboard(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
 ) -> Result<Data<DashboardStats>, AppError> {
-    service::dashboard(&state).await.map(Data)
+    service::dashboard(&state, admin.user_id).await.map(Data)
 }
 
 #[utoipa::path(get, path = "/api/admin/users", tag = "admin", operation_id = "admin_user_list",
@@ -71,10 +71,10 @@ async fn dashboard(
     ))]
 async fn list_users(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
     RawQuery(query): RawQuery,
 ) -> Result<Page<AdminUserListItem>, AppError> {
-    service::list_users(&state, &QueryParams::parse(query.as_deref())).await
+    service::list_users(&state, admin.user_id, &QueryParams::parse(query.as_deref())).await
 }
 
 #[utoipa::path(get, path = "/api/admin/users/{userID}", tag = "admin", operation_id = "admin_user_detail",

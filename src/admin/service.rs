@@ -33,13 +33,14 @@ fn bad_request() -> AppError {
 }
 
 /// `GET /api/admin/dashboard`.
-pub async fn dashboard(state: &AppState) -> Result<DashboardStats, AppError> {
-    Ok(repo::dashboard(&state.db).await?)
+pub async fn dashboard(state: &AppState, admin: Uuid) -> Result<DashboardStats, AppError> {
+    Ok(repo::dashboard(&mut *state.read_conn(admin).await?).await?)
 }
 
 /// `GET /api/admin/users`.
 pub async fn list_users(
     state: &AppState,
+    admin: Uuid,
     q: &QueryParams,
 ) -> Result<Page<AdminUserListItem>, AppError> {
     let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?;
@@ -51,7 +52,7 @@ pub async fn list_users(
     let before = pagination::decode_uuid_cursor(q.get("cursor"));
     let escaped = pagination::escape_like(query);
     let rows = repo::list_users(
-        &state.db,
+        &mut *state.read_conn(admin).await?,
         &UserFilter {
             role: (!role.is_empty()).then_some(role),
             query: (!query.is_empty()).then_some(escaped.as_str()),

@@ -96,7 +96,7 @@ pub fn list_page_sql() -> String {
 /// keyset `cursor`, matching the `like` pattern when given. Returns at most
 /// `limit` rows.
 pub async fn list_page(
-    db: &PgPool,
+    db: &mut PgConnection,
     viewer: Uuid,
     cursor: Option<(DateTime<Utc>, Uuid)>,
     like: Option<&str>,

@@ -496,7 +496,7 @@ pub async fn member_page(
 /// against the few soft-deleted chats (`chats_deleted_at_idx`), never by
 /// probing or scanning `chats` for every candidate row.
 pub async fn public_page(
-    db: &PgPool,
+    db: &mut PgConnection,
     viewer: Uuid,
     prefix: Option<&str>,
     sort: PublicSort,

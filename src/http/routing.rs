@@ -6,6 +6,7 @@
 //! admin guard before counting.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -77,9 +78,19 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     };
     match principal::authenticate(&state.db, &state.redis, &state.cfg.jwt_secret, &token).await {
         Ok(p) => {
+            let user = p.user_id;
+            let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             parts.extensions.insert(p);
             req = Request::from_parts(parts, body);
-            next.run(req).await
+            let res = next.run(req).await;
+            // Read-after-write on the replica. Before the response leaves, so
+            // the client's next request already sees it. Refusals (4xx, the
+            // rate limit's 429 included) wrote nothing; a 5xx may have
+            // committed before failing, so it counts.
+            if writes && state.replica.is_some() && !res.status().is_client_error() {
+                state.remember_write(user).await;
+            }
+            res
         }
         Err(e) => e.into_response(),
     }

@@ -8,4 +8,5 @@ pub mod email;
 pub mod google;
 pub mod keyed_lock;
 pub mod redis;
+pub mod replica;
 pub mod storage;

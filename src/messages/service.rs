@@ -553,7 +553,7 @@ pub async fn history(
     chat_id: Uuid,
     q: HistoryQuery,
 ) -> AppResult<Page<MessageResponse>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.read_conn(me).await?;
     let ctx = repo::chat_context(&mut conn, chat_id, me, false)
         .await?
         .filter(|c| !c.deleted)

@@ -216,7 +216,7 @@ pub struct ListFilter<'a> {
 
 /// Newest first (`id DESC`), keyset on `id`; `limit + 1` rows so the caller
 /// can tell whether a next page exists.
-pub async fn list(db: &PgPool, f: &ListFilter<'_>) -> Result<Vec<ListRow>, sqlx::Error> {
+pub async fn list(db: &mut PgConnection, f: &ListFilter<'_>) -> Result<Vec<ListRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, r.target_type, r.reason, r.status, r.created_at, u.full_name AS reporter_name \
          FROM reports r LEFT JOIN users u ON u.id = r.reporter_id \

@@ -79,10 +79,10 @@ async fn create(
     ))]
 async fn list(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
     RawQuery(query): RawQuery,
 ) -> Result<Page<ReportListItem>, AppError> {
-    service::list(&state, &QueryParams::parse(query.as_deref())).await
+    service::list(&state, admin.user_id, &QueryParams::parse(query.as_deref())).await
 }
 
 #[utoipa::path(get, path = "/api/admin/reports/{reportID}", tag = "admin", operation_id = "admin_report_detail",

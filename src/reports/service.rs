@@ -179,7 +179,11 @@ pub async fn create(
 }
 
 /// `GET /api/admin/reports`.
-pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<ReportListItem>, AppError> {
+pub async fn list(
+    state: &AppState,
+    admin: Uuid,
+    q: &QueryParams,
+) -> Result<Page<ReportListItem>, AppError> {
     let query = pagination::search_text(q.get_or_empty("query"), MAX_QUERY)?;
     let status = q.get_or_empty("status");
     if !status.is_empty() && !STATUSES.contains(&status) {
@@ -190,7 +194,7 @@ pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<ReportListIt
     let before = pagination::decode_uuid_cursor(q.get("cursor"));
     let escaped = pagination::escape_like(query);
     let rows = repo::list(
-        &state.db,
+        &mut *state.read_conn(admin).await?,
         &ListFilter {
             status: (!status.is_empty()).then_some(status),
             query: (!query.is_empty()).then_some(escaped.as_str()),

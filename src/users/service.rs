@@ -251,7 +251,7 @@ pub async fn search(
     raw_query: Option<&str>,
 ) -> Result<Page<UserListItem>, AppError> {
     let p = cursor::parse(raw_query)?;
-    let rows = repo::search(&state.db, me, &p).await?;
+    let rows = repo::search(&mut *state.read_conn(me).await?, me, &p).await?;
     Ok(page(state, rows, &p, false))
 }
 

@@ -2,7 +2,7 @@
 //! `group_members`, `chats` and `messages`).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Members whose user is not soft-deleted, as a correlated count.
@@ -23,7 +23,7 @@ pub struct ListRow {
 
 /// Live groups by `group_chats.id` ascending (keyset), `limit + 1` rows.
 pub async fn list(
-    db: &PgPool,
+    db: &mut PgConnection,
     query: Option<&str>,
     after: Option<Uuid>,
     limit: i64,
@@ -76,7 +76,7 @@ pub async fn detail(db: &PgPool, chat: Uuid) -> Result<Option<DetailRow>, sqlx::
 }
 
 /// The internal id of a live (not dissolved) group.
-pub async fn live_group_id(db: &PgPool, chat: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn live_group_id(db: &mut PgConnection, chat: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT g.id FROM group_chats g JOIN chats c ON c.id = g.chat_id \
          WHERE g.chat_id = $1 AND c.deleted_at IS NULL",
@@ -103,7 +103,7 @@ pub struct MemberRow {
 /// keyset after `(t, id)`, `limit + 1` rows; `prefix` (LIKE-escaped)
 /// matches the start of the username or full name.
 pub async fn members(
-    db: &PgPool,
+    db: &mut PgConnection,
     group: Uuid,
     prefix: Option<&str>,
     after: Option<(DateTime<Utc>, Uuid)>,

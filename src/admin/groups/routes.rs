@@ -49,10 +49,10 @@ fn chat_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, AppError> 
     ))]
 async fn list(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
     RawQuery(query): RawQuery,
 ) -> Result<Page<AdminGroupListItem>, AppError> {
-    service::list(&state, &QueryParams::parse(query.as_deref())).await
+    service::list(&state, admin.user_id, &QueryParams::parse(query.as_deref())).await
 }
 
 #[utoipa::path(get, path = "/api/admin/groups/{chatID}", tag = "admin", operation_id = "admin_group_detail",
@@ -86,12 +86,12 @@ async fn detail(
     ))]
 async fn members(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
     path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Page<GroupMemberDto>, AppError> {
     let chat = chat_id(path)?;
-    service::members(&state, chat, &QueryParams::parse(query.as_deref())).await
+    service::members(&state, admin.user_id, chat, &QueryParams::parse(query.as_deref())).await
 }
 
 #[utoipa::path(delete, path = "/api/admin/groups/{chatID}", tag = "admin", operation_id = "admin_group_dissolve",

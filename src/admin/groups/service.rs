@@ -26,7 +26,11 @@ fn group_chat_not_found() -> AppError {
 
 /// `GET /api/admin/groups`: `limit` ≤ 0 or absent → 20, not an integer →
 /// 400 `Invalid limit`; an unreadable cursor starts from the first page.
-pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<AdminGroupListItem>, AppError> {
+pub async fn list(
+    state: &AppState,
+    admin: Uuid,
+    q: &QueryParams,
+) -> Result<Page<AdminGroupListItem>, AppError> {
     let limit = match q.get("limit").filter(|l| !l.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(raw) => {
@@ -44,7 +48,7 @@ pub async fn list(state: &AppState, q: &QueryParams) -> Result<Page<AdminGroupLi
     let after = pagination::decode_uuid_cursor(q.get("cursor"));
     let escaped = pagination::escape_like(query);
     let rows = repo::list(
-        &state.db,
+        &mut *state.read_conn(admin).await?,
         (!query.is_empty()).then_some(escaped.as_str()),
         after,
         limit,
@@ -104,6 +108,7 @@ pub fn go_time_text(t: DateTime<Utc>) -> String {
 /// `GET /api/admin/groups/{chatID}/members`.
 pub async fn members(
     state: &AppState,
+    admin: Uuid,
     chat: Uuid,
     q: &QueryParams,
 ) -> Result<Page<GroupMemberDto>, AppError> {
@@ -117,12 +122,13 @@ pub async fn members(
                 .ok_or_else(|| AppError::bad_request("Invalid cursor format"))?,
         ),
     };
-    let group = repo::live_group_id(&state.db, chat)
+    let mut db = state.read_conn(admin).await?;
+    let group = repo::live_group_id(&mut db, chat)
         .await?
         .ok_or_else(group_chat_not_found)?;
     let escaped = pagination::escape_like(query);
     let rows = repo::members(
-        &state.db,
+        &mut db,
         group,
         (!query.is_empty()).then_some(escaped.as_str()),
         after,

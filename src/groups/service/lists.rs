@@ -95,7 +95,7 @@ pub async fn public_groups(
         Some(raw) => Some(decode_public_cursor(raw, sort)?),
     };
     let mut rows = repo::public_page(
-        &state.db,
+        &mut *state.read_conn(me).await?,
         me,
         prefix.as_deref(),
         sort,
