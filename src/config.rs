@@ -140,11 +140,19 @@ pub struct Config {
     pub private_chat_cleanup_cron: String,
     pub media_cleanup_cron: String,
     pub pending_upload_sweep_cron: String,
+    /// `AUDIT_CLEANUP_CRON`: when the audit-cleanup job runs.
+    pub audit_cleanup_cron: String,
 
     pub shutdown_grace: Duration,
     pub listener: ListenerConfig,
     /// Most WebSockets one user may hold across every instance (0 = no cap).
     pub ws_max_connections_per_user: u32,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <it>`.
+    pub metrics_token: Option<String>,
+    /// `SCHEDULER_METRICS_PORT`: the scheduler's own `/metrics` listener (0 = off).
+    pub scheduler_metrics_port: u16,
+    /// `AUDIT_RETENTION_DAYS`: admin audit entries older than this are deleted.
+    pub audit_retention_days: i64,
 }
 
 /// Protections of the HTTP listener (see `http::server`).
@@ -467,6 +475,7 @@ impl Config {
             pending_upload_sweep_cron: strip_quotes(
                 src.string("PENDING_UPLOAD_SWEEP_CRON", "*/5 * * * *"),
             ),
+            audit_cleanup_cron: strip_quotes(src.string("AUDIT_CLEANUP_CRON", "15 3 * * *")),
             shutdown_grace: Duration::from_secs(src.parsed(
                 "SHUTDOWN_GRACE_SECONDS",
                 10u64,
@@ -485,6 +494,17 @@ impl Config {
                 "WS_MAX_CONNECTIONS_PER_USER",
                 20u32,
                 "a whole number (0 = no cap)",
+            )?,
+            metrics_token: Some(src.string("METRICS_TOKEN", "").trim().to_string())
+                .filter(|t| !t.is_empty()),
+            scheduler_metrics_port: src.parsed(
+                "SCHEDULER_METRICS_PORT",
+                9100u16,
+                "a TCP port number (0 = off)",
+            )?,
+            audit_retention_days: positive(
+                "AUDIT_RETENTION_DAYS",
+                src.parsed("AUDIT_RETENTION_DAYS", 365i64, "a whole number of days")?,
             )?,
         };
         cfg.check_secrets()?;
@@ -552,6 +572,12 @@ impl Config {
             out.push(
                 "APP_CORS_ALLOWED_ORIGINS is *: any website may call the API from a browser \
                  (without credentials) and open WebSockets"
+                    .into(),
+            );
+        }
+        if self.metrics_token.is_none() {
+            out.push(
+                "METRICS_TOKEN is empty: /metrics is open to anyone who reaches the API port"
                     .into(),
             );
         }

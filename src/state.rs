@@ -54,6 +54,8 @@ impl AppState {
     /// Connects to every dependency, migrates when `DB_MIGRATE=true` and
     /// starts the event-bus subscriber.
     pub async fn connect(cfg: Config) -> anyhow::Result<(Self, BackgroundStop)> {
+        // Before anything is counted: earlier increments would be lost.
+        crate::infra::metrics::handle();
         for w in cfg.startup_warnings() {
             tracing::warn!("{w}");
         }
@@ -82,6 +84,13 @@ impl AppState {
         let presence = Presence::new(db.clone(), redis.clone(), bus.clone());
         let typing = TypingRelay::new(db.clone(), redis.clone(), bus.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        crate::infra::metrics::spawn_pool_probe(db.clone(), shutdown_rx.clone());
+        crate::realtime::instances::spawn_lease(
+            redis.clone(),
+            hub.clone(),
+            presence.instance_id().to_string(),
+            shutdown_rx.clone(),
+        );
         bus.start_subscriber(Duration::from_secs(5), shutdown_rx)
             .await;
 

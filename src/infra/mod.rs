@@ -5,5 +5,6 @@ pub mod captcha;
 pub mod db;
 pub mod email;
 pub mod google;
+pub mod metrics;
 pub mod redis;
 pub mod storage;

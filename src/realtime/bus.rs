@@ -143,7 +143,9 @@ impl EventBus {
             .ignore();
         }
         let mut conn = self.redis.conn();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let res = pipe.query_async::<()>(&mut conn).await;
+        crate::infra::metrics::bus_published("batch", batches.len(), res.is_ok());
+        if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (json, targets) in batches {
                 self.deliver_batch(&json, &targets);
@@ -179,7 +181,9 @@ impl EventBus {
             pipe.publish(&self.events_channel, body).ignore();
         }
         let mut conn = self.redis.conn();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let res = pipe.query_async::<()>(&mut conn).await;
+        crate::infra::metrics::bus_published("reference", items.len(), res.is_ok());
+        if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (user, json) in items {
                 self.hub.deliver(user, Arc::from(json));
@@ -212,6 +216,7 @@ impl EventBus {
             .arg(body)
             .query_async(&mut conn)
             .await;
+        crate::infra::metrics::bus_published("control", 1, res.is_ok());
         if let Err(e) = res {
             tracing::error!(error = %e, "disconnect publish failed; closing local sockets only");
             self.close_local(user, session, reason);
@@ -277,6 +282,7 @@ impl EventBus {
                             }
                         }
                         self.subscribed.store(false, Ordering::Relaxed);
+                        crate::infra::metrics::bus_reconnect();
                         tracing::warn!("event bus connection lost; reconnecting");
                     }
                 }
@@ -298,6 +304,7 @@ impl EventBus {
         if msg.get_channel_name() == self.control_channel {
             match serde_json::from_slice::<ControlMessage>(&payload) {
                 Ok(c) => {
+                    crate::infra::metrics::bus_received("control", None);
                     let reason =
                         CloseReason::from_code(c.code).unwrap_or(CloseReason::SessionRevoked);
                     self.close_local(c.disconnect_user_id, c.session, reason);
@@ -308,7 +315,10 @@ impl EventBus {
         }
         if msg.get_channel_name() == self.batch_channel {
             match serde_json::from_slice::<BatchMessage>(&payload) {
-                Ok(b) => self.deliver_batch(&b.event_data, &b.targets),
+                Ok(b) => {
+                    crate::infra::metrics::bus_received("batch", Some(&b.event_data));
+                    self.deliver_batch(&b.event_data, &b.targets)
+                }
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
             }
             return;
@@ -323,7 +333,10 @@ impl EventBus {
                     .map(|s| (m.target_user_id, s))
             });
         match decoded {
-            Some((user, json)) => self.hub.deliver(user, Arc::from(json)),
+            Some((user, json)) => {
+                crate::infra::metrics::bus_received("reference", Some(&json));
+                self.hub.deliver(user, Arc::from(json))
+            }
             None => tracing::warn!("Failed to unmarshal redis pubsub payload"),
         }
     }

@@ -150,6 +150,11 @@ impl Presence {
         }
     }
 
+    /// This instance's id in presence and instance leases.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     fn keys(&self, user: Uuid) -> (String, String) {
         (
             self.redis.key(&format!("presence:{user}")),

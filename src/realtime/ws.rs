@@ -207,6 +207,7 @@ async fn run_connection(
     tokio::pin!(token_expiry);
     let mut allowance = Allowance::new();
     let mut presence_at = Instant::now();
+    crate::infra::metrics::ws_opened();
     let close_with = loop {
         tokio::select! {
             changed = reg.close.changed() => {
@@ -217,6 +218,7 @@ async fn run_connection(
                     if reason != CloseReason::SlowConsumer {
                         while let Ok(msg) = reg.rx.try_recv() {
                             if !send(&mut socket, Message::Text(msg.as_ref().into())).await { break; }
+                            crate::infra::metrics::ws_event_delivered(&msg);
                         }
                     }
                     break Some((reason.code(), reason.text()));
@@ -227,6 +229,7 @@ async fn run_connection(
                     if !send(&mut socket, Message::Text(msg.as_ref().into())).await {
                         break None;
                     }
+                    crate::infra::metrics::ws_event_delivered(&msg);
                 }
                 None => break None,
             },
@@ -282,6 +285,7 @@ async fn run_connection(
             },
         }
     };
+    crate::infra::metrics::ws_closed(close_with.map(|c| c.0));
     if let Some((code, reason)) = close_with {
         let frame = CloseFrame {
             code,

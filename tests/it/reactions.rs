@@ -304,6 +304,7 @@ async fn reactions_go_with_their_chat_in_the_cleanup_job() {
         storage: app.state.storage.clone(),
         soft_delete_retention_days: 30,
         media_retention_days: 7.0,
+        audit_retention_days: 365,
     };
     run_job(&ctx, Job::EntityCleanup).await.unwrap();
     assert_eq!(count().await, 0, "reactions cascade with the message rows");

@@ -22,8 +22,9 @@ use crate::state::AppState;
 
 /// The tag every extension path carries (beside its feature's tag).
 #[derive(OpenApi)]
-#[openapi(tags((name = "extension", description = "Beyond the reference contract (issue 17): \
-    reactions, pinned messages, edit history, search. Clients of the reference can ignore them.")))]
+#[openapi(tags((name = "extension", description = "Beyond the reference contract: reactions, \
+    pinned messages, edit history, search (issue 17); `/metrics` and the admin audit log (issue 19). \
+    Clients of the reference can ignore them.")))]
 pub struct ExtensionTag;
 
 /// The routes with their middleware group (limited like the neighbouring

@@ -276,6 +276,7 @@ async fn expired_pending_uploads_are_swept_soon() {
         storage: app.state.storage.clone(),
         soft_delete_retention_days: 30,
         media_retention_days: 7.0,
+        audit_retention_days: 365,
     };
     assert_eq!(
         Job::from_name("pending-upload-sweep").unwrap(),
