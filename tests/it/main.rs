@@ -7,6 +7,7 @@ mod harness;
 
 mod account_abuse;
 mod admin;
+mod audit;
 mod auth;
 mod chats;
 mod contract;
@@ -20,6 +21,7 @@ mod media;
 mod messages;
 mod multipart;
 mod multipart_avatars;
+mod ops;
 mod posture;
 mod reactions;
 mod realtime;
