@@ -32,6 +32,7 @@ DB_NAME=atoitalk_smoke_$$
 PREFIX="smoke$$:"
 API=atoitalk-smoke-api-$$
 SCHED=atoitalk-smoke-scheduler-$$
+BUILD_LOG=/tmp/atoitalk-docker-build-${IMAGE//[^a-zA-Z0-9]/-}.log
 # The classic builder: no buildx plugin is needed.
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
 
@@ -72,8 +73,8 @@ fi
 
 step "image $IMAGE (Dockerfile unchanged, --build-arg BASE_IMAGE=$BASE_TAG)"
 start=$(date +%s)
-docker build --network host --build-arg BASE_IMAGE="$BASE_TAG" -t "$IMAGE" . >/tmp/atoitalk-docker-build.log 2>&1 \
-    || { tail -40 /tmp/atoitalk-docker-build.log >&2; die "image build failed; see /tmp/atoitalk-docker-build.log"; }
+docker build --network host --build-arg BASE_IMAGE="$BASE_TAG" -t "$IMAGE" . >"$BUILD_LOG" 2>&1 \
+    || { tail -40 "$BUILD_LOG" >&2; die "image build failed; see $BUILD_LOG"; }
 echo "built in $(( $(date +%s) - start )) s; $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 [[ $(docker image inspect -f '{{.Config.User}}' "$IMAGE") == atoitalk ]] || die "image does not run as the atoitalk user"
 
