@@ -110,6 +110,7 @@ pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::http::openapi::ApiDoc::openapi())
         .routes(routes!(crate::http::health::healthz))
         .routes(routes!(crate::http::health::readyz))
+        .routes(routes!(crate::http::metrics::scrape))
         .merge(crate::auth::routes::routes(state))
         .merge(crate::users::routes::routes(state))
         .merge(crate::account::routes::routes(state))
@@ -168,6 +169,8 @@ pub fn router(state: AppState) -> Router {
             middleware::drop_unsafe_request_id::<axum::body::Body>,
         ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        // Outermost, so panics (500) and timeouts (504) are counted too.
+        .layer(axum::middleware::from_fn(crate::http::metrics::track))
         .with_state(state)
 }
 

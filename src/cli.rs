@@ -1,5 +1,7 @@
 //! Command-line interface: `serve`, `scheduler`, `migrate`, `jobs run`,
-//! `admin promote|demote`.
+//! `admin promote|demote`, `status`.
+
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -30,12 +32,15 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Show the state of the deployment: database and migration, Redis,
+    /// storage, live API instances with their sockets, last scheduler runs.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobsAction {
     /// Run one job now: entity-cleanup, private-chat-gc, media-cleanup,
-    /// pending-upload-sweep or idempotency-key-cleanup.
+    /// pending-upload-sweep, idempotency-key-cleanup or audit-cleanup.
     Run { name: String },
 }
 
@@ -50,7 +55,10 @@ pub enum AdminAction {
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load()?;
-    crate::logging::init(cfg.app_env);
+    // `status` prints a report on stdout, which log lines would clutter.
+    if !matches!(cli.command, Command::Status) {
+        crate::logging::init(cfg.app_env);
+    }
     match cli.command {
         Command::Serve => {
             let server = crate::app::Server::build(cfg).await?;
@@ -61,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.db_migrate = false;
             crate::jobs::run_scheduler(cfg, shutdown_signal()).await
         }
+        Command::Status => status::run(&cfg).await,
         Command::Migrate => {
             let db = crate::infra::db::connect(&cfg).await?;
             crate::infra::db::migrate(&db).await?;

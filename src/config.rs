@@ -218,6 +218,8 @@ pub struct Config {
     pub media_cleanup_cron: String,
     pub pending_upload_sweep_cron: String,
     pub idempotency_key_cleanup_cron: String,
+    /// `AUDIT_CLEANUP_CRON`: when the audit-cleanup job runs.
+    pub audit_cleanup_cron: String,
 
     pub shutdown_grace: Duration,
     pub listener: ListenerConfig,
@@ -226,6 +228,12 @@ pub struct Config {
     /// How long a user must be connected nowhere before contacts are told
     /// `user.offline` (a page reload within it announces nothing).
     pub presence_offline_grace: Duration,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <it>`.
+    pub metrics_token: Option<String>,
+    /// `SCHEDULER_METRICS_PORT`: the scheduler's own `/metrics` listener (0 = off).
+    pub scheduler_metrics_port: u16,
+    /// `AUDIT_RETENTION_DAYS`: admin audit entries older than this are deleted.
+    pub audit_retention_days: i64,
 }
 
 /// The per-user event store behind `GET /ws?since=` (see `realtime::store`).
@@ -625,6 +633,7 @@ impl Config {
             idempotency_key_cleanup_cron: strip_quotes(
                 src.string("IDEMPOTENCY_KEY_CLEANUP_CRON", "17 * * * *"),
             ),
+            audit_cleanup_cron: strip_quotes(src.string("AUDIT_CLEANUP_CRON", "15 3 * * *")),
             shutdown_grace: Duration::from_secs(src.parsed(
                 "SHUTDOWN_GRACE_SECONDS",
                 10u64,
@@ -666,6 +675,17 @@ impl Config {
                 3u64,
                 "a whole number of seconds (0 = at once)",
             )?),
+            metrics_token: Some(src.string("METRICS_TOKEN", "").trim().to_string())
+                .filter(|t| !t.is_empty()),
+            scheduler_metrics_port: src.parsed(
+                "SCHEDULER_METRICS_PORT",
+                9100u16,
+                "a TCP port number (0 = off)",
+            )?,
+            audit_retention_days: positive(
+                "AUDIT_RETENTION_DAYS",
+                src.parsed("AUDIT_RETENTION_DAYS", 365i64, "a whole number of days")?,
+            )?,
         };
         cfg.check_secrets()?;
         cfg.check_email()?;
@@ -757,6 +777,12 @@ impl Config {
             out.push(
                 "APP_CORS_ALLOWED_ORIGINS is *: any website may call the API from a browser \
                  (without credentials) and open WebSockets"
+                    .into(),
+            );
+        }
+        if self.metrics_token.is_none() {
+            out.push(
+                "METRICS_TOKEN is empty: /metrics is open to anyone who reaches the API port"
                     .into(),
             );
         }

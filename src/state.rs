@@ -61,6 +61,8 @@ impl AppState {
     /// Connects to every dependency, migrates when `DB_MIGRATE=true` and
     /// starts the event-bus subscriber and the presence sweeper.
     pub async fn connect(cfg: Config) -> anyhow::Result<(Self, BackgroundStop)> {
+        // Before anything is counted: earlier increments would be lost.
+        crate::infra::metrics::handle();
         for w in cfg.startup_warnings() {
             tracing::warn!("{w}");
         }
@@ -105,6 +107,13 @@ impl AppState {
             r.start_monitor(cfg.pg_connect_options(), shutdown_rx.clone());
             tracing::info!("read replica configured; read-heavy endpoints use it");
         }
+        crate::infra::metrics::spawn_pool_probe(db.clone(), shutdown_rx.clone());
+        crate::realtime::instances::spawn_lease(
+            redis.clone(),
+            hub.clone(),
+            presence.instance_id().to_string(),
+            shutdown_rx.clone(),
+        );
         bus.start_subscriber(Duration::from_secs(5), shutdown_rx.clone())
             .await;
         presence.start_sweeper(shutdown_rx);

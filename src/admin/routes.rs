@@ -39,6 +39,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         state,
     )
     .merge(super::groups::routes::routes(state))
+    .merge(super::audit::routes::routes(state))
 }
 
 fn user_id(path: Result<Path<String>, PathRejection>, message: &str) -> Result<Uuid, AppError> {

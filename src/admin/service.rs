@@ -1,10 +1,13 @@
 //! Admin console rules (users part): dashboard, user list/detail, ban,
 //! unban and profile reset. Every change is written to the log as an audit
-//! line (`admin action`, with admin id, action and target).
+//! line (`admin action`, with admin id, action and target) and to the
+//! audit table, in the change's own transaction.
 
 use chrono::{Duration, Utc};
+use serde_json::json;
 use uuid::Uuid;
 
+use super::audit;
 use super::dto::{
     AdminUserDetail, AdminUserListItem, BanUserRequest, DashboardStats, ResetUserInfoRequest,
     UserBannedPayload, UserUnbannedPayload, UserUpdatePayload,
@@ -114,6 +117,22 @@ async fn user_and_contacts(state: &AppState, user: Uuid) -> Vec<Uuid> {
     to
 }
 
+/// An audit entry about a user.
+fn user_entry(
+    admin: Uuid,
+    action: &'static str,
+    target: Uuid,
+    detail: serde_json::Value,
+) -> audit::Entry<'static> {
+    audit::Entry {
+        admin_id: admin,
+        action,
+        target_type: "user",
+        target_id: Some(target),
+        detail,
+    }
+}
+
 /// `POST /api/admin/users/ban`. Sessions are revoked before the commit
 /// (and restored if it fails); after it, `user.banned` goes to the target
 /// and their contacts and only then are the target's sockets closed, so the
@@ -148,10 +167,18 @@ pub async fn ban(state: &AppState, admin: Uuid, req: BanUserRequest) -> Result<(
         && user.ban_reason.as_deref() == Some(reason)
     {
         tracing::info!(admin_id = %admin, action = "user.ban", target = %target, "admin action (no change)");
+        drop(tx);
+        audit::record_after(
+            state,
+            user_entry(admin, "user.ban", target, json!({"changed": false})),
+        )
+        .await;
         return Ok(());
     }
     repo::ban(&mut tx, target, reason, until).await?;
     crate::account::sessions::repo::revoke_all(&mut *tx, target).await?;
+    let detail = json!({"reason": reason, "duration_hours": hours});
+    audit::record(&mut *tx, user_entry(admin, "user.ban", target, detail)).await?;
     let guard = sessions::revoke_all(&state.redis, target, state.cfg.jwt_exp_secs)
         .await
         .map_err(|e| {
@@ -196,9 +223,16 @@ pub async fn unban(state: &AppState, admin: Uuid, target: Uuid) -> Result<(), Ap
         .ok_or_else(|| AppError::not_found("User not found"))?;
     if !user.is_banned {
         tracing::info!(admin_id = %admin, action = "user.unban", target = %target, "admin action (no change)");
+        drop(tx);
+        audit::record_after(
+            state,
+            user_entry(admin, "user.unban", target, json!({"changed": false})),
+        )
+        .await;
         return Ok(());
     }
     repo::unban(&mut tx, target).await?;
+    audit::record(&mut *tx, user_entry(admin, "user.unban", target, json!({}))).await?;
     tx.commit().await?;
     tracing::info!(admin_id = %admin, action = "user.unban", target = %target, "admin action");
     let event = Event::new(
@@ -244,9 +278,21 @@ pub async fn reset(
     };
     if !change.clear_bio && change.full_name.is_none() && !change.clear_avatar {
         tracing::info!(admin_id = %admin, action = "user.reset", target = %target, "admin action (no change)");
+        drop(tx);
+        audit::record_after(
+            state,
+            user_entry(admin, "user.reset", target, json!({"changed": false})),
+        )
+        .await;
         return Ok(());
     }
     repo::reset_profile(&mut tx, target, &change).await?;
+    let detail = json!({
+        "bio": change.clear_bio,
+        "name": change.full_name.is_some(),
+        "avatar": change.clear_avatar,
+    });
+    audit::record(&mut *tx, user_entry(admin, "user.reset", target, detail)).await?;
     tx.commit().await?;
     tracing::info!(
         admin_id = %admin,

@@ -48,6 +48,7 @@ fn state_key(state: &AppState, s: &str) -> String {
 
 fn session_unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "oauth state store unavailable");
+    crate::infra::metrics::redis_error();
     AppError::unavailable("Session service unavailable")
 }
 

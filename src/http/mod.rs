@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod conn;
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod middleware;
 pub mod multipart;
 pub mod openapi;

@@ -171,6 +171,7 @@ pub async fn limit(
     let verdicts = match hit_many(&state.redis, &counters).await {
         Ok(v) => v,
         Err(e) => {
+            crate::infra::metrics::redis_error();
             tracing::error!(error = %e, "rate limiter unavailable");
             return AppError::unavailable("Rate limiting service unavailable").into_response();
         }
@@ -178,10 +179,11 @@ pub async fn limit(
     let Some((bucket, shown)) = buckets.last().zip(verdicts.last()) else {
         return next.run(req).await;
     };
-    let blocked = verdicts.iter().find(|v| !v.allowed);
+    let blocked = buckets.iter().zip(&verdicts).find(|(_, v)| !v.allowed);
     let mut res = match blocked {
         None => next.run(req).await,
-        Some(v) => {
+        Some((b, v)) => {
+            crate::infra::metrics::rate_limited(b.name);
             let mut r = AppError::TooManyRequests {
                 message: "Rate limit exceeded. Please try again later.".into(),
                 retry_after: Some(v.reset_ms.div_ceil(1000)),

@@ -33,12 +33,25 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, email: &Email) -> Result<(), EmailError>;
 }
 
-/// Builds the SMTP mailer, or the log mailer when `SMTP_HOST` is empty.
+/// Builds the SMTP mailer, or the log mailer when `SMTP_HOST` is empty,
+/// counted for the metrics.
 pub fn build(cfg: &SmtpConfig) -> anyhow::Result<Arc<dyn Mailer>> {
     if cfg.host.is_empty() || cfg.log_only {
-        return Ok(Arc::new(LogMailer));
+        return Ok(Arc::new(Counted(LogMailer)));
     }
-    Ok(Arc::new(SmtpMailer::new(cfg)?))
+    Ok(Arc::new(Counted(SmtpMailer::new(cfg)?)))
+}
+
+/// Counts each send's outcome (`emails_total{result}`).
+struct Counted<M>(M);
+
+#[async_trait::async_trait]
+impl<M: Mailer> Mailer for Counted<M> {
+    async fn send(&self, email: &Email) -> Result<(), EmailError> {
+        let res = self.0.send(email).await;
+        crate::infra::metrics::email(res.is_ok());
+        res
+    }
 }
 
 /// Development mailer: writes each email to the log instead of sending it.

@@ -7,6 +7,7 @@ pub mod db;
 pub mod email;
 pub mod google;
 pub mod keyed_lock;
+pub mod metrics;
 pub mod redis;
 pub mod replica;
 pub mod storage;

@@ -12,7 +12,16 @@ use crate::config::Config;
 /// A Redis failure surfaced to the HTTP layer as 503.
 #[derive(Debug, thiserror::Error)]
 #[error("redis unavailable: {0}")]
-pub struct RedisUnavailable(#[from] pub redis::RedisError);
+pub struct RedisUnavailable(pub redis::RedisError);
+
+/// Every `?` on a command result passes here: the one place Redis command
+/// errors are counted for the metrics.
+impl From<redis::RedisError> for RedisUnavailable {
+    fn from(e: redis::RedisError) -> Self {
+        crate::infra::metrics::redis_error();
+        Self(e)
+    }
+}
 
 /// Shared handle to Redis. Cheap to clone.
 #[derive(Clone)]

@@ -2,11 +2,13 @@
 //! Postgres advisory lock so two schedulers (or a manual `jobs run`) never
 //! run the same job at once.
 
+mod audit_cleanup;
 mod entity_cleanup;
 mod idempotency_cleanup;
 mod media_cleanup;
 mod private_chat_gc;
 mod stale_objects;
+pub mod runs;
 
 use std::fmt;
 use std::future::Future;
@@ -22,6 +24,23 @@ use crate::infra::storage::Storage;
 /// Rows handled per statement: keeps transactions and locks short.
 pub const BATCH: i64 = 500;
 
+/// Runs one batch (a `DELETE … LIMIT BATCH`) until a batch comes back
+/// short; returns the rows deleted in all.
+async fn delete_batches<F, Fut>(mut batch: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut deleted = 0;
+    loop {
+        let n = batch().await?;
+        deleted += n;
+        if n < BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// The scheduler's jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -33,15 +52,18 @@ pub enum Job {
     PendingUploadSweep,
     /// `Idempotency-Key` records of sends older than their 24 h window.
     IdempotencyKeyCleanup,
+    /// Admin audit entries past `AUDIT_RETENTION_DAYS`.
+    AuditCleanup,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::EntityCleanup,
         Job::PrivateChatGc,
         Job::MediaCleanup,
         Job::PendingUploadSweep,
         Job::IdempotencyKeyCleanup,
+        Job::AuditCleanup,
     ];
 
     pub fn from_name(name: &str) -> anyhow::Result<Self> {
@@ -50,7 +72,7 @@ impl Job {
             .find(|j| j.name() == name)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup, pending-upload-sweep, idempotency-key-cleanup"
+                    "unknown job {name:?}; use one of: entity-cleanup, private-chat-gc, media-cleanup, pending-upload-sweep, idempotency-key-cleanup, audit-cleanup"
                 )
             })
     }
@@ -62,6 +84,7 @@ impl Job {
             Job::MediaCleanup => "media-cleanup",
             Job::PendingUploadSweep => "pending-upload-sweep",
             Job::IdempotencyKeyCleanup => "idempotency-key-cleanup",
+            Job::AuditCleanup => "audit-cleanup",
         }
     }
 
@@ -78,6 +101,7 @@ impl Job {
             Job::MediaCleanup => &cfg.media_cleanup_cron,
             Job::PendingUploadSweep => &cfg.pending_upload_sweep_cron,
             Job::IdempotencyKeyCleanup => &cfg.idempotency_key_cleanup_cron,
+            Job::AuditCleanup => &cfg.audit_cleanup_cron,
         }
     }
 }
@@ -121,6 +145,7 @@ pub struct JobContext {
     pub storage: Arc<dyn Storage>,
     pub soft_delete_retention_days: i64,
     pub media_retention_days: f64,
+    pub audit_retention_days: i64,
 }
 
 impl JobContext {
@@ -130,6 +155,7 @@ impl JobContext {
             storage,
             soft_delete_retention_days: cfg.soft_delete_retention_days,
             media_retention_days: cfg.media_retention_days,
+            audit_retention_days: cfg.audit_retention_days,
         }
     }
 }
@@ -142,9 +168,16 @@ pub async fn run_once(cfg: &Config, job: Job) -> anyhow::Result<JobReport> {
     run_job(&JobContext::from_config(cfg, db, storage), job).await
 }
 
-/// Runs `job` under its advisory lock.
+/// Runs `job` under its advisory lock and records the run (metrics and
+/// `scheduler_runs`).
 pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
     let started = Instant::now();
+    let result = run_locked(ctx, job, started).await;
+    runs::record(&ctx.db, job, &result, started.elapsed()).await;
+    result
+}
+
+async fn run_locked(ctx: &JobContext, job: Job, started: Instant) -> anyhow::Result<JobReport> {
     // The lock lives on one connection for the whole run.
     let mut lock_conn = ctx.db.acquire().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -165,6 +198,7 @@ pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
         Job::MediaCleanup => media_cleanup::run(ctx, false).await,
         Job::PendingUploadSweep => sweep_uploads(ctx).await,
         Job::IdempotencyKeyCleanup => idempotency_cleanup::run(ctx).await,
+        Job::AuditCleanup => audit_cleanup::run(ctx).await,
     };
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(job.lock_key())
@@ -194,11 +228,22 @@ pub async fn run_scheduler(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    crate::infra::metrics::handle();
     let db = crate::infra::db::connect(&cfg).await?;
     let storage = crate::infra::storage::build(&cfg, reqwest::Client::new())?;
     let ctx = JobContext::from_config(&cfg, db, storage);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    if cfg.scheduler_metrics_port != 0 {
+        let exporter = runs::serve_metrics(
+            cfg.scheduler_metrics_port,
+            cfg.metrics_token.clone(),
+            ctx.db.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        tasks.push(exporter);
+    }
     for job in Job::ALL {
         let spec = job.cron(&cfg).to_string();
         let cron = match croner::Cron::new(&spec).parse() {

@@ -214,7 +214,9 @@ impl EventBus {
             .ignore();
         }
         let mut conn = self.redis.conn();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let res = pipe.query_async::<()>(&mut conn).await;
+        crate::infra::metrics::bus_published("batch", batches.len(), res.is_ok());
+        if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (b, seqs) in batches.iter().zip(&seqs) {
                 self.deliver_batch(&b.json, &b.targets, seqs);
@@ -257,7 +259,9 @@ impl EventBus {
             pipe.publish(&self.events_channel, body).ignore();
         }
         let mut conn = self.redis.conn();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let res = pipe.query_async::<()>(&mut conn).await;
+        crate::infra::metrics::bus_published("reference", items.len(), res.is_ok());
+        if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (user, json, pos) in items {
                 self.hub.deliver_with(user, || Outbound {
@@ -293,6 +297,7 @@ impl EventBus {
             .arg(body)
             .query_async(&mut conn)
             .await;
+        crate::infra::metrics::bus_published("control", 1, res.is_ok());
         if let Err(e) = res {
             tracing::error!(error = %e, "disconnect publish failed; closing local sockets only");
             self.close_local(user, session, reason);
@@ -361,6 +366,7 @@ impl EventBus {
                             }
                         }
                         self.subscribed.store(false, Ordering::Relaxed);
+                        crate::infra::metrics::bus_reconnect();
                         tracing::warn!("event bus connection lost; reconnecting");
                     }
                 }
@@ -382,6 +388,7 @@ impl EventBus {
         if msg.get_channel_name() == self.control_channel {
             match serde_json::from_slice::<ControlMessage>(&payload) {
                 Ok(c) => {
+                    crate::infra::metrics::bus_received("control", None);
                     let reason =
                         CloseReason::from_code(c.code).unwrap_or(CloseReason::SessionRevoked);
                     self.close_local(c.disconnect_user_id, c.session, reason);
@@ -393,6 +400,7 @@ impl EventBus {
         if msg.get_channel_name() == self.batch_channel {
             match serde_json::from_slice::<BatchMessage>(&payload) {
                 Ok(b) => {
+                    crate::infra::metrics::bus_received("batch", Some(&b.event_data));
                     let seqs: Vec<Option<Pos>> = b.seqs.iter().map(|s| Pos::parse(s)).collect();
                     self.deliver_batch(&b.event_data, &b.targets, &seqs);
                 }
@@ -411,6 +419,7 @@ impl EventBus {
             });
         match decoded {
             Some((user, json)) => {
+                crate::infra::metrics::bus_received("reference", Some(&json));
                 let pos = seq_of(&json);
                 self.hub.deliver_with(user, || Outbound {
                     data: Arc::from(json),

@@ -184,6 +184,7 @@ impl Hub {
             match conn.tx.try_send(data.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    crate::infra::metrics::ws_queue_drop();
                     tracing::warn!(%user_id, conn_id = id, "send queue full; disconnecting slow client");
                     let _ = conn.close.send(Some(CloseReason::SlowConsumer));
                 }

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod event;
 pub mod hub;
 pub mod inbound;
+pub mod instances;
 pub mod presence;
 pub mod recipients;
 pub mod resume;

@@ -214,6 +214,8 @@ async fn run_connection(
 ) {
     let user_id = reg.user_id;
     let store = state.bus.store();
+    // Counted before the resume, so every close below (send_close) pairs.
+    crate::infra::metrics::ws_opened();
     // Registered already, so live events queue while the replay runs.
     let mut cursor = match resume::open(store, user_id, since.as_deref(), &mut socket).await {
         Ok(c) => c,
@@ -238,6 +240,7 @@ async fn run_connection(
                         while let Ok(msg) = reg.rx.try_recv() {
                             if cursor.on_live(msg.pos) == Step::Skip { continue; }
                             if !send(&mut socket, Message::Text(msg.data.as_ref().into())).await { break; }
+                            crate::infra::metrics::ws_event_delivered(&msg.data);
                         }
                     }
                     break Some((reason.code(), reason.text()));
@@ -327,6 +330,7 @@ async fn live(
         }
     }
     if send(socket, Message::Text(msg.data.as_ref().into())).await {
+        crate::infra::metrics::ws_event_delivered(&msg.data);
         Ok(())
     } else {
         Err(Stop::Gone)
@@ -345,6 +349,7 @@ async fn close_for(socket: WebSocket, stop: Stop) {
 }
 
 async fn send_close(mut socket: WebSocket, close_with: Option<(u16, &'static str)>) {
+    crate::infra::metrics::ws_closed(close_with.map(|c| c.0));
     if let Some((code, reason)) = close_with {
         let frame = CloseFrame {
             code,

@@ -9,6 +9,7 @@ use super::dto::{
     ResolveReportRequest, SnapshotAttachment, UserSnapshot,
 };
 use super::repo::{self, ListFilter, NewReport};
+use crate::admin::audit;
 use crate::error::AppError;
 use crate::http::pagination::{self, QueryParams};
 use crate::http::response::Page;
@@ -310,6 +311,9 @@ pub async fn resolve(
         .ok_or_else(|| AppError::not_found("Report not found"))?;
     if current == status {
         tracing::info!(admin_id = %admin, action = "report.resolve", target = %id, %status, "admin action (no change)");
+        drop(tx);
+        let detail = serde_json::json!({"status": status, "changed": false});
+        audit::record_after(state, report_entry(admin, "report.resolve", id, detail)).await;
         return Ok(());
     }
     repo::set_status(&mut tx, id, &status, admin, notes.as_deref()).await?;
@@ -321,6 +325,11 @@ pub async fn resolve(
                 .map(|chat| (message, chat));
         }
     }
+    let detail = serde_json::json!({
+        "status": status,
+        "message_taken_down": taken_down.map(|(m, _)| m),
+    });
+    audit::record(&mut *tx, report_entry(admin, "report.resolve", id, detail)).await?;
     tx.commit().await?;
     tracing::info!(
         admin_id = %admin,
@@ -358,7 +367,25 @@ pub async fn delete(state: &AppState, admin: Uuid, id: Uuid) -> Result<(), AppEr
         ));
     }
     repo::delete(&mut tx, id).await?;
+    let detail = serde_json::json!({"status": status});
+    audit::record(&mut *tx, report_entry(admin, "report.delete", id, detail)).await?;
     tx.commit().await?;
     tracing::info!(admin_id = %admin, action = "report.delete", target = %id, "admin action");
     Ok(())
+}
+
+/// An audit entry about a report.
+fn report_entry(
+    admin: Uuid,
+    action: &'static str,
+    report: Uuid,
+    detail: serde_json::Value,
+) -> audit::Entry<'static> {
+    audit::Entry {
+        admin_id: admin,
+        action,
+        target_type: "report",
+        target_id: Some(report),
+        detail,
+    }
 }

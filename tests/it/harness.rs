@@ -41,6 +41,8 @@ pub fn base_env() -> HashMap<String, String> {
     ] {
         m.insert(k.to_string(), env_or(&format!("TEST_{k}"), d));
     }
+    // Scheduler processes of parallel tests would fight over one port.
+    m.insert("SCHEDULER_METRICS_PORT".into(), "0".into());
     m
 }
 

@@ -7,6 +7,7 @@ mod harness;
 
 mod account_abuse;
 mod admin;
+mod audit;
 mod auth;
 mod chats;
 mod contract;
@@ -22,6 +23,7 @@ mod messages;
 mod multipart;
 mod multipart_avatars;
 mod pins;
+mod ops;
 mod posture;
 mod presence;
 mod reactions;

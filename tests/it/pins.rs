@@ -333,12 +333,7 @@ async fn pins_go_with_their_chat_in_the_cleanup_job() {
         chat,
     )
     .await;
-    let ctx = JobContext {
-        db: app.state.db.clone(),
-        storage: app.state.storage.clone(),
-        soft_delete_retention_days: 30,
-        media_retention_days: 7.0,
-    };
+    let ctx = app.job_context();
     run_job(&ctx, Job::EntityCleanup).await.unwrap();
     assert_eq!(
         count().await,

@@ -17,6 +17,7 @@ fn ctx(app: &TestApp, retention_days: i64, media_days: f64) -> JobContext {
         storage: app.state.storage.clone(),
         soft_delete_retention_days: retention_days,
         media_retention_days: media_days,
+        audit_retention_days: 365,
     }
 }
 

@@ -3,10 +3,12 @@
 //! member, and both are written to the audit log.
 
 use chrono::{DateTime, Timelike, Utc};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::dto::{AdminGroupDetail, AdminGroupListItem, GroupMemberDto, ResetGroupInfoRequest};
 use super::repo;
+use crate::admin::audit;
 use crate::error::AppError;
 use crate::groups::{self, service::Actor};
 use crate::http::pagination::{self, QueryParams, DEFAULT_LIMIT};
@@ -172,6 +174,8 @@ async fn forget_member_cache(state: &AppState, chat: Uuid) {
 pub async fn dissolve(state: &AppState, admin: Uuid, chat: Uuid) -> Result<(), AppError> {
     groups::service::delete(state, Actor::PlatformAdmin(admin), chat).await?;
     tracing::info!(admin_id = %admin, action = "group.dissolve", target = %chat, "admin action");
+    // The delete commits inside the groups service, so the entry follows it.
+    audit::record_after(state, group_entry(admin, "group.dissolve", chat, json!({}))).await;
     forget_member_cache(state, chat).await;
     Ok(())
 }
@@ -192,6 +196,8 @@ pub async fn reset(
         req.reset_avatar.unwrap_or(false),
     );
     if !(name || description || avatar) {
+        let detail = json!({"changed": false});
+        audit::record_after(state, group_entry(admin, "group.reset", chat, detail)).await;
         return Ok(());
     }
     let input = groups::service::UpdateInput::admin_reset(chat, name, description, avatar);
@@ -205,7 +211,24 @@ pub async fn reset(
         avatar,
         "admin action"
     );
+    let detail = json!({"name": name, "description": description, "avatar": avatar});
+    audit::record_after(state, group_entry(admin, "group.reset", chat, detail)).await;
     Ok(())
+}
+
+fn group_entry(
+    admin: Uuid,
+    action: &'static str,
+    chat: Uuid,
+    detail: serde_json::Value,
+) -> audit::Entry<'static> {
+    audit::Entry {
+        admin_id: admin,
+        action,
+        target_type: "group",
+        target_id: Some(chat),
+        detail,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! backend runs is decided once at start-up by [`build`].
 
 mod local;
+mod metered;
 mod routes;
 mod s3;
 mod serve;
@@ -167,14 +168,15 @@ pub fn build(cfg: &Config, _http: reqwest::Client) -> anyhow::Result<Arc<dyn Sto
     match &cfg.s3 {
         Some(s3) => {
             tracing::info!(endpoint = %s3.endpoint, "object storage: S3");
-            Ok(Arc::new(S3Storage::new(s3)?))
+            Ok(Arc::new(metered::Metered::new(S3Storage::new(s3)?, "s3")))
         }
         None => {
             tracing::info!(dir = %cfg.media_local_dir.display(), "object storage: local directory");
-            Ok(Arc::new(
+            Ok(Arc::new(metered::Metered::new(
                 LocalStorage::new(&cfg.media_local_dir, &cfg.app_url, &cfg.jwt_secret)?
                     .with_max_transfers(cfg.storage_max_concurrent_transfers),
-            ))
+                "local",
+            )))
         }
     }
 }

@@ -22,9 +22,10 @@ use crate::state::AppState;
 
 /// The tag every extension path carries (beside its feature's tag).
 #[derive(OpenApi)]
-#[openapi(tags((name = "extension", description = "Beyond the reference contract (issues 17, 18): \
-    reactions, pinned messages, edit history, search, sessions and devices, two-factor \
-    authentication. Clients of the reference can ignore them.")))]
+#[openapi(tags((name = "extension", description = "Beyond the reference contract: reactions, \
+    pinned messages, edit history, search (issue 17); sessions and devices, two-factor \
+    authentication (issue 18); `/metrics` and the admin audit log (issue 19). \
+    Clients of the reference can ignore them.")))]
 pub struct ExtensionTag;
 
 /// The routes with their middleware group (limited like the neighbouring

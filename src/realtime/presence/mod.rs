@@ -80,6 +80,11 @@ impl Presence {
         }
     }
 
+    /// This instance's id in presence and instance leases.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     fn leases_key(&self, user: Uuid) -> String {
         self.redis.key(&format!("presence:{user}"))
     }

@@ -1,0 +1,524 @@
+//! Integration tests of the operations features (issue 19): `/metrics`
+//! after a scripted workload, label cardinality, the metrics token, the
+//! scheduler's own `/metrics` and run records, and `atoitalk status`.
+//!
+//! The metrics recorder is global per process and this test binary runs
+//! many servers at once, so every metrics test scrapes a dedicated
+//! `atoitalk serve` child process: whatever it counts is this test's doing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::{free_port, json, ChildGuard, TestApp, WsClient, WsRead};
+
+/// An `atoitalk serve` child on the test app's database and Redis prefix.
+struct Child {
+    _guard: ChildGuard,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn spawn_server(app: &TestApp, extra: &[(&str, &str)]) -> Child {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let guard = ChildGuard::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+            .arg("serve")
+            .envs(app.env.iter())
+            .env("APP_PORT", port.to_string())
+            .env("APP_URL", &base)
+            .env("DB_MIGRATE", "false")
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+    );
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return Child {
+                    _guard: guard,
+                    base,
+                    http,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the child server did not become ready on port {port}");
+}
+
+impl Child {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn scrape(&self) -> String {
+        let res = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        res.text().await.unwrap()
+    }
+}
+
+/// The samples of `text`: (name, labels, value).
+fn samples(text: &str) -> Vec<(String, HashMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = HashMap::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").expect("label pair");
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        out.push((name.to_string(), map, value.parse().expect("value")));
+    }
+    out
+}
+
+/// The sum of `name`'s samples whose labels include `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text)
+        .into_iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+fn looks_like_uuid(s: &str) -> bool {
+    s.split(|c: char| !c.is_ascii_hexdigit() && c != '-')
+        .any(|w| Uuid::try_parse(w).is_ok())
+}
+
+#[tokio::test]
+async fn metrics_count_a_scripted_workload() {
+    let app = TestApp::spawn().await;
+    let server = spawn_server(&app, &[]).await;
+    let (alice, alice_t) = app.make_user("Alice").await;
+    let (bob, bob_t) = app.make_user("Bob").await;
+    let chat = app.make_private_chat(alice, bob).await;
+
+    for _ in 0..7 {
+        let r = server
+            .http
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // One sign-up code (an email), then 12 logins: the per-IP auth_public
+    // bucket (10/min) refuses hits 11 to 13.
+    let r = server
+        .http
+        .post(server.url("/api/otp/send"))
+        .json(&json!({"email": "metrics@example.com", "mode": "register", "captcha_token": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut refused = 0;
+    for _ in 0..12 {
+        let r = server
+            .http
+            .post(server.url("/api/auth/login"))
+            // Malformed: a 400 before the login throttle is involved.
+            .header("Content-Type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3);
+
+    // Bob listens on the child server; Alice sends three messages there.
+    let (stream, _) = tokio_tungstenite::connect_async(format!(
+        "{}/ws?token={bob_t}",
+        server.base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
+    let mut ws = WsClient { stream };
+    for i in 0..3 {
+        let r = server
+            .http
+            .post(server.url("/api/messages"))
+            .bearer_auth(&alice_t)
+            .json(&json!({"chat_id": chat, "content": format!("hello {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        ws.expect_event("message.new").await;
+    }
+    let mid = server.scrape().await;
+    assert_eq!(metric(&mid, "ws_open_sockets", &[]), 1.0);
+    drop(ws);
+
+    // A media upload asks the storage backend for one presigned PUT.
+    let r = server
+        .http
+        .post(server.url("/api/media/upload"))
+        .bearer_auth(&alice_t)
+        .json(
+            &json!({"usage": "message_attachment", "original_name": "a.txt", "file_size": 3,
+                      "mime_type": "text/plain", "captcha_token": "x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..4 {
+        let r = server
+            .http
+            .get(server.url(&format!("/api/users/{}", Uuid::new_v4())))
+            .bearer_auth(&alice_t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+
+    // The socket's end is counted once the server noticed it.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = server.scrape().await;
+        if metric(&text, "ws_open_sockets", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = |route: &str, method: &str, status: &str| {
+        metric(
+            &text,
+            "http_requests_total",
+            &[("route", route), ("method", method), ("status", status)],
+        )
+    };
+    assert_eq!(http("/healthz", "GET", "2xx"), 7.0);
+    assert_eq!(http("/api/auth/login", "POST", "4xx"), 12.0);
+    assert_eq!(http("/api/otp/send", "POST", "2xx"), 1.0);
+    assert_eq!(http("/api/messages", "POST", "2xx"), 3.0);
+    assert_eq!(http("/api/users/{id}", "GET", "4xx"), 4.0);
+    assert_eq!(http("/ws", "GET", "1xx"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "http_request_duration_seconds_count",
+            &[("route", "/healthz"), ("method", "GET")]
+        ),
+        7.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "rate_limit_rejections_total",
+            &[("bucket", "auth_public")]
+        ),
+        3.0
+    );
+    assert_eq!(metric(&text, "emails_total", &[("result", "sent")]), 1.0);
+    assert_eq!(metric(&text, "emails_total", &[("result", "failed")]), 0.0);
+    assert_eq!(metric(&text, "ws_connects_total", &[]), 1.0);
+    assert_eq!(
+        metric(&text, "ws_disconnects_total", &[("code", "none")]),
+        1.0
+    );
+    assert_eq!(metric(&text, "ws_open_sockets", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "ws_events_delivered_total",
+            &[("type", "message.new")]
+        ),
+        3.0
+    );
+    assert_eq!(metric(&text, "ws_send_queue_drops_total", &[]), 0.0);
+    // Every message reaches both members through one bus batch.
+    let published = metric(&text, "bus_published_total", &[("result", "ok")]);
+    assert!(published >= 3.0, "{published}");
+    assert!(metric(&text, "bus_received_total", &[]) >= 3.0);
+    assert!(metric(&text, "bus_delivery_lag_seconds_count", &[]) >= 3.0);
+    assert_eq!(
+        metric(
+            &text,
+            "storage_operations_total",
+            &[
+                ("backend", "local"),
+                ("op", "presign_put"),
+                ("result", "ok")
+            ]
+        ),
+        1.0
+    );
+    assert!(metric(&text, "db_pool_connections", &[]) >= 1.0);
+    assert_eq!(metric(&text, "redis_command_errors_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn metric_labels_stay_bounded_whatever_the_paths() {
+    let app = TestApp::spawn().await;
+    let server = spawn_server(&app, &[]).await;
+    let (_, token) = app.make_user("Carol").await;
+    for i in 0..40 {
+        let id = Uuid::new_v4();
+        let paths = [
+            format!("/api/users/{id}"),
+            format!("/api/chats/{id}/messages"),
+            format!("/no/such/{id}/path{i}"),
+            format!("/api/users/{id}/nothing-here"),
+        ];
+        for path in paths {
+            server
+                .http
+                .get(server.url(&path))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+        }
+        // Arbitrary methods collapse into `other`.
+        server
+            .http
+            .request(
+                reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap(),
+                server.url("/healthz"),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = server.scrape().await;
+    let all = samples(&text);
+    for (name, labels, _) in &all {
+        for (k, v) in labels {
+            assert!(!looks_like_uuid(v), "{name}{{{k}={v}}} carries an id");
+            assert!(!v.starts_with("/no/"), "{name}{{{k}={v}}} is a raw path");
+        }
+    }
+    let series = all
+        .iter()
+        .filter(|(n, _, _)| n == "http_requests_total")
+        .count();
+    assert!(
+        series <= 8,
+        "{series} request series after 200 distinct paths:\n{text}"
+    );
+    let unmatched = metric(
+        &text,
+        "http_requests_total",
+        &[("route", "unmatched"), ("method", "GET")],
+    );
+    assert_eq!(unmatched, 80.0);
+    assert_eq!(
+        metric(
+            &text,
+            "http_requests_total",
+            &[("route", "/api/users/{id}")]
+        ),
+        40.0
+    );
+    assert_eq!(
+        metric(&text, "http_requests_total", &[("method", "other")]),
+        40.0
+    );
+}
+
+#[tokio::test]
+async fn metrics_token_guards_the_endpoint() {
+    let app = TestApp::spawn().await;
+    let server = spawn_server(&app, &[("METRICS_TOKEN", "scrape-me-0123")]).await;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("scrape-me-0123"),
+        Some("Bearer scrape-me-01234"),
+    ] {
+        let mut req = server.http.get(server.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let (status, body) = json(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert_eq!(body["error"], "Unauthorized");
+    }
+    let res = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth("scrape-me-0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("http_requests_total"));
+    // The in-process server of this test has no token: open.
+    let res = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+async fn status_cmd(env: &HashMap<String, String>) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+        .arg("status")
+        .envs(env.iter())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The scheduler runs audit-cleanup (every minute here), deletes what is
+/// past retention, counts it on its own `/metrics` and records the run,
+/// which `atoitalk status` shows with the live instances and their sockets.
+#[tokio::test]
+async fn scheduler_metrics_and_status_report() {
+    let app = TestApp::spawn().await;
+    let server = spawn_server(&app, &[]).await;
+    let admin = Uuid::now_v7();
+    for age in [400, 366, 10] {
+        sqlx::query(
+            "INSERT INTO admin_audit (id, admin_id, action, target_type, created_at) \
+             VALUES ($1, $2, 'user.ban', 'user', now() - make_interval(days => $3))",
+        )
+        .bind(Uuid::now_v7())
+        .bind(admin)
+        .bind(age)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    }
+    let port = free_port();
+    let _scheduler = ChildGuard::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_atoitalk"))
+            .arg("scheduler")
+            .envs(app.env.iter())
+            .env("SCHEDULER_METRICS_PORT", port.to_string())
+            .env("AUDIT_CLEANUP_CRON", "* * * * *"),
+    );
+    let (_, bob_t) = app.make_user("Bob").await;
+    let (stream, _) = tokio_tungstenite::connect_async(format!(
+        "{}/ws?token={bob_t}",
+        server.base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
+    let mut ws = WsClient { stream };
+
+    // The first run comes at the next minute boundary.
+    let http = reqwest::Client::new();
+    let mut text = String::new();
+    for _ in 0..150 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            text = r.text().await.unwrap_or_default();
+            if metric(
+                &text,
+                "scheduler_job_runs_total",
+                &[("job", "audit-cleanup")],
+            ) >= 1.0
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        metric(
+            &text,
+            "scheduler_job_runs_total",
+            &[("job", "audit-cleanup"), ("result", "ok")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "scheduler_job_deleted_total",
+            &[("job", "audit-cleanup")]
+        ),
+        2.0
+    );
+    assert!(
+        metric(
+            &text,
+            "scheduler_job_last_run_timestamp_seconds",
+            &[("job", "audit-cleanup")]
+        ) > 0.0
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_audit WHERE admin_id = $1")
+        .bind(admin)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "only the entry within 365 days stays");
+
+    // Two API instances (this test's and the child) hold leases; the
+    // child's socket shows once its lease is renewed (every 15 s).
+    let mut report = String::new();
+    for _ in 0..40 {
+        let out = status_cmd(&app.env).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report = String::from_utf8_lossy(&out.stdout).into_owned();
+        if report.contains("instances  2 alive, 1 sockets") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(report.contains("instances  2 alive, 1 sockets"), "{report}");
+    assert!(report.contains("database   ok"), "{report}");
+    assert!(report.contains("(up to date)"), "{report}");
+    assert!(report.contains("redis      ok"), "{report}");
+    assert!(report.contains("storage    ok    local"), "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with("audit-cleanup"))
+        .expect("audit-cleanup line");
+    assert!(line.contains("ok, deleted 2, failed 0"), "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with("entity-cleanup"))
+        .expect("entity-cleanup line");
+    assert!(line.contains("never ran"), "{report}");
+    assert!(matches!(
+        ws.read(Duration::from_millis(10)).await,
+        WsRead::Timeout
+    ));
+    drop(ws);
+}
+
+#[tokio::test]
+async fn status_fails_and_names_what_is_down() {
+    let app = TestApp::spawn().await;
+    let mut env = app.env.clone();
+    env.insert("REDIS_PORT".into(), free_port().to_string());
+    let out = status_cmd(&env).await;
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("database   ok"), "{stdout}");
+    assert!(stdout.contains("redis      DOWN"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unreachable: redis"), "{stderr}");
+}
