@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use atoitalk::jobs::{run_job, Job, JobContext};
+use atoitalk::jobs::{run_job, Job};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
