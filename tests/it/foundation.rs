@@ -384,7 +384,13 @@ async fn readiness_follows_redis_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "ready again after Redis came back");
-    // And events flow again through the re-subscribed bus.
+    // The restarted Redis is empty: the resume store is gone, so the
+    // instance cannot fill what the socket may have missed while the bus
+    // was down and asks the client to resume (4010, issue 16)...
+    assert_eq!(ws.expect_closed().await, Some(4010));
+    // ...and events flow again through the re-subscribed bus.
+    let mut ws = app.ws(&token).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     app.state
         .bus
         .to_user(

@@ -101,6 +101,15 @@ impl<S: Storage> Storage for Metered<S> {
         self.count("put_stream", res)
     }
 
+    fn presigned_puts_overwrite(&self) -> bool {
+        self.inner.presigned_puts_overwrite()
+    }
+
+    async fn copy(&self, bucket: Bucket, from: &str, to: &str) -> Result<(), StorageError> {
+        let res = self.inner.copy(bucket, from, to).await;
+        self.count("copy", res)
+    }
+
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError> {
         let res = self.inner.delete(bucket, key).await;
         self.count("delete", res)
