@@ -172,6 +172,12 @@ async fn enrolment_then_sign_in_needs_a_fresh_single_use_code() {
     let ch = challenge(&app, &email).await;
     let (status, body) = second_step(&app, &ch, &wrong_code(&enabled.app)).await;
     assert_eq!((status, err(&body)), (401, "Invalid code"));
+    // A code older than the skew has expired.
+    let stale = code(&enabled.app, -3);
+    if ![-1, 0, 1].iter().any(|o| code(&enabled.app, *o) == stale) {
+        let (status, body) = second_step(&app, &ch, &stale).await;
+        assert_eq!((status, err(&body)), (401, "Invalid code"));
+    }
     // The code that enabled 2FA counts as used.
     let (status, body) = second_step(&app, &ch, &code(&enabled.app, 0)).await;
     assert_eq!((status, err(&body)), (401, "Invalid code"));
