@@ -364,3 +364,34 @@ async fn a_retry_racing_an_open_transaction_waits_for_its_outcome() {
         );
     }
 }
+
+/// Browsers send the header from another origin only after a preflight
+/// that allows it.
+#[tokio::test]
+async fn browsers_may_send_the_header_cross_origin() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "APP_CORS_ALLOWED_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
+    let res = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/messages"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+}
