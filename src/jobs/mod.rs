@@ -6,6 +6,7 @@ mod entity_cleanup;
 mod idempotency_cleanup;
 mod media_cleanup;
 mod private_chat_gc;
+mod stale_objects;
 
 use std::fmt;
 use std::future::Future;
@@ -79,6 +80,13 @@ impl Job {
             Job::IdempotencyKeyCleanup => &cfg.idempotency_key_cleanup_cron,
         }
     }
+}
+
+/// Expired pending uploads, then upload keys whose URL has expired.
+async fn sweep_uploads(ctx: &JobContext) -> anyhow::Result<(u64, u64)> {
+    let (deleted, failed) = media_cleanup::run(ctx, true).await?;
+    let (stale, stale_failed) = stale_objects::run(ctx).await?;
+    Ok((deleted + stale, failed + stale_failed))
 }
 
 /// What one run did.
@@ -155,7 +163,7 @@ pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
         Job::EntityCleanup => entity_cleanup::run(ctx).await,
         Job::PrivateChatGc => private_chat_gc::run(ctx).await,
         Job::MediaCleanup => media_cleanup::run(ctx, false).await,
-        Job::PendingUploadSweep => media_cleanup::run(ctx, true).await,
+        Job::PendingUploadSweep => sweep_uploads(ctx).await,
         Job::IdempotencyKeyCleanup => idempotency_cleanup::run(ctx).await,
     };
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")

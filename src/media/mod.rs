@@ -7,4 +7,5 @@ pub mod dto;
 pub mod form;
 pub mod repo;
 pub mod routes;
+mod seal;
 pub mod service;

@@ -95,21 +95,47 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<MediaRow>, sqlx::Error
 /// longer pending (a concurrent completion won): the status condition in the
 /// UPDATE makes completion happen exactly once without holding a row lock
 /// across the storage round trip.
+/// `sealed_key`: the fresh key the bytes were copied to (see
+/// `media::seal`), which becomes the media's `file_name`.
 pub async fn mark_completed(
     db: &PgPool,
     id: Uuid,
     uploader: Uuid,
+    sealed_key: Option<&str>,
 ) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE media SET upload_status = 'completed', completed_at = now(), \
-         upload_expires_at = NULL, updated_at = now() \
+         upload_expires_at = NULL, updated_at = now(), file_name = COALESCE($3, file_name) \
          WHERE id = $1 AND uploaded_by_id = $2 AND upload_status = 'pending' \
          RETURNING {MEDIA_COLUMNS}"
     ))
     .bind(id)
     .bind(uploader)
+    .bind(sealed_key)
     .fetch_optional(db)
     .await
+}
+
+/// Records keys to delete from `bucket` after `after` unless a media row
+/// references them by then (a later date for the same key wins).
+pub async fn retire_keys(
+    db: &PgPool,
+    bucket: &str,
+    keys: &[&str],
+    after: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO storage_stale_objects (bucket, key, delete_after) \
+         SELECT $1, k, $3 FROM unnest($2::text[]) AS k \
+         ON CONFLICT (bucket, key) DO UPDATE \
+         SET delete_after = GREATEST(storage_stale_objects.delete_after, EXCLUDED.delete_after)",
+    )
+    .bind(bucket)
+    .bind(keys)
+    .bind(after)
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 /// What decides who may fetch a media item's URL.

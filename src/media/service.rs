@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::dto::{MediaDto, MediaUrlResponse, UploadMediaRequest, UploadMediaResponse};
 use super::form::UploadForm;
 use super::repo::{self, MediaRow, NewMedia};
+use super::seal;
 use crate::error::AppError;
 use crate::http::timestamps::rfc3339_nano;
 use crate::infra::storage::{Bucket, Storage, StorageError};
@@ -387,9 +388,13 @@ pub async fn complete(state: &AppState, caller: Uuid, id: Uuid) -> Result<MediaD
             ));
         }
     }
-    let done = repo::mark_completed(&state.db, id, caller)
+    let sealed = seal::seal(state, &media, bucket).await?;
+    let done = repo::mark_completed(&state.db, id, caller, sealed.as_deref())
         .await?
         .ok_or_else(|| AppError::bad_request("Media upload is not pending"))?;
+    if sealed.is_some() && bucket == Bucket::Private {
+        seal::drop_upload_key(state, bucket, &media.file_name).await;
+    }
     Ok(to_dto(state, done).await)
 }
 

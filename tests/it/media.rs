@@ -1079,17 +1079,25 @@ async fn s3_flow() {
     assert!(put(&app, upload_url, "image/png", &png).await < 300);
     let (status, done) = complete(&app, &bob_t, b["data"]["media"]["id"].as_str().unwrap()).await;
     assert_eq!(status, 200);
-    assert_eq!(done["data"]["url"], public);
+    // Completion moved the bytes to a key no upload URL exists for (S3 has
+    // no write-once PUT), so the public URL is the new key's.
+    let sealed = done["data"]["file_name"].as_str().unwrap();
+    assert_ne!(sealed, b["data"]["media"]["file_name"].as_str().unwrap());
+    assert_eq!(
+        done["data"]["url"],
+        format!("{}/{sealed}", env["S3_PUBLIC_DOMAIN"])
+    );
     assert_eq!(done["data"]["category"], "group_avatar");
-    let info = app
-        .state
-        .storage
-        .head(
-            Bucket::Public,
-            b["data"]["media"]["file_name"].as_str().unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(info.size, png.len() as u64);
+    for key in [sealed, b["data"]["media"]["file_name"].as_str().unwrap()] {
+        // The upload key stays readable (the uploader's preview) until
+        // its URL has expired and the sweep deletes it.
+        let info = app
+            .state
+            .storage
+            .head(Bucket::Public, key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.size, png.len() as u64);
+    }
 }

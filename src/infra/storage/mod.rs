@@ -135,6 +135,20 @@ pub trait Storage: Send + Sync {
         body: ByteStream,
         max: u64,
     ) -> Result<u64, UploadError>;
+    /// Whether a presigned PUT can still replace an object once it exists
+    /// (S3: the contract's `upload_headers` leave no room for a signed
+    /// `If-None-Match: *`). Completion then moves the bytes to a fresh key
+    /// no URL was ever issued for ([`Storage::copy`]).
+    fn presigned_puts_overwrite(&self) -> bool {
+        false
+    }
+    /// Server-side copy of `from` to `to` in one bucket, type included.
+    async fn copy(&self, bucket: Bucket, from: &str, to: &str) -> Result<(), StorageError> {
+        let _ = (bucket, from, to);
+        Err(StorageError::Backend(
+            "copy is not supported by this backend".into(),
+        ))
+    }
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError>;
     /// The stable public URL of an object in the public bucket.

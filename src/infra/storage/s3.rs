@@ -380,6 +380,17 @@ impl Storage for S3Storage {
         stream_into(&self.bucket(bucket).store, &path, content_type, body, max).await
     }
 
+    fn presigned_puts_overwrite(&self) -> bool {
+        true
+    }
+
+    async fn copy(&self, bucket: Bucket, from: &str, to: &str) -> Result<(), StorageError> {
+        let (from, to) = (object_path(from)?, object_path(to)?);
+        let store = &self.bucket(bucket).store;
+        // CopyObject keeps the source's metadata, Content-Type included.
+        timed(store.copy(&from, &to)).await?.map_err(backend)
+    }
+
     async fn delete(&self, bucket: Bucket, key: &str) -> Result<(), StorageError> {
         let path = object_path(key)?;
         let store = &self.bucket(bucket).store;

@@ -60,6 +60,30 @@ async fn stored(app: &TestApp, token: &str, len: usize) -> (Vec<u8>, String) {
     (bytes, url)
 }
 
+async fn complete(app: &TestApp, token: &str, id: &str) -> (u16, Value) {
+    json(
+        app.http
+            .post(app.url(&format!("/api/media/{id}/complete")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// What a reader of the completed media `done` downloads.
+async fn assert_reads(app: &TestApp, done: &Value, expected: &[u8]) {
+    let read = app
+        .http
+        .get(done["data"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.bytes().await.unwrap().as_ref(), expected);
+}
+
 #[tokio::test]
 async fn downloads_are_streamed_with_ranges() {
     let app = TestApp::spawn().await;
@@ -183,28 +207,93 @@ async fn a_completed_upload_cannot_be_overwritten() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "Object already exists");
 
-    let (status, done) = json(
-        app.http
-            .post(app.url(&format!("/api/media/{id}/complete")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, done) = complete(&app, &token, &id).await;
     assert_eq!(status, 200, "{done}");
     let (status, body) = json(put(&app, &upload_url, b"evil").await).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "Object already exists");
 
-    let read = app
-        .http
-        .get(done["data"]["url"].as_str().unwrap())
-        .send()
+    assert_reads(&app, &done, b"good").await;
+}
+
+/// S3 cannot refuse a second PUT to a presigned URL the contract allows,
+/// so completion moves the bytes to a fresh key: what a re-upload writes is
+/// never what readers get, and the sweep deletes it once the URL expired.
+#[tokio::test]
+async fn s3_completed_upload_cannot_be_overwritten() {
+    let s3 = crate::harness::s3_env().await;
+    let app = TestApp::spawn_with(|e| e.extend(s3)).await;
+    let (_, token) = app.make_user("s3writer").await;
+    let (status, up) = request_upload(&app, &token, 4).await;
+    assert_eq!(status, 200, "{up}");
+    let upload_url = up["data"]["upload_url"].as_str().unwrap().to_string();
+    let upload_key = up["data"]["media"]["file_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = up["data"]["media"]["id"].as_str().unwrap().to_string();
+    assert!(put(&app, &upload_url, b"good").await.status().is_success());
+
+    let (status, done) = complete(&app, &token, &id).await;
+    assert_eq!(status, 200, "{done}");
+    let sealed_key = done["data"]["file_name"].as_str().unwrap().to_string();
+    assert_ne!(sealed_key, upload_key, "completion keeps the URL's key");
+    assert_eq!(done["data"]["upload_status"], "completed");
+    // Completing twice is still refused, and nothing moves again.
+    let (status, again) = complete(&app, &token, &id).await;
+    assert_eq!(status, 400, "{again}");
+
+    let storage = &app.state.storage;
+    assert!(storage
+        .head(Bucket::Private, &upload_key)
+        .await
+        .unwrap()
+        .is_none());
+    // The still-valid upload URL writes again (S3 cannot refuse it)...
+    assert!(put(&app, &upload_url, b"evil").await.status().is_success());
+    // ...but readers get the completed bytes.
+    assert_reads(&app, &done, b"good").await;
+    assert_eq!(
+        storage
+            .get(Bucket::Private, &sealed_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        b"good"
+    );
+
+    // Once the URL has expired the sweep deletes the re-uploaded object and
+    // keeps the one the media row references.
+    let ctx = app.job_context();
+    let early = run_job(&ctx, Job::PendingUploadSweep).await.unwrap();
+    assert_eq!((early.deleted, early.failed), (0, 0), "nothing is due yet");
+    assert!(storage
+        .head(Bucket::Private, &upload_key)
+        .await
+        .unwrap()
+        .is_some());
+    sqlx::query("UPDATE storage_stale_objects SET delete_after = now() - interval '1 second'")
+        .execute(&app.state.db)
         .await
         .unwrap();
-    assert_eq!(read.status(), 200);
-    assert_eq!(read.bytes().await.unwrap().as_ref(), b"good");
+    let report = run_job(&ctx, Job::PendingUploadSweep).await.unwrap();
+    assert_eq!((report.deleted, report.failed), (1, 0));
+    assert!(storage
+        .head(Bucket::Private, &upload_key)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(storage
+        .head(Bucket::Private, &sealed_key)
+        .await
+        .unwrap()
+        .is_some());
+    let left: (i64,) = sqlx::query_as("SELECT count(*) FROM storage_stale_objects")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left.0, 0);
 }
 
 #[tokio::test]
