@@ -184,7 +184,13 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([header::ACCEPT, header::AUTHORIZATION, header::CONTENT_TYPE])
+        // `Idempotency-Key`: browsers must be allowed to send it (issue 16).
+        .allow_headers([
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(crate::messages::idempotency::service::HEADER),
+        ])
         .expose_headers([HeaderName::from_static("link")])
         .max_age(Duration::from_secs(300));
     if origins.iter().any(|o| o == "*") {

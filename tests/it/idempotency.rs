@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use atoitalk::jobs::{run_job, Job};
+use atoitalk::messages::idempotency::{Claim, IdempotencyKey};
+use atoitalk::messages::service::SendInput;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -295,4 +297,101 @@ async fn keys_are_per_user_and_expire_after_a_day() {
         .await
         .unwrap();
     assert_eq!(left, vec![alice], "the fresh record stays");
+}
+
+/// A retry that reaches the database while the first request's transaction
+/// is still open waits on the key, then answers with what that request
+/// stored (or 409 when it was another request), storing nothing itself.
+#[tokio::test]
+async fn a_retry_racing_an_open_transaction_waits_for_its_outcome() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let chat = app.make_private_chat(alice, bob).await;
+    let (s, m) = send_keyed(
+        &app,
+        &at,
+        None,
+        &json!({"chat_id": chat, "content": "winner"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{m}");
+    let winner: Uuid = m["data"]["id"].as_str().unwrap().parse().unwrap();
+    let input = SendInput {
+        chat_id: chat,
+        content: "winner".into(),
+        attachment_ids: vec![],
+        reply_to_id: None,
+    };
+    let hash = Claim::new(IdempotencyKey::parse(b"k").unwrap(), &input).request_hash;
+
+    for (key, content, expected) in [("same", "winner", 200), ("other", "loser", 409)] {
+        // The "first request": its key row is written but not committed.
+        let mut tx = app.state.db.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO message_idempotency_keys (user_id, key, request_hash, message_id) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(alice)
+        .bind(key)
+        .bind(&hash)
+        .bind(winner)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let body = json!({"chat_id": chat, "content": content});
+        let commit_later = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            tx.commit().await.unwrap();
+        };
+        let ((s, b), ()) = tokio::join!(
+            send_keyed(&app, &at, Some(key.as_bytes()), &body),
+            commit_later
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "did not wait"
+        );
+        assert_eq!(s, expected, "{key}: {b}");
+        if expected == 200 {
+            assert_eq!(b["data"]["id"], winner.to_string());
+        }
+        assert_eq!(
+            messages_in(&app, chat).await,
+            1,
+            "{key}: nothing new stored"
+        );
+    }
+}
+
+/// Browsers send the header from another origin only after a preflight
+/// that allows it.
+#[tokio::test]
+async fn browsers_may_send_the_header_cross_origin() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "APP_CORS_ALLOWED_ORIGINS".into(),
+            "https://app.example.com".into(),
+        );
+    })
+    .await;
+    let res = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/messages"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
 }

@@ -12,8 +12,9 @@
 //! decision is taken by a sweeper that runs on every instance against one
 //! Redis sorted set of due users, so it happens even when the instance the
 //! user left has stopped or crashed, and exactly once. Every announcement
-//! carries `version`, increasing per user, so a client can drop a stale
-//! event that overtook a newer one on the way.
+//! carries `version`, increasing per user; one already superseded when it
+//! is about to be published is dropped, and a client can drop a stale
+//! event that still overtook a newer one on the way.
 //!
 //! Each instance applies its own connects and disconnects for one user in
 //! order (a per-user lock, then the hub's current count decides join or
@@ -159,6 +160,7 @@ impl Presence {
             });
             self.announce(
                 user,
+                version,
                 Event::new(kinds::USER_ONLINE, payload, None, Some(user)),
             )
             .await;
@@ -258,17 +260,35 @@ impl Presence {
         });
         self.announce(
             user,
+            version,
             Event::new(kinds::USER_OFFLINE, payload, None, Some(user)),
         )
         .await;
         Ok(())
     }
 
-    async fn announce(&self, user: Uuid, event: Event) {
-        match recipients::unblocked_contacts(&self.db, user).await {
-            Ok(contacts) => self.bus.to_users(&contacts, &event).await,
-            Err(e) => tracing::error!(error = %e, %user, "contact lookup failed"),
+    /// Publishes a presence event to the user's contacts, unless a newer
+    /// announcement (another instance's) was decided meanwhile: that one
+    /// is the truth, and sending this one could only make it overtake.
+    async fn announce(&self, user: Uuid, version: i64, event: Event) {
+        let contacts = match recipients::unblocked_contacts(&self.db, user).await {
+            Ok(contacts) => contacts,
+            Err(e) => {
+                tracing::error!(error = %e, %user, "contact lookup failed");
+                return;
+            }
+        };
+        let mut c = self.redis.conn();
+        let current: redis::RedisResult<Option<i64>> = redis::cmd("HGET")
+            .arg(self.state_key(user))
+            .arg("v")
+            .query_async(&mut c)
+            .await;
+        if matches!(current, Ok(Some(v)) if v > version) {
+            tracing::debug!(%user, version, "presence announcement superseded; not sent");
+            return;
         }
+        self.bus.to_users(&contacts, &event).await;
     }
 
     /// Whether `user` is online anywhere.

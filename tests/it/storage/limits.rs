@@ -84,7 +84,6 @@ async fn assert_reads(app: &TestApp, done: &Value, expected: &[u8]) {
     assert_eq!(read.bytes().await.unwrap().as_ref(), expected);
 }
 
-
 #[tokio::test]
 async fn downloads_are_streamed_with_ranges() {
     let app = TestApp::spawn().await;
