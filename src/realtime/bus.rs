@@ -33,7 +33,6 @@ use uuid::Uuid;
 use super::event::{frame, kinds, seq_of, Event};
 use super::hub::{CloseReason, Hub, Outbound};
 use super::store::{EventStore, Pos, Target};
-use crate::config::ResumeConfig;
 use crate::infra::redis::Redis;
 
 #[derive(Serialize, Deserialize)]
@@ -84,13 +83,13 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool, resume: ResumeConfig) -> Self {
+    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool, store: EventStore) -> Self {
         Self {
             events_channel: redis.key("events:broadcast"),
             batch_channel: redis.key("events:batch"),
             batched,
             control_channel: redis.key("events:control"),
-            store: EventStore::new(&redis, resume),
+            store,
             redis,
             hub,
             subscribed: Arc::new(AtomicBool::new(false)),

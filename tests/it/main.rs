@@ -26,6 +26,7 @@ mod realtime;
 mod reports;
 mod resilience;
 mod resume;
+mod resume_cluster;
 mod scheduler;
 mod snapshot;
 mod storage;
