@@ -216,23 +216,31 @@ impl EventBus {
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (b, seqs) in batches.iter().zip(&seqs) {
-                self.deliver_batch(&b.json, &b.targets, seqs);
+                self.deliver_batch(&b.json, &b.targets, |i| seqs.get(i).copied().flatten());
             }
         }
     }
 
-    /// Delivers a batch to the targets connected to this instance.
-    fn deliver_batch(&self, json: &str, targets: &[(Uuid, i64)], seqs: &[Option<Pos>]) {
+    /// Delivers a batch to the targets connected to this instance; `seq(i)`
+    /// is target i's position (only asked for targets connected here).
+    fn deliver_batch(
+        &self,
+        json: &str,
+        targets: &[(Uuid, i64)],
+        seq: impl Fn(usize) -> Option<Pos>,
+    ) {
         let base: Arc<str> = Arc::from(json);
         for (i, (user, unread)) in targets.iter().enumerate() {
-            let pos = seqs.get(i).copied().flatten();
-            self.hub.deliver_with(*user, || Outbound {
-                data: if *unread == 0 && pos.is_none() {
-                    base.clone()
-                } else {
-                    Arc::from(frame(json, *unread, pos))
-                },
-                pos,
+            self.hub.deliver_with(*user, || {
+                let pos = seq(i);
+                Outbound {
+                    data: if *unread == 0 && pos.is_none() {
+                        base.clone()
+                    } else {
+                        Arc::from(frame(json, *unread, pos))
+                    },
+                    pos,
+                }
             });
         }
     }
@@ -391,10 +399,9 @@ impl EventBus {
         }
         if msg.get_channel_name() == self.batch_channel {
             match serde_json::from_slice::<BatchMessage>(&payload) {
-                Ok(b) => {
-                    let seqs: Vec<Option<Pos>> = b.seqs.iter().map(|s| Pos::parse(s)).collect();
-                    self.deliver_batch(&b.event_data, &b.targets, &seqs);
-                }
+                Ok(b) => self.deliver_batch(&b.event_data, &b.targets, |i| {
+                    b.seqs.get(i).and_then(|s| Pos::parse(s))
+                }),
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
             }
             return;

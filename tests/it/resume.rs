@@ -543,12 +543,10 @@ async fn a_bus_gap_the_store_cannot_fill_closes_with_4010_resume_required() {
     // The store loses the user's keys while A is away.
     b.state.bus.store().forget(alice).await.unwrap();
     proxy.restore();
-    let code = loop {
-        match dev.read(Duration::from_secs(15)).await {
-            WsRead::Closed(code) => break code,
-            WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
-            WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
-        }
+    let code = match dev.read(Duration::from_secs(15)).await {
+        WsRead::Closed(code) => code,
+        WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
+        WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
     };
     assert_eq!(code, Some(4010));
     // Resuming says what happened.
