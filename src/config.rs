@@ -237,7 +237,7 @@ pub struct Config {
 }
 
 /// The per-user event store behind `GET /ws?since=` (see `realtime::store`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ResumeConfig {
     /// Off: no `meta.seq`, nothing stored, every `since` answers `sync.reset`.
     pub enabled: bool,
@@ -247,6 +247,9 @@ pub struct ResumeConfig {
     pub min_events: u64,
     /// A user's store with no new event for this long is dropped (0 = never).
     pub idle_ttl: Duration,
+    /// Redis Cluster seed nodes for the store (`host:port` or URLs); empty:
+    /// the store lives in the main Redis.
+    pub cluster_nodes: Vec<String>,
 }
 
 /// Where the read replica is and how far behind it may fall.
@@ -655,6 +658,19 @@ impl Config {
                     86_400u64,
                     "a number of seconds (0 = never)",
                 )?),
+                cluster_nodes: src
+                    .string("RESUME_REDIS_CLUSTER_NODES", "")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| {
+                        if n.contains("://") {
+                            n.to_string()
+                        } else {
+                            format!("redis://{n}")
+                        }
+                    })
+                    .collect(),
             },
             listener: ListenerConfig {
                 header_read_timeout: seconds(src, "HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?,

@@ -19,6 +19,7 @@ use crate::infra::redis::Redis;
 use crate::infra::replica::Replica;
 use crate::infra::storage::Storage;
 use crate::realtime::presence::Presence;
+use crate::realtime::store::EventStore;
 use crate::realtime::typing::TypingRelay;
 use crate::realtime::{EventBus, Hub};
 
@@ -87,12 +88,8 @@ impl AppState {
         );
         let google = GoogleClient::new(cfg.google.clone(), http.clone());
         let hub = Hub::new();
-        let bus = EventBus::new(
-            redis.clone(),
-            hub.clone(),
-            cfg.event_bus_batched,
-            cfg.resume,
-        );
+        let store = EventStore::connect(&redis, cfg.resume.clone()).await?;
+        let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched, store);
         let presence = Presence::new(
             db.clone(),
             redis.clone(),

@@ -33,7 +33,6 @@ use uuid::Uuid;
 use super::event::{frame, kinds, seq_of, Event};
 use super::hub::{CloseReason, Hub, Outbound};
 use super::store::{EventStore, Pos, Target};
-use crate::config::ResumeConfig;
 use crate::infra::redis::Redis;
 
 #[derive(Serialize, Deserialize)]
@@ -84,13 +83,13 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool, resume: ResumeConfig) -> Self {
+    pub fn new(redis: Redis, hub: Arc<Hub>, batched: bool, store: EventStore) -> Self {
         Self {
             events_channel: redis.key("events:broadcast"),
             batch_channel: redis.key("events:batch"),
             batched,
             control_channel: redis.key("events:control"),
-            store: EventStore::new(&redis, resume),
+            store,
             redis,
             hub,
             subscribed: Arc::new(AtomicBool::new(false)),
@@ -219,23 +218,31 @@ impl EventBus {
         if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (b, seqs) in batches.iter().zip(&seqs) {
-                self.deliver_batch(&b.json, &b.targets, seqs);
+                self.deliver_batch(&b.json, &b.targets, |i| seqs.get(i).copied().flatten());
             }
         }
     }
 
-    /// Delivers a batch to the targets connected to this instance.
-    fn deliver_batch(&self, json: &str, targets: &[(Uuid, i64)], seqs: &[Option<Pos>]) {
+    /// Delivers a batch to the targets connected to this instance; `seq(i)`
+    /// is target i's position (only asked for targets connected here).
+    fn deliver_batch(
+        &self,
+        json: &str,
+        targets: &[(Uuid, i64)],
+        seq: impl Fn(usize) -> Option<Pos>,
+    ) {
         let base: Arc<str> = Arc::from(json);
         for (i, (user, unread)) in targets.iter().enumerate() {
-            let pos = seqs.get(i).copied().flatten();
-            self.hub.deliver_with(*user, || Outbound {
-                data: if *unread == 0 && pos.is_none() {
-                    base.clone()
-                } else {
-                    Arc::from(frame(json, *unread, pos))
-                },
-                pos,
+            self.hub.deliver_with(*user, || {
+                let pos = seq(i);
+                Outbound {
+                    data: if *unread == 0 && pos.is_none() {
+                        base.clone()
+                    } else {
+                        Arc::from(frame(json, *unread, pos))
+                    },
+                    pos,
+                }
             });
         }
     }
@@ -401,8 +408,9 @@ impl EventBus {
             match serde_json::from_slice::<BatchMessage>(&payload) {
                 Ok(b) => {
                     crate::infra::metrics::bus_received("batch", Some(&b.event_data));
-                    let seqs: Vec<Option<Pos>> = b.seqs.iter().map(|s| Pos::parse(s)).collect();
-                    self.deliver_batch(&b.event_data, &b.targets, &seqs);
+                    self.deliver_batch(&b.event_data, &b.targets, |i| {
+                        b.seqs.get(i).and_then(|s| Pos::parse(s))
+                    })
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
             }

@@ -184,6 +184,9 @@ pub async fn fill(
     gap: Option<(u64, u64, u64)>,
     socket: &mut WebSocket,
 ) -> Result<(), Stop> {
+    if !store.enabled() {
+        return Ok(()); // nothing is stored, so there is nothing to fill
+    }
     let (epoch, mut next, upto) = match gap {
         Some((epoch, after, upto)) => (Some(epoch), after, Some(upto)),
         None if cursor.blind => return Err(Stop::Close(CloseReason::ResumeRequired)),

@@ -1,8 +1,8 @@
 //! The resume store: one Redis Stream per user holding the events that
 //! user's sockets were sent, plus a small meta hash (epoch + counter), both
 //! under the hash tag `{u:<uuid>}` so a user's keys share one Redis Cluster
-//! slot. Every Redis command of the store is in this module (the connection
-//! type is the one thing to swap for a cluster connection).
+//! slot. Every Redis command of the store is in this module; it runs on the
+//! main Redis or, with `RESUME_REDIS_CLUSTER_NODES`, on a Redis Cluster.
 //!
 //! - `<prefix>rt:{u:<id>}:m` hash: `e` epoch (made when the hash is created
 //!   or the stream was found missing), `n` last event number.
@@ -18,8 +18,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use uuid::Uuid;
 
 use crate::config::ResumeConfig;
@@ -28,68 +29,15 @@ use crate::infra::redis::Redis;
 /// Appends events for many users; keys are (meta, stream) pairs.
 /// ARGV: retention ms, min events, ttl ms, body count K, K bodies, then per
 /// user (body index, unread). Returns epoch, id per user.
-const APPEND: &str = r#"
-local keep_ms, keep_n, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local nb = tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for i = 1, #KEYS / 2 do
-  local meta, stream = KEYS[2 * i - 1], KEYS[2 * i]
-  local body = ARGV[4 + tonumber(ARGV[4 + nb + 2 * i - 1])]
-  local unread = ARGV[4 + nb + 2 * i]
-  local epoch = redis.call('HGET', meta, 'e')
-  if (not epoch) or redis.call('EXISTS', stream) == 0 then
-    -- New user, or the stream was lost: a new epoch voids every old position.
-    epoch = t[1] .. string.format('%06d%03d', tonumber(t[2]), i % 1000)
-    redis.call('DEL', stream)
-    redis.call('HSET', meta, 'e', epoch, 'n', 0)
-  end
-  local n = redis.call('HINCRBY', meta, 'n', 1)
-  local id = n .. '-' .. now
-  redis.call('XADD', stream, id, 'd', body, 'u', unread)
-  -- Keep the larger of "younger than keep_ms" and "the last keep_n": drop
-  -- from the head only entries that are both older and beyond the count.
-  local excess = redis.call('XLEN', stream) - keep_n
-  if excess > 0 then
-    local cutoff, drop = now - keep_ms, nil
-    for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', math.min(excess, 8))) do
-      if tonumber(string.match(e[1], '%-(%d+)$')) >= cutoff then break end
-      drop = e[1]
-    end
-    if drop then
-      redis.call('XTRIM', stream, 'MINID', (tonumber(string.match(drop, '^(%d+)')) + 1) .. '-0')
-    end
-  end
-  if ttl > 0 then
-    redis.call('PEXPIRE', meta, ttl)
-    redis.call('PEXPIRE', stream, ttl)
-  end
-  out[2 * i - 1] = epoch
-  out[2 * i] = id
-end
-return out
-"#;
+const APPEND: &str = include_str!("lua/append.lua");
 
 /// Entries after event `ARGV[2]` up to `ARGV[4]` (`+` = the end), at most
 /// `ARGV[5]`, when the epoch is `ARGV[1]` (empty: any) and, if `ARGV[3]` is
 /// an id, that exact entry is still kept.
-const RANGE: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if ARGV[1] ~= '' and epoch ~= ARGV[1] then return {'reset'} end
-if not epoch then return {'ok', '', {}} end
-if ARGV[3] ~= '' and #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return {'expired'} end
-return {'ok', epoch, redis.call('XRANGE', KEYS[2], (tonumber(ARGV[2]) + 1) .. '-0', ARGV[4], 'COUNT', ARGV[5])}
-"#;
+const RANGE: &str = include_str!("lua/range.lua");
 
 /// The newest position of a user, if any.
-const HEAD: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then return {} end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last == 0 then return {} end
-return {epoch, last[1][1]}
-"#;
+const HEAD: &str = include_str!("lua/head.lua");
 
 /// Users per append script call: bounds how long one call blocks Redis.
 const APPEND_CHUNK: usize = 128;
@@ -170,23 +118,75 @@ pub struct Target {
     pub unread: i64,
 }
 
+/// The store's connection: the main Redis, or a Redis Cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
-    cfg: ResumeConfig,
+    cfg: Arc<ResumeConfig>,
     scripts: Arc<[Script; 3]>,
 }
 
 impl EventStore {
-    pub fn new(redis: &Redis, cfg: ResumeConfig) -> Self {
-        Self {
-            conn: redis.conn(),
+    /// The store on the main Redis, or on the configured cluster.
+    pub async fn connect(redis: &Redis, cfg: ResumeConfig) -> anyhow::Result<Self> {
+        let conn = if cfg.cluster_nodes.is_empty() {
+            Conn::Single(redis.conn())
+        } else {
+            let client = redis::cluster::ClusterClient::builder(cfg.cluster_nodes.clone())
+                .connection_timeout(std::time::Duration::from_secs(2))
+                .response_timeout(std::time::Duration::from_secs(2))
+                .build()?;
+            let conn = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.get_async_connection(),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out connecting to RESUME_REDIS_CLUSTER_NODES"))?
+            .map_err(|e| anyhow::anyhow!("cannot connect to RESUME_REDIS_CLUSTER_NODES: {e}"))?;
+            Conn::Cluster(conn)
+        };
+        Ok(Self {
+            conn,
             prefix: redis.key(""),
-            cfg,
+            cfg: Arc::new(cfg),
             scripts: Arc::new([Script::new(APPEND), Script::new(RANGE), Script::new(HEAD)]),
-        }
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -204,41 +204,24 @@ impl EventStore {
         if !self.cfg.enabled || targets.is_empty() {
             return vec![None; targets.len()];
         }
-        let script = &self.scripts[0];
-        let mut pipe = redis::pipe();
-        for chunk in targets.chunks(APPEND_CHUNK) {
-            // Only the bodies this chunk uses, renumbered from 1.
-            let mut used: Vec<usize> = chunk.iter().map(|t| t.body).collect();
-            used.sort_unstable();
-            used.dedup();
-            let cmd = pipe
-                .cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(chunk.len() * 2);
-            for t in chunk {
-                let (m, s) = self.keys(t.user);
-                cmd.arg(m).arg(s);
-            }
-            cmd.arg(self.cfg.retention.as_millis() as u64)
-                .arg(self.cfg.min_events)
-                .arg(self.cfg.idle_ttl.as_millis() as u64)
-                .arg(used.len());
-            for b in &used {
-                cmd.arg(bodies.get(*b).copied().unwrap_or("{}"));
-            }
-            for t in chunk {
-                let idx = used.binary_search(&t.body).unwrap_or(0) + 1;
-                cmd.arg(idx).arg(t.unread);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let mut res = pipe.query_async::<Vec<Vec<String>>>(&mut conn).await;
+        // One script call per chunk of users. On a cluster a call may only
+        // touch one slot, so each user is its own call there.
+        let chunk = match self.conn {
+            Conn::Single(_) => APPEND_CHUNK,
+            Conn::Cluster(_) => 1,
+        };
+        let cmds: Vec<Cmd> = targets
+            .chunks(chunk)
+            .map(|c| self.append_cmd(bodies, c))
+            .collect();
+        let mut res = self.run_all(&cmds).await;
         if matches!(&res, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
             // Redis restarted (or SCRIPT FLUSH): load once, retry once.
-            if let Err(e) = script.prepare_invoke().load_async(&mut conn).await {
+            let mut conn = self.conn.clone();
+            if let Err(e) = self.scripts[0].prepare_invoke().load_async(&mut conn).await {
                 tracing::error!(error = %e, "event store script load failed");
             }
-            res = pipe.query_async(&mut conn).await;
+            res = self.run_all(&cmds).await;
         }
         match res {
             Ok(chunks) => {
@@ -255,6 +238,63 @@ impl EventStore {
                 vec![None; targets.len()]
             }
         }
+    }
+
+    /// The append script call for one chunk of users.
+    fn append_cmd(&self, bodies: &[&str], chunk: &[Target]) -> Cmd {
+        // Only the bodies this chunk uses, renumbered from 1.
+        let mut used: Vec<usize> = chunk.iter().map(|t| t.body).collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts[0].get_hash()).arg(chunk.len() * 2);
+        for t in chunk {
+            let (m, s) = self.keys(t.user);
+            cmd.arg(m).arg(s);
+        }
+        cmd.arg(self.cfg.retention.as_millis() as u64)
+            .arg(self.cfg.min_events)
+            .arg(self.cfg.idle_ttl.as_millis() as u64)
+            .arg(used.len());
+        for b in &used {
+            cmd.arg(bodies.get(*b).copied().unwrap_or("{}"));
+        }
+        for t in chunk {
+            let idx = used.binary_search(&t.body).unwrap_or(0) + 1;
+            cmd.arg(idx).arg(t.unread);
+        }
+        cmd
+    }
+
+    /// Runs the calls in one round trip: a pipeline on one node; on a
+    /// cluster, concurrent requests that the client routes to their slots.
+    async fn run_all(&self, cmds: &[Cmd]) -> redis::RedisResult<Vec<Vec<String>>> {
+        match &self.conn {
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                pipe.query_async(&mut c.clone()).await
+            }
+            Conn::Cluster(c) => {
+                futures::future::try_join_all(cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Vec<String>>(&mut c).await }
+                }))
+                .await
+            }
+        }
+    }
+
+    /// Drops a user's store (their positions then get `sync.reset`).
+    pub async fn forget(&self, user: Uuid) -> redis::RedisResult<()> {
+        let (m, s) = self.keys(user);
+        redis::cmd("DEL")
+            .arg(m)
+            .arg(s)
+            .query_async(&mut self.conn.clone())
+            .await
     }
 
     /// Entries after event `after` (exclusive) up to `upto` (inclusive;

@@ -32,6 +32,7 @@ mod realtime;
 mod reports;
 mod resilience;
 mod resume;
+mod resume_cluster;
 mod scheduler;
 mod search;
 mod sessions;

@@ -139,9 +139,26 @@ async fn produce(apps: [&TestApp; 2], w: &World, rounds: usize) {
     }
 }
 
+/// `RESUME_REDIS_CLUSTER_NODES` for the cluster runs (`resume_cluster`).
+async fn spawn(cluster: Option<&str>, extra: &[(&str, &str)]) -> TestApp {
+    TestApp::spawn_with(|env| {
+        if let Some(nodes) = cluster {
+            env.insert("RESUME_REDIS_CLUSTER_NODES".into(), nodes.into());
+        }
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn reconnecting_to_the_other_instance_replays_exactly_the_missed_events_then_live() {
-    let a = TestApp::spawn().await;
+    replay_across_instances(None).await;
+}
+
+pub async fn replay_across_instances(cluster: Option<&str>) {
+    let a = spawn(cluster, &[]).await;
     let b = a.second_instance().await;
     let w = world(&a).await;
     let (alice, at) = (w.alice.0, w.alice.1.clone());
@@ -333,7 +350,11 @@ async fn after_sigkill_of_its_instance_a_device_resumes_elsewhere_while_events_f
 
 #[tokio::test]
 async fn a_flushed_store_answers_sync_reset_then_stays_live_and_resumable() {
-    let app = TestApp::spawn().await;
+    flushed_store(None).await;
+}
+
+pub async fn flushed_store(cluster: Option<&str>) {
+    let app = spawn(cluster, &[]).await;
     let w = world(&app).await;
     let (alice, at) = (w.alice.0, w.alice.1.clone());
     let mut dev = connect(&app, alice, &at).await;
@@ -341,16 +362,19 @@ async fn a_flushed_store_answers_sync_reset_then_stays_live_and_resumable() {
     let since = seq(&next_event(&mut dev).await);
     drop(dev);
     wait_gone(&app, alice).await;
+    if cluster.is_none() {
+        let tag = app.state.redis.key(&format!("rt:{{u:{alice}}}"));
+        let mut c = app.state.redis.conn();
+        let found: i64 = redis::cmd("EXISTS")
+            .arg(format!("{tag}:m"))
+            .arg(format!("{tag}:s"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(found, 2, "the store keys are where docs/realtime.md says");
+    }
     // Only this user's keys: the Redis is shared with other tests.
-    let tag = app.state.redis.key(&format!("rt:{{u:{alice}}}"));
-    let mut c = app.state.redis.conn();
-    let deleted: i64 = redis::cmd("DEL")
-        .arg(format!("{tag}:m"))
-        .arg(format!("{tag}:s"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 2, "the store keys are where docs/realtime.md says");
+    app.state.bus.store().forget(alice).await.unwrap();
     send(&app, &w.bob.1, w.private, "after the flush").await;
 
     let mut back = ws_at(&ws_base(&app), &at, Some(&since)).await;
@@ -375,10 +399,17 @@ async fn a_flushed_store_answers_sync_reset_then_stays_live_and_resumable() {
 
 #[tokio::test]
 async fn a_position_older_than_retention_or_unparsable_gets_sync_reset() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("RESUME_RETENTION_EVENTS".into(), "5".into());
-        env.insert("RESUME_RETENTION_SECONDS".into(), "0".into());
-    })
+    retention_and_garbage(None).await;
+}
+
+pub async fn retention_and_garbage(cluster: Option<&str>) {
+    let app = spawn(
+        cluster,
+        &[
+            ("RESUME_RETENTION_EVENTS", "5"),
+            ("RESUME_RETENTION_SECONDS", "0"),
+        ],
+    )
     .await;
     let w = world(&app).await;
     let (alice, at) = (w.alice.0, w.alice.1.clone());
@@ -510,21 +541,12 @@ async fn a_bus_gap_the_store_cannot_fill_closes_with_4010_resume_required() {
     proxy.cut();
     send(&b, &w.bob.1, w.private, "lost").await;
     // The store loses the user's keys while A is away.
-    let tag = b.state.redis.key(&format!("rt:{{u:{alice}}}"));
-    let mut c = b.state.redis.conn();
-    let _: i64 = redis::cmd("DEL")
-        .arg(format!("{tag}:m"))
-        .arg(format!("{tag}:s"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    b.state.bus.store().forget(alice).await.unwrap();
     proxy.restore();
-    let code = loop {
-        match dev.read(Duration::from_secs(15)).await {
-            WsRead::Closed(code) => break code,
-            WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
-            WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
-        }
+    let code = match dev.read(Duration::from_secs(15)).await {
+        WsRead::Closed(code) => code,
+        WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
+        WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
     };
     assert_eq!(code, Some(4010));
     // Resuming says what happened.
