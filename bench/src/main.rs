@@ -17,6 +17,8 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod search;
+
 const SECRET: &str = "bench-jwt-secret-not-for-production";
 const DB: &str = "atoitalk_bench";
 
@@ -77,6 +79,18 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         requests: u32,
     },
+    /// Full-text search (global and per chat) over a large dataset.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u32,
+        #[arg(long, default_value_t = 10_000)]
+        chats: u32,
+        /// How many of the chats the searching user is in.
+        #[arg(long, default_value_t = 500)]
+        mine: u32,
+        #[arg(long, default_value_t = 800)]
+        requests: u32,
+    },
     /// Every scenario with its defaults.
     All,
 }
@@ -125,6 +139,12 @@ async fn main() -> anyhow::Result<()> {
                 chats: 10_000,
                 requests: 1000,
             },
+            Scenario::Search {
+                messages: 1_000_000,
+                chats: 10_000,
+                mine: 500,
+                requests: 800,
+            },
         ],
         s => vec![s.clone()],
     };
@@ -172,6 +192,12 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             chats,
             requests,
         } => paging(args, messages, chats, requests).await,
+        Scenario::Search {
+            messages,
+            chats,
+            mine,
+            requests,
+        } => search::run(args, messages, chats, mine, requests).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }
