@@ -20,7 +20,11 @@ use uuid::Uuid;
 mod search;
 
 const SECRET: &str = "bench-jwt-secret-not-for-production";
-const DB: &str = "atoitalk_bench";
+/// The bench database (`BENCH_DB_NAME`, default `atoitalk_bench`): dropped
+/// and recreated by every scenario, so parallel runs need distinct names.
+fn db_name() -> String {
+    env("BENCH_DB_NAME", "atoitalk_bench")
+}
 
 #[derive(Parser)]
 #[command(about = "AtoiTalk benchmarks")]
@@ -212,7 +216,7 @@ fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
         ("DB_PORT", env("BENCH_DB_PORT", "5432")),
         ("DB_USER", env("BENCH_DB_USER", "postgres")),
         ("DB_PASSWORD", env("BENCH_DB_PASSWORD", "postgres")),
-        ("DB_NAME", DB.to_string()),
+        ("DB_NAME", db_name()),
         ("DB_MIGRATE", migrate.to_string()),
         ("DB_MAX_CONNECTIONS", env("BENCH_DB_POOL", "32")),
         ("REDIS_HOST", env("BENCH_REDIS_HOST", "127.0.0.1")),
@@ -244,15 +248,16 @@ fn admin_url(db: &str) -> String {
 
 /// Drops and recreates the bench database, migrates it, returns a pool.
 async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
-    eprintln!("==> recreating database {DB}");
+    let db = db_name();
+    eprintln!("==> recreating database {db}");
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&admin_url("postgres"))
         .await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(&admin)
         .await?;
-    sqlx::query(&format!("CREATE DATABASE {DB}"))
+    sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&admin)
         .await?;
     let status = Command::new(&args.bin)
@@ -270,7 +275,7 @@ async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
     }
     Ok(PgPoolOptions::new()
         .max_connections(8)
-        .connect(&admin_url(DB))
+        .connect(&admin_url(&db))
         .await?)
 }
 

@@ -58,7 +58,20 @@ pub(super) async fn run(
     let chat: Uuid = sqlx::query_scalar("SELECT chat_id FROM bench_chats WHERE k = 1")
         .fetch_one(&mut conn)
         .await?;
+    // The viewer's readable chats as the server computes them.
+    let rows: Vec<(Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "SELECT c.chat_id, p.hidden_at FROM bench_chats c \
+           LEFT JOIN (SELECT chat_id, COALESCE(user1_hidden_at, user2_hidden_at) AS hidden_at \
+                        FROM private_chats) p ON p.chat_id = c.chat_id \
+          WHERE c.k <= $1",
+    )
+    .bind(mine as i32)
+    .fetch_all(&mut conn)
+    .await?;
     conn.close().await?;
+    let mine_chats: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let hidden: Vec<Uuid> = rows.iter().filter(|r| r.1.is_some()).map(|r| r.0).collect();
+    let hidden_at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().filter_map(|r| r.1).collect();
     sqlx::query("VACUUM ANALYZE").execute(&db).await?;
     let (live, index_bytes): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM messages WHERE deleted_at IS NULL AND content IS NOT NULL), \
@@ -120,7 +133,12 @@ pub(super) async fn run(
         ("two words", "'nasi' & 'gor':*"),
     ] {
         let plan = explain(&db, &atoitalk::messages::search::repo::global_sql(), |e| {
-            e.bind(viewer).bind(q).bind(Uuid::max()).bind(21i64)
+            e.bind(mine_chats.clone())
+                .bind(q)
+                .bind(Uuid::max())
+                .bind(21i64)
+                .bind(hidden.clone())
+                .bind(hidden_at.clone())
         })
         .await?;
         eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) global search, {label} ({q})\n{plan}");
