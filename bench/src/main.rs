@@ -17,10 +17,15 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod search;
 mod storm;
 
 const SECRET: &str = "bench-jwt-secret-not-for-production";
-const DB: &str = "atoitalk_bench";
+/// The bench database (`BENCH_DB_NAME`, default `atoitalk_bench`): dropped
+/// and recreated by every scenario, so parallel runs need distinct names.
+fn db_name() -> String {
+    env("BENCH_DB_NAME", "atoitalk_bench")
+}
 
 #[derive(Parser)]
 #[command(about = "AtoiTalk benchmarks")]
@@ -91,6 +96,18 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         window: u64,
     },
+    /// Full-text search (global and per chat) over a large dataset.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u32,
+        #[arg(long, default_value_t = 10_000)]
+        chats: u32,
+        /// How many of the chats the searching user is in.
+        #[arg(long, default_value_t = 500)]
+        mine: u32,
+        #[arg(long, default_value_t = 800)]
+        requests: u32,
+    },
     /// Every scenario with its defaults.
     All,
 }
@@ -145,6 +162,12 @@ async fn main() -> anyhow::Result<()> {
                 rate: 200,
                 window: 10,
             },
+            Scenario::Search {
+                messages: 1_000_000,
+                chats: 10_000,
+                mine: 500,
+                requests: 800,
+            },
         ],
         s => vec![s.clone()],
     };
@@ -198,6 +221,12 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             rate,
             window,
         } => storm::storm(args, users, group, rate, window).await,
+        Scenario::Search {
+            messages,
+            chats,
+            mine,
+            requests,
+        } => search::run(args, messages, chats, mine, requests).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }
@@ -212,7 +241,7 @@ fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
         ("DB_PORT", env("BENCH_DB_PORT", "5432")),
         ("DB_USER", env("BENCH_DB_USER", "postgres")),
         ("DB_PASSWORD", env("BENCH_DB_PASSWORD", "postgres")),
-        ("DB_NAME", DB.to_string()),
+        ("DB_NAME", db_name()),
         ("DB_MIGRATE", migrate.to_string()),
         ("DB_MAX_CONNECTIONS", env("BENCH_DB_POOL", "32")),
         ("REDIS_HOST", env("BENCH_REDIS_HOST", "127.0.0.1")),
@@ -246,15 +275,16 @@ fn admin_url(db: &str) -> String {
 
 /// Drops and recreates the bench database, migrates it, returns a pool.
 async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
-    eprintln!("==> recreating database {DB}");
+    let db = db_name();
+    eprintln!("==> recreating database {db}");
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&admin_url("postgres"))
         .await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(&admin)
         .await?;
-    sqlx::query(&format!("CREATE DATABASE {DB}"))
+    sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&admin)
         .await?;
     let status = Command::new(&args.bin)
@@ -272,7 +302,7 @@ async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
     }
     Ok(PgPoolOptions::new()
         .max_connections(8)
-        .connect(&admin_url(DB))
+        .connect(&admin_url(&db))
         .await?)
 }
 

@@ -1,6 +1,7 @@
 //! Hard-deletes users and chats soft-deleted longer than the retention.
-//! Foreign-key actions remove or detach what hangs off them. Groups left
-//! without any member are removed too, and so are login sessions that
+//! Foreign-key actions remove or detach what hangs off them (a chat's
+//! messages, and with them their reactions, edit history and pins). Groups
+//! left without any member are removed too, and so are login sessions that
 //! expired before the retention cutoff.
 
 use chrono::{Duration, Utc};

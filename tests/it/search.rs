@@ -302,10 +302,12 @@ async fn search_statements_use_the_search_index() {
             "EXPLAIN {}",
             atoitalk::messages::search::repo::global_sql()
         ))
-        .bind(alice)
+        .bind(vec![group])
         .bind(tsquery)
         .bind(Uuid::max())
         .bind(21i64)
+        .bind(Vec::<Uuid>::new())
+        .bind(Vec::<chrono::DateTime<chrono::Utc>>::new())
         .fetch_all(&app.state.db)
         .await
         .unwrap(),

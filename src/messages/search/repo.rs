@@ -1,10 +1,8 @@
 //! SQL of message search. Both statements match through
-//! `messages_search_idx` (GIN on `(chat_id, atoitalk_search_doc(content))`,
-//! live text only), so their conditions repeat its expression and
-//! predicate exactly. They run as unnamed statements: planned with the
-//! actual search text each time, so the planner sees how common its words
-//! are (a cached generic plan cannot, and might walk a big chat's messages
-//! newest-first looking for a rare word).
+//! `messages_search_idx` (GIN on `atoitalk_search_doc(content)`, live text
+//! only), so their conditions repeat its expression and predicate exactly.
+//! They run as unnamed statements: planned with the actual search text each
+//! time, so the planner sees how common its words are.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -15,7 +13,8 @@ const MATCH: &str = "m.deleted_at IS NULL AND m.content IS NOT NULL \
     AND atoitalk_search_doc(m.content) @@ atoitalk_search_query($2)";
 
 /// The per-chat statement: `$1` chat, `$2` tsquery text, `$3` hidden_at,
-/// `$4` cursor id, `$5` limit.
+/// `$4` cursor id, `$5` limit. The planner picks between intersecting the
+/// index with the chat's rows and walking the chat newest first.
 pub fn in_chat_sql() -> String {
     format!(
         "SELECT m.id FROM messages m \
@@ -25,14 +24,21 @@ pub fn in_chat_sql() -> String {
     )
 }
 
-/// The global statement: `$1` viewer, `$2` tsquery text, `$3` cursor id,
-/// `$4` limit.
+/// The global statement: `$1` the caller's readable chats, `$2` tsquery
+/// text, `$3` cursor id, `$4` limit, `$5`/`$6` the hidden chats and their
+/// `hidden_at`. The matches come from the search index intersected with
+/// the chats (materialised: left to itself, the planner walks all messages
+/// newest first whenever it guesses a prefix to be common, which for a rare
+/// one reads the whole table); then the newest `$4`.
 pub fn global_sql() -> String {
     format!(
-        "SELECT m.id FROM ({READABLE_CHATS}) r \
-           JOIN messages m ON m.chat_id = r.chat_id \
-          WHERE {MATCH} AND (r.hidden_at IS NULL OR m.created_at > r.hidden_at) AND m.id < $3 \
-          ORDER BY m.id DESC LIMIT $4"
+        "WITH hits AS MATERIALIZED ( \
+           SELECT m.id, m.chat_id, m.created_at FROM messages m \
+            WHERE m.chat_id = ANY($1) AND {MATCH} AND m.id < $3) \
+         SELECT h.id FROM hits h \
+          WHERE NOT EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::timestamptz[]) x(chat_id, at) \
+                             WHERE x.chat_id = h.chat_id AND h.created_at <= x.at) \
+          ORDER BY h.id DESC LIMIT $4"
     )
 }
 
@@ -60,7 +66,7 @@ pub async fn in_chat(
 /// The chats `viewer` may read, with their `hidden_at`: private chats in one
 /// of whose slots they sit and groups they are a member of (not those they
 /// left), neither deleted. The same rules as `chat_context`.
-pub const READABLE_CHATS: &str = "\
+const READABLE_CHATS: &str = "\
     SELECT p.chat_id, CASE WHEN p.user1_id = $1 THEN p.user1_hidden_at \
                            ELSE p.user2_hidden_at END AS hidden_at \
       FROM private_chats p JOIN chats c ON c.id = p.chat_id AND c.deleted_at IS NULL \
@@ -71,21 +77,54 @@ pub const READABLE_CHATS: &str = "\
       JOIN chats c ON c.id = g.chat_id AND c.deleted_at IS NULL \
      WHERE gm.user_id = $1";
 
-/// Ids of matching messages older than `before` in every chat `viewer` may
-/// read, newest first, none from before the chat's `hidden_at`.
-pub async fn global(
+/// The chats a global search covers.
+#[derive(Debug, Default)]
+pub struct Readable {
+    pub chats: Vec<Uuid>,
+    /// Hidden chats and their `hidden_at` (few).
+    pub hidden: Vec<Uuid>,
+    pub hidden_at: Vec<DateTime<Utc>>,
+}
+
+pub async fn readable_chats(
     conn: &mut PgConnection,
     viewer: Uuid,
+) -> Result<Readable, sqlx::Error> {
+    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(READABLE_CHATS)
+        .bind(viewer)
+        .fetch_all(conn)
+        .await?;
+    let mut out = Readable::default();
+    for (chat, hidden_at) in rows {
+        out.chats.push(chat);
+        if let Some(at) = hidden_at {
+            out.hidden.push(chat);
+            out.hidden_at.push(at);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of matching messages older than `before` in `chats`, newest first,
+/// none from before a chat's `hidden_at`.
+pub async fn global(
+    conn: &mut PgConnection,
+    chats: &Readable,
     tsquery: &str,
     before: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    if chats.chats.is_empty() {
+        return Ok(Vec::new());
+    }
     sqlx::query_scalar(&global_sql())
         .persistent(false)
-        .bind(viewer)
+        .bind(&chats.chats)
         .bind(tsquery)
         .bind(before)
         .bind(limit)
+        .bind(&chats.hidden)
+        .bind(&chats.hidden_at)
         .fetch_all(conn)
         .await
 }

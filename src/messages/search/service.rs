@@ -85,7 +85,8 @@ pub async fn in_chat(
 /// `GET /api/messages/search`.
 pub async fn global(state: &AppState, me: Uuid, q: SearchQuery) -> AppResult<Page<SearchHit>> {
     let mut conn = state.db.acquire().await?;
-    let ids = repo::global(&mut conn, me, &q.terms.tsquery(), q.before, q.limit + 1).await?;
+    let chats = repo::readable_chats(&mut conn, me).await?;
+    let ids = repo::global(&mut conn, &chats, &q.terms.tsquery(), q.before, q.limit + 1).await?;
     page(state, &mut conn, me, &ids, &q).await
 }
 
