@@ -16,28 +16,12 @@ RUN echo 'deb http://deb.debian.org/debian trixie-backports main' > /etc/apt/sou
  && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, in their own layer, so a source change rebuilds only
-# the project. `Cargo.lock` is listed so the COPY has a source even when
-# there is no vendor/ directory; it is removed again right after.
-COPY Cargo.toml Cargo.lock ./
-COPY bench/Cargo.toml bench/Cargo.toml
-COPY Cargo.lock vendo[r] vendor/
-RUN rm vendor/Cargo.lock \
- && if [ -n "$(ls -A vendor)" ]; then \
+COPY . .
+RUN if [ -d vendor ]; then \
         mkdir -p .cargo \
         && printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' > .cargo/config.toml; \
-    fi \
- && mkdir -p src bench/src \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs && echo 'fn main() {}' > bench/src/main.rs \
- && cargo build --release --locked --bin atoitalk
-COPY build.rs ./
-COPY migrations migrations
-COPY docs docs
-COPY src src
-# The placeholders above are newer than the real sources: touch the roots so
-# cargo rebuilds the project itself.
-RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin atoitalk \
+    fi
+RUN cargo build --release --locked --bin atoitalk \
  && install -D -m 0755 target/release/atoitalk /out/atoitalk
 
 FROM ${BASE_IMAGE}
