@@ -23,6 +23,7 @@ mod multipart_avatars;
 mod posture;
 mod reactions;
 mod realtime;
+mod replica;
 mod reports;
 mod resilience;
 mod scheduler;
