@@ -6,6 +6,8 @@
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh foundation::    # only tests whose name matches
+#   TEST_PG_REPLICA=1 scripts/test.sh   # everything against a throw-away
+#                                   # primary + streaming standby (see below)
 #
 # The tests use the PostgreSQL and Redis that scripts/services.sh (and
 # scripts/run.sh) use: TEST_DB_HOST/PORT/USER/PASSWORD and
@@ -48,6 +50,19 @@ SELECT CASE WHEN datistemplate THEN format('ALTER DATABASE %I IS_TEMPLATE false'
        < now() - make_interval(hours => :max_age)
 \gexec
 SQL
+fi
+
+# TEST_PG_REPLICA=1: make a PostgreSQL primary and a streaming standby of it
+# on free loopback ports (scripts/pg-replica.sh; the machine's own cluster is
+# not touched) and run the whole suite against that primary, with the
+# standby as TEST_DB_READ_PORT so the replica:: tests run instead of being
+# skipped. Both are removed when the script exits.
+if [[ ${TEST_PG_REPLICA:-0} == 1 ]]; then
+    . scripts/pg-replica.sh
+    trap pgr_stop EXIT
+    pgr_start || { pgr_err "could not make the primary/standby pair"; exit 1; }
+    export TEST_DB_HOST=127.0.0.1 TEST_DB_PORT=$PGR_PRIMARY_PORT
+    export TEST_DB_READ_HOST=127.0.0.1 TEST_DB_READ_PORT=$PGR_STANDBY_PORT
 fi
 
 # Tests are I/O-bound (HTTP, WS, DB), so run many at once even on 2 cores.

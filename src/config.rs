@@ -411,7 +411,11 @@ fn read_replica(
         url,
         host: host.trim().to_string(),
         port: src.parsed("DB_READ_PORT", db_port, "a TCP port number")?,
-        max_connections: src.parsed("DB_READ_MAX_CONNECTIONS", db_max_connections, "a whole number")?,
+        max_connections: src.parsed(
+            "DB_READ_MAX_CONNECTIONS",
+            db_max_connections,
+            "a whole number",
+        )?,
         max_lag,
     }))
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
-use uuid::Uuid;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::config::Config;
 use crate::infra::captcha::Turnstile;

@@ -44,7 +44,10 @@ pub struct UserFilter<'a> {
 }
 
 /// Live users newest first (`id DESC`, keyset on `id`), `limit + 1` rows.
-pub async fn list_users(db: &mut PgConnection, f: &UserFilter<'_>) -> Result<Vec<UserListRow>, sqlx::Error> {
+pub async fn list_users(
+    db: &mut PgConnection,
+    f: &UserFilter<'_>,
+) -> Result<Vec<UserListRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT u.id, u.username, u.email, u.full_name, u.role, {ACTIVE_BAN} AS is_banned, \
            u.created_at \

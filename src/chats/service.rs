@@ -127,7 +127,14 @@ pub async fn list(
         Some(raw) => decode_chat_cursor(raw)?,
         None => None,
     };
-    let mut rows = repo::list_page(&mut *state.read_conn(me).await?, me, cursor, like.as_deref(), limit + 1).await?;
+    let mut rows = repo::list_page(
+        &mut *state.read_conn(me).await?,
+        me,
+        cursor,
+        like.as_deref(),
+        limit + 1,
+    )
+    .await?;
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if has_next {

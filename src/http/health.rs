@@ -30,7 +30,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Ok(()))
     );
     let bus_ok = state.bus.is_subscribed();
-    let checks = json!({"postgres": db_ok, "redis": redis_ok, "event_bus": bus_ok});
+    let mut checks = json!({"postgres": db_ok, "redis": redis_ok, "event_bus": bus_ok});
+    // Informative only: reads fall back to the primary, so a sick replica
+    // does not make the instance unready.
+    if let Some(r) = &state.replica {
+        checks["postgres_replica"] = json!(r.health());
+    }
     if db_ok && redis_ok && bus_ok {
         json_response(
             StatusCode::OK,

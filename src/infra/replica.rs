@@ -115,7 +115,9 @@ impl Replica {
     /// answering, polled recently, and not lagging too far.
     pub fn usable_position(&self) -> Option<u64> {
         let s = self.status();
-        (health(&s, self.max_lag) == "ok").then_some(s.replayed).flatten()
+        (health(&s, self.max_lag) == "ok")
+            .then_some(s.replayed)
+            .flatten()
     }
 
     /// Whether `user`'s reads may go to the standby now: it is usable and has
@@ -327,7 +329,11 @@ mod tests {
         m.primary_at(100, t0 + s); // unchanged head: no new sample
         m.primary_at(200, t0 + 2 * s);
         assert_eq!(m.replayed(50, t0 + 3 * s), 3 * s);
-        assert_eq!(m.replayed(100, t0 + 3 * s), s, "caught up with the first sample");
+        assert_eq!(
+            m.replayed(100, t0 + 3 * s),
+            s,
+            "caught up with the first sample"
+        );
         assert_eq!(m.replayed(250, t0 + 3 * s), Duration::ZERO);
         assert!(m.behind.is_empty());
     }

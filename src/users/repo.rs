@@ -196,7 +196,11 @@ const SEARCH_PAGE_JOINS: &str = "SELECT p.id, p.username, p.full_name, p.role, \
 /// materialised CTE, so a narrow search never walks the whole name index;
 /// the page is then sorted and cut before avatars and chat ids are joined.
 /// Without one, the `(full_name, id)` index is walked in order.
-pub async fn search(db: &mut PgConnection, me: Uuid, p: &ListParams) -> Result<Vec<ListRow>, sqlx::Error> {
+pub async fn search(
+    db: &mut PgConnection,
+    me: Uuid,
+    p: &ListParams,
+) -> Result<Vec<ListRow>, sqlx::Error> {
     let sql = if p.query.is_some() {
         format!(
             "WITH matches AS MATERIALIZED ( \

@@ -146,6 +146,17 @@ impl TestApp {
         ] {
             env.insert(k.to_string(), v);
         }
+        // TEST_DB_READ_ALL=1: every app reads through the standby too (the
+        // suite's other tests then exercise the replica routing).
+        if std::env::var("TEST_DB_READ_ALL").is_ok_and(|v| v == "1") {
+            if let Ok(port) = std::env::var("TEST_DB_READ_PORT") {
+                env.insert(
+                    "DB_READ_HOST".into(),
+                    env_or("TEST_DB_READ_HOST", "127.0.0.1"),
+                );
+                env.insert("DB_READ_PORT".into(), port);
+            }
+        }
         tweak(&mut env);
         let mut app = Self::start(env, mail).await;
         app.db = Some(db);

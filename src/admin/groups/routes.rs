@@ -91,7 +91,13 @@ async fn members(
     RawQuery(query): RawQuery,
 ) -> Result<Page<GroupMemberDto>, AppError> {
     let chat = chat_id(path)?;
-    service::members(&state, admin.user_id, chat, &QueryParams::parse(query.as_deref())).await
+    service::members(
+        &state,
+        admin.user_id,
+        chat,
+        &QueryParams::parse(query.as_deref()),
+    )
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/admin/groups/{chatID}", tag = "admin", operation_id = "admin_group_dissolve",

@@ -38,7 +38,16 @@ impl TestDb {
         let template = template_name();
         let name = fresh_name();
         let mut conn = admin_conn(&env).await;
-        let create = format!("CREATE DATABASE {name} TEMPLATE {template}");
+        // With a standby (TEST_DB_READ_PORT), the default WAL_LOG copy would
+        // stream every test's whole database through replication, and under
+        // the full suite the standby falls seconds behind; FILE_COPY logs
+        // one record and the standby copies the template's files itself.
+        let strategy = if std::env::var_os("TEST_DB_READ_PORT").is_some() {
+            " STRATEGY FILE_COPY"
+        } else {
+            ""
+        };
+        let create = format!("CREATE DATABASE {name} TEMPLATE {template}{strategy}");
         if let Err(e) = conn.execute(create.as_str()).await {
             // Missing on the first use of these migrations, or removed by a
             // cleanup: make it, then copy.
