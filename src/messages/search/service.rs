@@ -62,7 +62,7 @@ pub async fn in_chat(
     chat_id: Uuid,
     q: SearchQuery,
 ) -> AppResult<Page<SearchHit>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.read_conn(me).await?;
     let ctx = messages_repo::chat_context(&mut conn, chat_id, me, false)
         .await?
         .filter(|c| !c.deleted)
@@ -84,7 +84,7 @@ pub async fn in_chat(
 
 /// `GET /api/messages/search`.
 pub async fn global(state: &AppState, me: Uuid, q: SearchQuery) -> AppResult<Page<SearchHit>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.read_conn(me).await?;
     let chats = repo::readable_chats(&mut conn, me).await?;
     let ids = repo::global(&mut conn, &chats, &q.terms.tsquery(), q.before, q.limit + 1).await?;
     page(state, &mut conn, me, &ids, &q).await
