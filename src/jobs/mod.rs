@@ -7,8 +7,8 @@ mod entity_cleanup;
 mod idempotency_cleanup;
 mod media_cleanup;
 mod private_chat_gc;
-mod stale_objects;
 pub mod runs;
+mod stale_objects;
 
 use std::fmt;
 use std::future::Future;

@@ -267,7 +267,8 @@ pub async fn spawn_binary(
         .kill_on_drop(true);
     let child = cmd.spawn().expect("start the binary");
     let http = reqwest::Client::new();
-    for _ in 0..300 {
+    // Up to 90 s: a debug binary starting beside a busy parallel suite.
+    for _ in 0..900 {
         if let Ok(r) = http
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()

@@ -34,7 +34,8 @@ async fn spawn_server(app: &TestApp, extra: &[(&str, &str)]) -> Child {
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
     );
     let http = reqwest::Client::new();
-    for _ in 0..300 {
+    // Up to 90 s: a debug binary starting beside a busy parallel suite.
+    for _ in 0..900 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status() == 200 {
                 return Child {
@@ -422,7 +423,8 @@ async fn scheduler_metrics_and_status_report() {
     // The first run comes at the next minute boundary.
     let http = reqwest::Client::new();
     let mut text = String::new();
-    for _ in 0..150 {
+    // The next minute boundary, plus start-up on a busy machine.
+    for _ in 0..300 {
         if let Ok(r) = http
             .get(format!("http://127.0.0.1:{port}/metrics"))
             .send()
