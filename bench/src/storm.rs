@@ -215,6 +215,11 @@ pub async fn storm(
             let q = format!("token={}&since={since}", token(user));
             let start = Instant::now();
             let ws = ws_connect_query(port, local_ip(i as u32 + users), &q).await;
+            if let Err(e) = &ws {
+                if i % 100 == 0 {
+                    eprintln!("    reconnect {i} failed: {e}");
+                }
+            }
             (down, start, ws.map(|ws| reader(ws, log)).ok())
         }));
     }
