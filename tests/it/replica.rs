@@ -70,7 +70,7 @@ async fn caught_up(app: &TestApp) {
     let head = parse_lsn(&head).unwrap();
     let replica = app.state.replica.clone().expect("replica configured");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !replica.usable_position().is_some_and(|p| p >= head) {
+    while replica.usable_position().is_none_or(|p| p < head) {
         assert!(
             Instant::now() < deadline,
             "timed out waiting until the standby replays {head:X}: {} {:?}",
