@@ -60,6 +60,7 @@ fi
 if [[ ${TEST_PG_REPLICA:-0} == 1 ]]; then
     . scripts/pg-replica.sh
     trap pgr_stop EXIT
+    trap 'exit 130' INT TERM   # a signal must still run the EXIT trap
     pgr_start || { pgr_err "could not make the primary/standby pair"; exit 1; }
     export TEST_DB_HOST=127.0.0.1 TEST_DB_PORT=$PGR_PRIMARY_PORT
     export TEST_DB_READ_HOST=127.0.0.1 TEST_DB_READ_PORT=$PGR_STANDBY_PORT

@@ -26,10 +26,12 @@ use crate::infra::redis::Redis;
 pub const WRITE_MEMORY: Duration = Duration::from_secs(600);
 /// How often each instance asks the standby how far it has replayed.
 pub const POLL_EVERY: Duration = Duration::from_millis(100);
-/// One poll (connect included) gives up after this.
-const POLL_TIMEOUT: Duration = Duration::from_secs(1);
+/// One poll (connect included) gives up after this. Generous: a timed-out
+/// poll drops its connection, and on a saturated machine a tight limit
+/// would keep timing out the reconnects themselves.
+const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A replay position older than this is not trusted (the monitor is stuck).
-const STALE_AFTER: Duration = Duration::from_secs(2);
+const STALE_AFTER: Duration = Duration::from_secs(5);
 /// Primary positions not yet replayed that are kept to measure the lag.
 const MAX_SAMPLES: usize = 4096;
 
