@@ -259,16 +259,25 @@ pub async fn spawn_binary(
             "MEDIA_LOCAL_DIR",
             std::env::temp_dir().join(format!("atoitalk-bin-{port}")),
         )
-        .env("RUST_LOG", "info")
+        // Only warnings are read; the pipes are drained only at exit.
+        .env("RUST_LOG", "warn")
         .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd.spawn().expect("start the binary");
+    let mut child = cmd.spawn().expect("start the binary");
     let http = reqwest::Client::new();
     // Up to 90 s: a debug binary starting beside a busy parallel suite.
     for _ in 0..900 {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().await.expect("output");
+            panic!(
+                "the binary exited ({status}) before it was ready on port {port}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if let Ok(r) = http
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
