@@ -297,16 +297,13 @@ pub fn job_run(job: &'static str, outcome: Option<(bool, u64, u64)>, elapsed: Du
 
 /// The `type` of a serialised event (`{"type":"…",…}`, the first field):
 /// the server's own type names only, so the label set stays bounded.
-fn event_type(json: &str) -> String {
-    json.strip_prefix("{\"type\":\"")
-        .and_then(|rest| rest.split('"').next())
-        .filter(|t| {
-            t.len() <= 40
-                && t.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
-        })
+fn event_type(json: &str) -> &'static str {
+    // Runs once per delivered frame: a lookup in the fixed list, no allocation.
+    let t = json
+        .strip_prefix("{\"type\":\"")
+        .and_then(|rest| rest.split('"').next());
+    t.and_then(|t| crate::realtime::event::kinds::ALL.into_iter().find(|k| *k == t))
         .unwrap_or("other")
-        .to_string()
 }
 
 /// `meta.timestamp` (Unix ms) of a serialised event.

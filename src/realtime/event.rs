@@ -139,6 +139,30 @@ pub mod kinds {
     /// Extension (issue 16): the first frame of a `/ws?since=` that cannot
     /// be resumed.
     pub const SYNC_RESET: &str = "sync.reset";
+
+    /// Every name above (metrics label them without allocating).
+    pub const ALL: [&str; 20] = [
+        MESSAGE_NEW,
+        MESSAGE_UPDATE,
+        MESSAGE_DELETE,
+        MESSAGE_REACTION,
+        MESSAGE_PIN,
+        CHAT_NEW,
+        CHAT_READ,
+        CHAT_HIDE,
+        CHAT_DELETE,
+        CHAT_UPDATE,
+        CHAT_TYPING,
+        USER_ONLINE,
+        USER_OFFLINE,
+        USER_UPDATE,
+        USER_BLOCK,
+        USER_UNBLOCK,
+        USER_BANNED,
+        USER_UNBANNED,
+        USER_DELETED,
+        SYNC_RESET,
+    ];
 }
 
 #[cfg(test)]
