@@ -302,8 +302,12 @@ fn event_type(json: &str) -> &'static str {
     let t = json
         .strip_prefix("{\"type\":\"")
         .and_then(|rest| rest.split('"').next());
-    t.and_then(|t| crate::realtime::event::kinds::ALL.into_iter().find(|k| *k == t))
-        .unwrap_or("other")
+    t.and_then(|t| {
+        crate::realtime::event::kinds::ALL
+            .into_iter()
+            .find(|k| *k == t)
+    })
+    .unwrap_or("other")
 }
 
 /// `meta.timestamp` (Unix ms) of a serialised event.
