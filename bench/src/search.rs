@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use atoitalk::messages::search::repo;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -89,6 +90,7 @@ pub(super) async fn run(
         let (http, tok, base) = (http.clone(), tok.clone(), base.clone());
         async move {
             let mut lat = Vec::new();
+            let mut by_query = vec![Vec::new(); QUERIES.len()];
             let mut hits = 0u64;
             for i in 0..requests {
                 if i % 150 == 0 {
@@ -101,13 +103,16 @@ pub(super) async fn run(
                 let ok = r.status().is_success();
                 let body = r.bytes().await?;
                 if ok {
-                    lat.push(t0.elapsed().as_micros() as u64);
+                    let us = t0.elapsed().as_micros() as u64;
+                    lat.push(us);
+                    by_query[i as usize % QUERIES.len()].push(us);
                     let v: serde_json::Value = serde_json::from_slice(&body)?;
                     hits += v["data"].as_array().map_or(0, |a| a.len() as u64);
                 }
             }
             lat.sort_unstable();
-            anyhow::Ok((lat, hits))
+            by_query.iter_mut().for_each(|l| l.sort_unstable());
+            anyhow::Ok((lat, by_query, hits))
         }
     };
     // Warm-up: one round of every query on both endpoints.
@@ -123,16 +128,18 @@ pub(super) async fn run(
                 .await;
         }
     }
-    let (global, global_hits) = measure("/api/messages/search".into()).await?;
-    let (per_chat, chat_hits) = measure(format!("/api/chats/{chat}/messages/search")).await?;
+    let (global, global_by_query, global_hits) = measure("/api/messages/search".into()).await?;
+    let (per_chat, chat_by_query, chat_hits) =
+        measure(format!("/api/chats/{chat}/messages/search")).await?;
     drop(server);
 
     for (label, q) in [
         ("common word", "'yang':*"),
+        ("mid-frequency word", "'kopi':*"),
         ("rare word", "'kata4321':*"),
         ("two words", "'nasi' & 'gor':*"),
     ] {
-        let plan = explain(&db, &atoitalk::messages::search::repo::global_sql(), |e| {
+        let plan = explain(&db, &repo::global_sql(), Some(repo::GLOBAL_SETTINGS), |e| {
             e.bind(mine_chats.clone())
                 .bind(q)
                 .bind(Uuid::max())
@@ -142,7 +149,7 @@ pub(super) async fn run(
         })
         .await?;
         eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) global search, {label} ({q})\n{plan}");
-        let plan = explain(&db, &atoitalk::messages::search::repo::in_chat_sql(), |e| {
+        let plan = explain(&db, &repo::in_chat_sql(), None, |e| {
             e.bind(chat)
                 .bind(q)
                 .bind(None::<chrono::DateTime<chrono::Utc>>)
@@ -158,7 +165,7 @@ pub(super) async fn run(
             lat.len()
         )
     };
-    Ok(vec![
+    let mut rows = vec![
         Row {
             name: format!("GET /api/messages/search (viewer in {mine} of {chats} chats)"),
             value: format!(
@@ -189,21 +196,47 @@ pub(super) async fn run(
                 index_build.as_secs_f64()
             ),
         },
-    ])
+    ];
+    // Per search, both endpoints: common, rare and prefix searches apart.
+    for (i, q) in QUERIES.iter().enumerate() {
+        for (label, lat) in [
+            ("global", &global_by_query[i]),
+            ("one chat", &chat_by_query[i]),
+        ] {
+            rows.push(Row {
+                name: format!("  q={} ({label})", q.replace("%20", " ")),
+                value: format!(
+                    "p50 {} / p99 {}",
+                    ms(percentile(lat, 0.5)),
+                    ms(percentile(lat, 0.99))
+                ),
+                goal: "-".into(),
+                note: format!("{} requests", lat.len()),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 type Scalar<'a> = sqlx::query::QueryScalar<'a, sqlx::Postgres, String, sqlx::postgres::PgArguments>;
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a statement with its parameters bound
-/// by `bind` (an unnamed statement, planned with its values as the server's).
+/// by `bind` (an unnamed statement, planned with its values as the server's),
+/// after the server's `SET LOCAL` for it, if any.
 async fn explain(
     db: &sqlx::PgPool,
     sql: &str,
+    settings: Option<&str>,
     bind: impl for<'a> FnOnce(Scalar<'a>) -> Scalar<'a>,
 ) -> anyhow::Result<String> {
+    let mut tx = db.begin().await?;
+    if let Some(set) = settings {
+        sqlx::query(set).execute(&mut *tx).await?;
+    }
     let text = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
     let lines: Vec<String> = bind(sqlx::query_scalar(&text).persistent(false))
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.rollback().await?;
     Ok(lines.join("\n"))
 }

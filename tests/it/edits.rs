@@ -134,3 +134,45 @@ async fn edit_history_keeps_replaced_attachments_and_cascades_with_the_message()
         .unwrap();
     assert_eq!(left, 0, "history rows go with the message row");
 }
+
+/// The scheduler's cleanup job hard-deletes a chat deleted past retention;
+/// its messages' edit history goes with them (FK cascade), as do its
+/// reactions and pins (their own tests).
+#[tokio::test]
+async fn edit_history_goes_with_its_chat_in_the_cleanup_job() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let chat = make_group(&app, alice, &[]).await;
+    let m = send(&app, &at, chat, "first").await;
+    let mid = Uuid::parse_str(m["id"].as_str().unwrap()).unwrap();
+    let (s, b) = put(
+        &app,
+        &at,
+        &format!("/api/messages/{mid}"),
+        json!({"content": "second"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM message_edits WHERE message_id = $1")
+            .bind(mid)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1);
+    exec(
+        &app,
+        "UPDATE chats SET deleted_at = now() - interval '40 days' WHERE id = $1",
+        chat,
+    )
+    .await;
+    atoitalk::jobs::run_job(&app.job_context(), atoitalk::jobs::Job::EntityCleanup)
+        .await
+        .unwrap();
+    assert_eq!(
+        count().await,
+        0,
+        "edit history cascades with the message rows"
+    );
+}

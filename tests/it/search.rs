@@ -318,3 +318,150 @@ async fn search_statements_use_the_search_index() {
         assert!(!plan.contains("Seq Scan on messages"), "{plan}");
     }
 }
+
+/// Every page of a global search, `limit` at a time, following
+/// `meta.next_cursor` until `has_next` is false.
+async fn all_pages(app: &TestApp, token: &str, q: &str, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, page) = search_all(app, token, &format!("?q={q}&limit={limit}{cursor}")).await;
+        assert_eq!(s, 200, "{page}");
+        pages.push(contents(&page));
+        if page["meta"]["has_next"] != true {
+            return pages;
+        }
+        let next = page["meta"]["next_cursor"].as_str().unwrap();
+        cursor = format!("&cursor={next}");
+    }
+}
+
+/// The global search pages across chats newest first whichever plan the
+/// planner picks (a word in every message walks the newest messages, a
+/// rare one intersects the index with the chats): no message twice, none
+/// skipped, none from a chat the caller cannot read or from before a hide.
+#[tokio::test]
+async fn global_search_pages_across_chats_newest_first() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let g1 = make_group(&app, alice, &[bob]).await;
+    let g2 = make_group(&app, carol, &[bob]).await;
+    let other = make_group(&app, carol, &[alice]).await;
+    let private = app.make_private_chat(alice, bob).await;
+    send(&app, &at, private, "kopi pahit sebelum disembunyikan").await;
+    let (s, _) = post(
+        &app,
+        &bt,
+        &format!("/api/chats/{private}/hide"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // Interleaved across the chats, so every page mixes them.
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        let (chat, token) = match i % 4 {
+            0 => (g1, &at),
+            1 => (g2, &ct),
+            2 => (private, &at),
+            _ => (other, &ct),
+        };
+        let text = format!("kopi susu {i}{}", if i % 3 == 0 { " langka" } else { "" });
+        send(&app, token, chat, &text).await;
+        if chat != other {
+            expected.push(text);
+        }
+    }
+    expected.reverse();
+    let rare: Vec<String> = expected
+        .iter()
+        .filter(|t| t.ends_with("langka"))
+        .cloned()
+        .collect();
+    assert_eq!(rare.len(), 2, "{expected:?}");
+
+    for limit in [1, 2, 4, 50] {
+        let pages = all_pages(&app, &bt, "kopi", limit).await;
+        assert!(pages.iter().all(|p| p.len() <= limit));
+        assert_eq!(pages.concat(), expected, "limit {limit}");
+        let pages = all_pages(&app, &bt, "susu%20lang", limit).await;
+        assert_eq!(pages.concat(), rare, "limit {limit}");
+    }
+    // Carol sees her two groups only; Alice sees `other` but not g2.
+    let carol_sees = all_pages(&app, &ct, "kopi", 3).await.concat();
+    assert_eq!(carol_sees.len(), 4, "{carol_sees:?}");
+    let alice_sees = all_pages(&app, &at, "kopi", 3).await.concat();
+    assert!(alice_sees.contains(&"kopi pahit sebelum disembunyikan".to_string()));
+    assert!(!alice_sees
+        .iter()
+        .any(|t| t == "kopi susu 1" || t == "kopi susu 5"));
+}
+
+/// With statistics on the search document the planner tells a common word
+/// from a rare one (a vocabulary of a few hundred words: with under 100
+/// frequent lexemes PostgreSQL falls back to a fixed guess for prefixes): the first walks the newest messages (the page is
+/// found at once), the second uses the search index; never a sequential
+/// scan, and both answer the same as the search itself.
+#[tokio::test]
+async fn global_plan_follows_how_common_the_word_is() {
+    let app = TestApp::spawn().await;
+    let (alice, _) = app.make_user("Alice").await;
+    let group = make_group(&app, alice, &[]).await;
+    let elsewhere = make_group(&app, alice, &[]).await;
+    sqlx::query(
+        "INSERT INTO messages (id, chat_id, sender_id, content, created_at) \
+         SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN $1 ELSE $3 END, $2, \
+                'yang kata' || (g % 200) || ' kata' || (g % 173) \
+                || CASE WHEN g % 5000 = 0 THEN ' langka' ELSE '' END, \
+                now() - make_interval(secs => 20000 - g) \
+           FROM generate_series(1, 20000) g",
+    )
+    .bind(group)
+    .bind(alice)
+    .bind(elsewhere)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE messages")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let explain = |tsquery: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query(atoitalk::messages::search::repo::GLOBAL_SETTINGS)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let plan: Vec<String> = sqlx::query_scalar(&format!(
+                "EXPLAIN {}",
+                atoitalk::messages::search::repo::global_sql()
+            ))
+            .persistent(false)
+            .bind(vec![group])
+            .bind(tsquery)
+            .bind(Uuid::max())
+            .bind(21i64)
+            .bind(Vec::<Uuid>::new())
+            .bind(Vec::<chrono::DateTime<chrono::Utc>>::new())
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+            plan.join("\n")
+        }
+    };
+    let common = explain("'yang':*").await;
+    assert!(
+        common.contains("Index Scan Backward using messages_pkey"),
+        "{common}"
+    );
+    let rare = explain("'langka':*").await;
+    assert!(rare.contains("messages_search_idx"), "{rare}");
+    for plan in [common, rare] {
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
+}
