@@ -149,13 +149,18 @@ pub(super) async fn run(
         })
         .await?;
         eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) global search, {label} ({q})\n{plan}");
-        let plan = explain(&db, &repo::in_chat_sql(), None, |e| {
-            e.bind(chat)
-                .bind(q)
-                .bind(None::<chrono::DateTime<chrono::Utc>>)
-                .bind(Uuid::max())
-                .bind(21i64)
-        })
+        let plan = explain(
+            &db,
+            &repo::in_chat_sql(),
+            Some(repo::IN_CHAT_SETTINGS),
+            |e| {
+                e.bind(chat)
+                    .bind(q)
+                    .bind(None::<chrono::DateTime<chrono::Utc>>)
+                    .bind(Uuid::max())
+                    .bind(21i64)
+            },
+        )
         .await?;
         eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) per-chat search, {label} ({q})\n{plan}");
     }

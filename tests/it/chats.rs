@@ -130,6 +130,20 @@ pub mod support {
             .expect("sql");
     }
 
+    /// Deletes `chat` as long ago as the retention allows, then runs the
+    /// scheduler's `entity-cleanup` job, which hard-deletes it.
+    pub async fn purge_chat_by_cleanup_job(app: &TestApp, chat: Uuid) {
+        exec(
+            app,
+            "UPDATE chats SET deleted_at = now() - interval '40 days' WHERE id = $1",
+            chat,
+        )
+        .await;
+        atoitalk::jobs::run_job(&app.job_context(), atoitalk::jobs::Job::EntityCleanup)
+            .await
+            .expect("entity-cleanup");
+    }
+
     pub async fn soft_delete_user(app: &TestApp, id: Uuid) {
         exec(
             app,

@@ -161,15 +161,7 @@ async fn edit_history_goes_with_its_chat_in_the_cleanup_job() {
             .unwrap()
     };
     assert_eq!(count().await, 1);
-    exec(
-        &app,
-        "UPDATE chats SET deleted_at = now() - interval '40 days' WHERE id = $1",
-        chat,
-    )
-    .await;
-    atoitalk::jobs::run_job(&app.job_context(), atoitalk::jobs::Job::EntityCleanup)
-        .await
-        .unwrap();
+    purge_chat_by_cleanup_job(&app, chat).await;
     assert_eq!(
         count().await,
         0,

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use atoitalk::jobs::{run_job, Job};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -327,14 +326,7 @@ async fn pins_go_with_their_chat_in_the_cleanup_job() {
             .unwrap()
     };
     assert_eq!(count().await, 1);
-    exec(
-        &app,
-        "UPDATE chats SET deleted_at = now() - interval '40 days' WHERE id = $1",
-        chat,
-    )
-    .await;
-    let ctx = app.job_context();
-    run_job(&ctx, Job::EntityCleanup).await.unwrap();
+    purge_chat_by_cleanup_job(&app, chat).await;
     assert_eq!(
         count().await,
         0,

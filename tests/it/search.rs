@@ -23,6 +23,17 @@ async fn search_all(app: &TestApp, token: &str, query: &str) -> (u16, Value) {
     get(app, token, &format!("/api/messages/search{query}")).await
 }
 
+async fn hide(app: &TestApp, token: &str, chat: Uuid) {
+    let (s, b) = post(
+        app,
+        token,
+        &format!("/api/chats/{chat}/hide"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
 fn contents(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
@@ -201,14 +212,7 @@ async fn only_readable_live_messages_are_found() {
     // Hidden chat: nothing from before the hide, newer messages again.
     let private = app.make_private_chat(alice, bob).await;
     send(&app, &at, private, "rahasia lama").await;
-    let (s, _) = post(
-        &app,
-        &bt,
-        &format!("/api/chats/{private}/hide"),
-        serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    hide(&app, &bt, private).await;
     assert_eq!(
         contents(&search_chat(&app, &bt, private, "?q=lama").await.1),
         Vec::<String>::new()
@@ -351,14 +355,7 @@ async fn global_search_pages_across_chats_newest_first() {
     let other = make_group(&app, carol, &[alice]).await;
     let private = app.make_private_chat(alice, bob).await;
     send(&app, &at, private, "kopi pahit sebelum disembunyikan").await;
-    let (s, _) = post(
-        &app,
-        &bt,
-        &format!("/api/chats/{private}/hide"),
-        serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    hide(&app, &bt, private).await;
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     // Interleaved across the chats, so every page mixes them.
     let mut expected = Vec::new();
