@@ -175,4 +175,6 @@ async fn a_master_failover_while_messages_flow_loses_no_acknowledged_message() {
     );
     assert!(seen.resets.is_empty(), "{:?}", seen.resets);
     assert!(seen.closes.is_empty(), "{:?}", seen.closes);
+    // Both instances listen again (re-subscribed on the new master).
+    assert!(a.state.bus.is_subscribed() && b.state.bus.is_subscribed());
 }
