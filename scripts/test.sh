@@ -9,6 +9,13 @@
 #   TEST_PG_REPLICA=1 scripts/test.sh   # everything against a throw-away
 #                                   # primary + streaming standby (see below)
 #
+# Every run also starts a throw-away Redis Cluster (3 masters + 3 replicas on
+# free loopback ports, scripts/redis-cluster.sh) and, after the suite, runs
+# the Redis-heavy modules (or the given filter) a second time with all of
+# Redis on that cluster (TEST_REDIS_CLUSTER=1). TEST_REDIS_CLUSTER_NODES set
+# beforehand names an existing cluster instead (it needs replicas: one test
+# fails a master over).
+#
 # The tests use the PostgreSQL and Redis that scripts/services.sh (and
 # scripts/run.sh) use: TEST_DB_HOST/PORT/USER/PASSWORD and
 # TEST_REDIS_HOST/PORT default to DB_HOST/PORT/USER/PASSWORD and
@@ -57,14 +64,29 @@ fi
 # not touched) and run the whole suite against that primary, with the
 # standby as TEST_DB_READ_PORT so the replica:: tests run instead of being
 # skipped. Both are removed when the script exits.
+cleanup() {
+    if declare -F pgr_stop >/dev/null; then pgr_stop; fi
+    if declare -F rcl_stop >/dev/null; then rcl_stop; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # a signal must still run the EXIT trap
 if [[ ${TEST_PG_REPLICA:-0} == 1 ]]; then
     . scripts/pg-replica.sh
-    trap pgr_stop EXIT
-    trap 'exit 130' INT TERM   # a signal must still run the EXIT trap
     pgr_start || { pgr_err "could not make the primary/standby pair"; exit 1; }
     export TEST_DB_HOST=127.0.0.1 TEST_DB_PORT=$PGR_PRIMARY_PORT
     export TEST_DB_READ_HOST=127.0.0.1 TEST_DB_READ_PORT=$PGR_STANDBY_PORT
 fi
+
+if [[ -z ${TEST_REDIS_CLUSTER_NODES:-} ]]; then
+    step "starting a Redis Cluster (3 masters + 3 replicas) on loopback"
+    if ! command -v redis-server >/dev/null 2>&1; then
+        _svc_apt_install redis-server || { svc_err "the cluster tests need redis-server"; exit 1; }
+    fi
+    . scripts/redis-cluster.sh
+    rcl_start || { rcl_err "could not make the Redis Cluster"; exit 1; }
+fi
+# Here a test that needs the cluster fails instead of skipping.
+export TEST_REQUIRE_REDIS_CLUSTER=1
 
 # Tests are I/O-bound (HTTP, WS, DB), so run many at once even on 2 cores.
 threads=${TEST_THREADS:-8}
@@ -73,3 +95,14 @@ step "building and running the tests (${threads} at a time)"
 start=$SECONDS
 cargo test --locked --all-targets -- --test-threads="$threads" "$@"
 step "all tests passed in $((SECONDS - start)) s"
+
+# The modules that exercise every Redis use (sessions, revocation, OTPs,
+# throttles, rate limits, presence, typing, the bus, the resume store) once
+# more, on the cluster.
+cluster_filter=("$@")
+((${#cluster_filter[@]})) || cluster_filter=(realtime:: resume:: auth:: presence:: sessions::
+    account_abuse:: two_factor:: ws_limits:: events::)
+step "the same on the Redis Cluster: ${cluster_filter[*]}"
+start=$SECONDS
+TEST_REDIS_CLUSTER=1 cargo test --locked --test it -- --test-threads="$threads" "${cluster_filter[@]}"
+step "cluster pass passed in $((SECONDS - start)) s"

@@ -181,6 +181,10 @@ pub struct Config {
     pub redis_password: String,
     pub redis_db: i64,
     pub redis_key_prefix: String,
+    /// `REDIS_CLUSTER_NODES` seed nodes (`redis://host:port`): when any is
+    /// set, every Redis use runs on that Redis Cluster and `REDIS_HOST`/
+    /// `REDIS_PORT`/`REDIS_DB` are not used.
+    pub redis_cluster_nodes: Vec<String>,
     /// `batched` (default): one pub/sub message per event with its list of
     /// recipients. `reference`: the reference's one-message-per-recipient
     /// shape, for fleets that mix reference and Rust instances.
@@ -363,6 +367,21 @@ fn seconds(src: &VarSource<'_>, name: &'static str, default: u64) -> Result<Dura
     Ok(Duration::from_secs(v))
 }
 
+/// `host:port,...` (or `redis://` URLs) as URLs.
+fn node_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            if n.contains("://") {
+                n.to_string()
+            } else {
+                format!("redis://{n}")
+            }
+        })
+        .collect()
+}
+
 fn positive(name: &'static str, v: i64) -> Result<i64, ConfigError> {
     if v <= 0 {
         return Err(ConfigError::Invalid {
@@ -537,6 +556,7 @@ impl Config {
             redis_password: src.string("REDIS_PASSWORD", ""),
             redis_db: src.parsed("REDIS_DB", 0i64, "a database number")?,
             redis_key_prefix: src.string("REDIS_KEY_PREFIX", ""),
+            redis_cluster_nodes: node_list(&src.string("REDIS_CLUSTER_NODES", "")),
             event_bus_batched: match src.string("EVENT_BUS_FORMAT", "batched").trim() {
                 "batched" | "" => true,
                 "reference" => false,
@@ -662,19 +682,8 @@ impl Config {
                     86_400u64,
                     "a number of seconds (0 = never)",
                 )?),
-                cluster_nodes: src
-                    .string("RESUME_REDIS_CLUSTER_NODES", "")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(|n| {
-                        if n.contains("://") {
-                            n.to_string()
-                        } else {
-                            format!("redis://{n}")
-                        }
-                    })
-                    .collect(),
+                // Its own cluster only when named; else wherever the rest is.
+                cluster_nodes: node_list(&src.string("RESUME_REDIS_CLUSTER_NODES", "")),
             },
             listener: ListenerConfig {
                 header_read_timeout: seconds(src, "HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?,
@@ -707,6 +716,15 @@ impl Config {
                 src.parsed("AUDIT_RETENTION_DAYS", 365i64, "a whole number of days")?,
             )?,
         };
+        if !cfg.redis_cluster_nodes.is_empty() && cfg.redis_db != 0 {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_DB",
+                value: cfg.redis_db.to_string(),
+                reason:
+                    "a Redis Cluster has database 0 only; unset REDIS_DB with REDIS_CLUSTER_NODES"
+                        .into(),
+            });
+        }
         cfg.check_secrets()?;
         cfg.check_email()?;
         cfg.check_two_factor_key()?;

@@ -27,7 +27,7 @@ pub async fn online_users(state: &AppState, users: &[Uuid]) -> HashSet<Uuid> {
     }
     let keys: Vec<String> = users
         .iter()
-        .map(|u| state.redis.key(&format!("online:{u}")))
+        .map(|u| crate::realtime::presence::online_key(&state.redis, *u))
         .collect();
     let mut conn = state.redis.conn();
     let values: redis::RedisResult<Vec<Option<String>>> =

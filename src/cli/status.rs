@@ -57,13 +57,35 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
 
     let redis = within(Redis::connect(cfg)).await;
     match &redis {
-        Ok(_) => {
-            let _ = writeln!(
-                out,
-                "redis      ok    {}:{}",
-                cfg.redis_host, cfg.redis_port
-            );
-        }
+        Ok(r) => match within(async { Ok(r.cluster_health().await?) }).await {
+            Ok(None) => {
+                let _ = writeln!(
+                    out,
+                    "redis      ok    {}:{}",
+                    cfg.redis_host, cfg.redis_port
+                );
+            }
+            Ok(Some(h)) if h.ok => {
+                let _ = writeln!(
+                    out,
+                    "redis      ok    cluster of {} masters via {}",
+                    h.masters,
+                    seeds(cfg)
+                );
+            }
+            Ok(Some(_)) => {
+                down.push("redis");
+                let _ = writeln!(
+                    out,
+                    "redis      DOWN  cluster via {} reports cluster_state:fail (slots not served)",
+                    seeds(cfg)
+                );
+            }
+            Err(e) => {
+                down.push("redis");
+                let _ = writeln!(out, "redis      DOWN  cluster via {}: {e:#}", seeds(cfg));
+            }
+        },
         Err(e) => {
             down.push("redis");
             let _ = writeln!(out, "redis      DOWN  {e:#}");
@@ -151,4 +173,19 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("unreachable: {}", down.join(", "))
     }
+}
+
+/// `REDIS_CLUSTER_NODES` as configured (host:port list).
+fn seeds(cfg: &Config) -> String {
+    cfg.redis_cluster_nodes
+        .iter()
+        // Never the credentials a URL may carry.
+        .map(|n| {
+            n.trim_start_matches("redis://")
+                .rsplit('@')
+                .next()
+                .unwrap_or("")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -118,12 +118,23 @@ pub async fn hit_many(
           end
           return out",
     );
-    let mut inv = script.prepare_invoke();
-    for (key, _, window) in counters {
-        inv.key(key).arg(window.as_millis() as u64);
-    }
-    let mut c = redis.conn();
-    let flat: Vec<i64> = inv.invoke_async(&mut c).await?;
+    // A script may touch one slot only on a cluster: there, one call per
+    // counter, all at once (the counters are independent).
+    let calls: Vec<&[(String, u64, Duration)]> = if redis.is_cluster() {
+        counters.chunks(1).collect()
+    } else {
+        vec![counters]
+    };
+    let flat: Vec<i64> = futures::future::try_join_all(calls.into_iter().map(|part| {
+        let mut inv = script.prepare_invoke();
+        for (key, _, window) in part {
+            inv.key(key).arg(window.as_millis() as u64);
+        }
+        let mut c = redis.conn();
+        async move { inv.invoke_async::<Vec<i64>>(&mut c).await }
+    }))
+    .await?
+    .concat();
     Ok(counters
         .iter()
         .zip(flat.chunks(2))

@@ -1,4 +1,5 @@
-//! Cross-instance fan-out over Redis pub/sub.
+//! Cross-instance fan-out over Redis pub/sub (on a Redis Cluster, sharded
+//! pub/sub: see [`sharded`]).
 //!
 //! Every delivery goes through one channel (`events:broadcast`, prefixed by
 //! `REDIS_KEY_PREFIX`) with the reference's message shape
@@ -34,6 +35,8 @@ use super::event::{frame, kinds, seq_of, Event};
 use super::hub::{CloseReason, Hub, Outbound};
 use super::store::{EventStore, Pos, Target};
 use crate::infra::redis::Redis;
+
+mod sharded;
 
 #[derive(Serialize, Deserialize)]
 struct BroadcastMessage {
@@ -99,6 +102,16 @@ impl EventBus {
     /// The resume store the bus writes before publishing.
     pub fn store(&self) -> &EventStore {
         &self.store
+    }
+
+    /// `SPUBLISH` on a cluster: a sharded channel's messages stay on the
+    /// shard that owns its slot instead of crossing every node's bus.
+    fn publish_cmd(&self) -> &'static str {
+        if self.redis.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 
     /// Whether the subscriber currently listens (part of readiness).
@@ -206,11 +219,10 @@ impl EventBus {
                     Vec::new()
                 },
             };
-            pipe.publish(
-                &self.batch_channel,
-                serde_json::to_string(&msg).unwrap_or_default(),
-            )
-            .ignore();
+            pipe.cmd(self.publish_cmd())
+                .arg(&self.batch_channel)
+                .arg(serde_json::to_string(&msg).unwrap_or_default())
+                .ignore();
         }
         let mut conn = self.redis.conn();
         let res = pipe.query_async::<()>(&mut conn).await;
@@ -263,7 +275,10 @@ impl EventBus {
                 event_data: base64::engine::general_purpose::STANDARD.encode(json),
             };
             let body = serde_json::to_string(&msg).unwrap_or_default();
-            pipe.publish(&self.events_channel, body).ignore();
+            pipe.cmd(self.publish_cmd())
+                .arg(&self.events_channel)
+                .arg(body)
+                .ignore();
         }
         let mut conn = self.redis.conn();
         let res = pipe.query_async::<()>(&mut conn).await;
@@ -299,7 +314,7 @@ impl EventBus {
         };
         let body = serde_json::to_string(&msg).unwrap_or_default();
         let mut conn = self.redis.conn();
-        let res: redis::RedisResult<()> = redis::cmd("PUBLISH")
+        let res: redis::RedisResult<()> = redis::cmd(self.publish_cmd())
             .arg(&self.control_channel)
             .arg(body)
             .query_async(&mut conn)
@@ -328,7 +343,11 @@ impl EventBus {
     ) {
         let (ready_tx, ready_rx) = oneshot::channel();
         let bus = self.clone();
-        tokio::spawn(async move { bus.subscriber_loop(Some(ready_tx), shutdown).await });
+        if self.redis.is_cluster() {
+            tokio::spawn(async move { bus.sharded_loop(Some(ready_tx), shutdown).await });
+        } else {
+            tokio::spawn(async move { bus.subscriber_loop(Some(ready_tx), shutdown).await });
+        }
         let _ = tokio::time::timeout(wait, ready_rx).await;
     }
 
@@ -366,7 +385,7 @@ impl EventBus {
                         loop {
                             tokio::select! {
                                 msg = stream.next() => match msg {
-                                    Some(msg) => self.handle(msg),
+                                    Some(msg) => self.handle(&msg),
                                     None => break,
                                 },
                                 _ = shutdown.changed() => return,
@@ -387,13 +406,14 @@ impl EventBus {
         }
     }
 
-    fn handle(&self, msg: redis::Msg) {
-        let payload: Vec<u8> = match msg.get_payload() {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        if msg.get_channel_name() == self.control_channel {
-            match serde_json::from_slice::<ControlMessage>(&payload) {
+    fn handle(&self, msg: &redis::Msg) {
+        self.handle_payload(msg.get_channel_name(), msg.get_payload_bytes());
+    }
+
+    /// One bus message, from whichever channel it came.
+    fn handle_payload(&self, channel: &str, payload: &[u8]) {
+        if channel == self.control_channel {
+            match serde_json::from_slice::<ControlMessage>(payload) {
                 Ok(c) => {
                     crate::infra::metrics::bus_received("control", None);
                     let reason =
@@ -404,8 +424,8 @@ impl EventBus {
             }
             return;
         }
-        if msg.get_channel_name() == self.batch_channel {
-            match serde_json::from_slice::<BatchMessage>(&payload) {
+        if channel == self.batch_channel {
+            match serde_json::from_slice::<BatchMessage>(payload) {
                 Ok(b) => {
                     crate::infra::metrics::bus_received("batch", Some(&b.event_data));
                     self.deliver_batch(&b.event_data, &b.targets, |i| {
@@ -416,7 +436,7 @@ impl EventBus {
             }
             return;
         }
-        let decoded = serde_json::from_slice::<BroadcastMessage>(&payload)
+        let decoded = serde_json::from_slice::<BroadcastMessage>(payload)
             .ok()
             .and_then(|m| {
                 base64::engine::general_purpose::STANDARD

@@ -2,7 +2,8 @@
 //! user's sockets were sent, plus a small meta hash (epoch + counter), both
 //! under the hash tag `{u:<uuid>}` so a user's keys share one Redis Cluster
 //! slot. Every Redis command of the store is in this module; it runs on the
-//! main Redis or, with `RESUME_REDIS_CLUSTER_NODES`, on a Redis Cluster.
+//! main Redis (a node, or the `REDIS_CLUSTER_NODES` cluster) or, with only
+//! `RESUME_REDIS_CLUSTER_NODES`, on a Redis Cluster of its own.
 //!
 //! - `<prefix>rt:{u:<id>}:m` hash: `e` epoch (made when the hash is created
 //!   or the stream was found missing), `n` last event number.
@@ -18,13 +19,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Script, Value};
 use uuid::Uuid;
 
 use crate::config::ResumeConfig;
-use crate::infra::redis::Redis;
+use crate::infra::redis::{Redis, RedisConn as Conn};
 
 /// Appends events for many users; keys are (meta, stream) pairs.
 /// ARGV: retention ms, min events, ttl ms, body count K, K bodies, then per
@@ -118,41 +117,6 @@ pub struct Target {
     pub unread: i64,
 }
 
-/// The store's connection: the main Redis, or a Redis Cluster.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
@@ -165,21 +129,21 @@ pub struct EventStore {
 impl EventStore {
     /// The store on the main Redis, or on the configured cluster.
     pub async fn connect(redis: &Redis, cfg: ResumeConfig) -> anyhow::Result<Self> {
-        let conn = if cfg.cluster_nodes.is_empty() {
-            Conn::Single(redis.conn())
+        // REDIS_CLUSTER_NODES puts everything, the store too, on one
+        // cluster; RESUME_REDIS_CLUSTER_NODES alone gives the store its own.
+        let conn = if cfg.cluster_nodes.is_empty() || redis.is_cluster() {
+            if !cfg.cluster_nodes.is_empty() {
+                tracing::warn!("RESUME_REDIS_CLUSTER_NODES ignored: REDIS_CLUSTER_NODES puts the store on that cluster");
+            }
+            redis.conn()
         } else {
             let client = redis::cluster::ClusterClient::builder(cfg.cluster_nodes.clone())
                 .connection_timeout(std::time::Duration::from_secs(2))
                 .response_timeout(std::time::Duration::from_secs(2))
                 .build()?;
-            let conn = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                client.get_async_connection(),
+            Conn::Cluster(
+                crate::infra::redis::cluster_connection(&client, &cfg.cluster_nodes).await?,
             )
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out connecting to RESUME_REDIS_CLUSTER_NODES"))?
-            .map_err(|e| anyhow::anyhow!("cannot connect to RESUME_REDIS_CLUSTER_NODES: {e}"))?;
-            Conn::Cluster(conn)
         };
         Ok(Self {
             conn,

@@ -41,6 +41,11 @@ pub fn base_env() -> HashMap<String, String> {
     ] {
         m.insert(k.to_string(), env_or(&format!("TEST_{k}"), d));
     }
+    // The cluster pass of scripts/test.sh: all of Redis on the cluster.
+    if cluster::every_app() {
+        let nodes = cluster::nodes().expect("TEST_REDIS_CLUSTER=1 needs TEST_REDIS_CLUSTER_NODES");
+        m.insert("REDIS_CLUSTER_NODES".into(), nodes);
+    }
     // Scheduler processes of parallel tests would fight over one port.
     m.insert("SCHEDULER_METRICS_PORT".into(), "0".into());
     m
@@ -55,6 +60,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub mod cluster;
 mod db;
 mod process;
 pub use db::{database_exists, TestDb};

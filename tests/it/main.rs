@@ -29,6 +29,7 @@ mod presence;
 mod reactions;
 mod read_receipts;
 mod realtime;
+mod redis_failover;
 mod replica;
 mod reports;
 mod resilience;

@@ -13,7 +13,10 @@ use crate::harness::{TestApp, WsRead};
 async fn online_ttl(app: &TestApp, user: uuid::Uuid) -> i64 {
     let mut c = app.state.redis.conn();
     redis::cmd("PTTL")
-        .arg(app.state.redis.key(&format!("online:{user}")))
+        .arg(atoitalk::realtime::presence::online_key(
+            &app.state.redis,
+            user,
+        ))
         .query_async(&mut c)
         .await
         .unwrap()

@@ -55,6 +55,37 @@ static JOIN: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(scrip
 static LEAVE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(scripts::LEAVE));
 static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(scripts::SETTLE));
 
+/// Due-set partitions on a cluster: a user's presence keys and their due
+/// set share the hash tag `{p<n>}`, so the scripts touch one slot, and the
+/// sets spread over the shards.
+const PARTITIONS: u32 = 16;
+
+fn partition(user: Uuid) -> u32 {
+    (user.as_u128() % u128::from(PARTITIONS)) as u32
+}
+
+/// `{p<n>}:` on a cluster, "" on a single node (names stay as they were).
+fn part_tag(redis: &Redis, user: Uuid) -> String {
+    if redis.is_cluster() {
+        format!("{}:", redis.tag(&format!("p{}", partition(user))))
+    } else {
+        String::new()
+    }
+}
+
+fn due_key(redis: &Redis, part: u32) -> String {
+    if redis.is_cluster() {
+        redis.key(&format!("presence:due:{}", redis.tag(&format!("p{part}"))))
+    } else {
+        redis.key("presence:due")
+    }
+}
+
+/// The key REST reads to tell whether `user` is online.
+pub fn online_key(redis: &Redis, user: Uuid) -> String {
+    redis.key(&format!("online:{}{user}", part_tag(redis, user)))
+}
+
 /// Presence tracker of this instance.
 #[derive(Clone)]
 pub struct Presence {
@@ -87,19 +118,34 @@ impl Presence {
     }
 
     fn leases_key(&self, user: Uuid) -> String {
-        self.redis.key(&format!("presence:{user}"))
+        self.redis
+            .key(&format!("presence:{}{user}", part_tag(&self.redis, user)))
     }
 
     fn online_key(&self, user: Uuid) -> String {
-        self.redis.key(&format!("online:{user}"))
+        online_key(&self.redis, user)
     }
 
     fn state_key(&self, user: Uuid) -> String {
-        self.redis.key(&format!("presence:state:{user}"))
+        self.redis.key(&format!(
+            "presence:state:{}{user}",
+            part_tag(&self.redis, user)
+        ))
     }
 
-    fn due_key(&self) -> String {
-        self.redis.key("presence:due")
+    /// The due set `user` is in: the one set on a single node; on a cluster
+    /// the set of the user's partition (a script touches both).
+    fn due_key(&self, user: Uuid) -> String {
+        due_key(&self.redis, partition(user))
+    }
+
+    /// Every due set, one per partition.
+    fn due_keys(&self) -> Vec<String> {
+        if self.redis.is_cluster() {
+            (0..PARTITIONS).map(|p| due_key(&self.redis, p)).collect()
+        } else {
+            vec![due_key(&self.redis, 0)]
+        }
     }
 
     fn grace_ms(&self) -> u64 {
@@ -143,7 +189,7 @@ impl Presence {
             .key(self.leases_key(user))
             .key(self.online_key(user))
             .key(self.state_key(user))
-            .key(self.due_key())
+            .key(self.due_key(user))
             .arg(&*self.instance_id)
             .arg(now)
             .arg(ONLINE_TTL_SECS * 1000)
@@ -172,7 +218,7 @@ impl Presence {
         let mut c = self.redis.conn();
         let _left: i64 = LEAVE
             .key(self.leases_key(user))
-            .key(self.due_key())
+            .key(self.due_key(user))
             .arg(&*self.instance_id)
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(self.grace_ms())
@@ -207,17 +253,23 @@ impl Presence {
     /// One sweep round: settles every due user (see [`scripts::SETTLE`]).
     async fn sweep(&self) -> redis::RedisResult<()> {
         let now = chrono::Utc::now().timestamp_millis();
-        let mut c = self.redis.conn();
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.due_key())
-            .arg("-inf")
-            .arg(now)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(SWEEP_BATCH)
-            .query_async(&mut c)
-            .await?;
-        futures::stream::iter(due.iter().filter_map(|u| Uuid::try_parse(u).ok()))
+        let keys = self.due_keys();
+        let due: Vec<Vec<String>> = futures::future::try_join_all(keys.iter().map(|key| {
+            let mut c = self.redis.conn();
+            async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(SWEEP_BATCH)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            }
+        }))
+        .await?;
+        futures::stream::iter(due.iter().flatten().filter_map(|u| Uuid::try_parse(u).ok()))
             .for_each_concurrent(ANNOUNCE_CONCURRENCY, |user| async move {
                 if let Err(e) = self.settle(user, now).await {
                     tracing::warn!(error = %e, %user, "presence settle failed");
@@ -233,7 +285,7 @@ impl Presence {
             .key(self.leases_key(user))
             .key(self.online_key(user))
             .key(self.state_key(user))
-            .key(self.due_key())
+            .key(self.due_key(user))
             .arg(user.to_string())
             .arg(now)
             .arg(self.grace_ms())

@@ -5,7 +5,10 @@
 //! leases (sorted set, score = expiry ms), `online:<user>` what REST reads,
 //! `presence:state:<user>` a hash with `on` (what contacts were last told)
 //! and `v` (the version of that announcement), and `presence:due` one
-//! sorted set of users to re-check (score = when, ms).
+//! sorted set of users to re-check (score = when, ms). On a Redis Cluster
+//! the user's keys carry the tag of its partition (`presence:{p3}:<user>`,
+//! ...) and the due set is that partition's `presence:due:{p3}`: a script
+//! touches one slot.
 
 /// Shared helper: the next version of a user's presence, at least the
 /// current time in ms, so it keeps growing even if the hash was lost.
