@@ -237,7 +237,12 @@ pub fn unavailable(e: redis::RedisError) -> Response {
 
 /// Runs the request if every bucket allows it (else 429) and sets the
 /// `X-RateLimit-*` headers from the last bucket.
-pub async fn respond(buckets: &[Bucket], verdicts: &[Verdict], req: Request, next: Next) -> Response {
+pub async fn respond(
+    buckets: &[Bucket],
+    verdicts: &[Verdict],
+    req: Request,
+    next: Next,
+) -> Response {
     let Some((bucket, shown)) = buckets.last().zip(verdicts.last()) else {
         return next.run(req).await;
     };

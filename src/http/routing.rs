@@ -132,7 +132,13 @@ async fn require_auth_limited(
 }
 
 /// Runs the rest of the chain as `p`, then records a write for the replica.
-async fn run_as<F, Fut>(state: &AppState, p: Principal, mut parts: Parts, body: Body, run: F) -> Response
+async fn run_as<F, Fut>(
+    state: &AppState,
+    p: Principal,
+    mut parts: Parts,
+    body: Body,
+    run: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
