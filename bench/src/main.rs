@@ -509,9 +509,12 @@ async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
         .max_connections(1)
         .connect(&admin_url("postgres"))
         .await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pgbench_db()))
-        .execute(&admin)
-        .await?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        pgbench_db()
+    ))
+    .execute(&admin)
+    .await?;
     sqlx::query(&format!("CREATE DATABASE {}", pgbench_db()))
         .execute(&admin)
         .await?;
