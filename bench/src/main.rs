@@ -27,6 +27,18 @@ fn db_name() -> String {
     env("BENCH_DB_NAME", "atoitalk_bench")
 }
 
+/// The pgbench database: beside the bench database, so that runs with
+/// distinct `BENCH_DB_NAME`s do not drop each other's.
+fn pgbench_db() -> String {
+    format!("{}_pgbench", db_name())
+}
+
+/// The servers' Redis key prefix (`BENCH_REDIS_PREFIX`, default `bench:`),
+/// which each scenario clears: two runs on one machine need distinct ones.
+pub fn redis_prefix() -> String {
+    env("BENCH_REDIS_PREFIX", "bench:")
+}
+
 #[derive(Parser)]
 #[command(about = "AtoiTalk benchmarks")]
 struct Args {
@@ -246,7 +258,7 @@ fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
         ("DB_MAX_CONNECTIONS", env("BENCH_DB_POOL", "32")),
         ("REDIS_HOST", env("BENCH_REDIS_HOST", "127.0.0.1")),
         ("REDIS_PORT", env("BENCH_REDIS_PORT", "6379")),
-        ("REDIS_KEY_PREFIX", "bench:".to_string()),
+        ("REDIS_KEY_PREFIX", redis_prefix()),
         ("JWT_SECRET", SECRET.to_string()),
         ("OTP_SECRET", SECRET.to_string()),
         ("RUST_LOG", "warn".to_string()),
@@ -309,7 +321,10 @@ async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
 async fn redis_flush() -> anyhow::Result<()> {
     let out = Command::new("sh")
         .arg("-c")
-        .arg("redis-cli --scan --pattern 'bench:*' | xargs -r -n 500 redis-cli del > /dev/null")
+        .arg(format!(
+            "redis-cli --scan --pattern '{}*' | xargs -r -n 500 redis-cli del > /dev/null",
+            redis_prefix()
+        ))
         .status()
         .await?;
     if !out.success() {
@@ -435,8 +450,8 @@ async fn reset_user_limits(user: Uuid) {
             "-p",
             &env("BENCH_REDIS_PORT", "6379"),
             "DEL",
-            &format!("bench:ratelimit:user:auth_verify:{user}"),
-            &format!("bench:ratelimit:user:general_read:{user}"),
+            &format!("{}ratelimit:user:auth_verify:{user}", redis_prefix()),
+            &format!("{}ratelimit:user:general_read:{user}", redis_prefix()),
         ])
         .stdout(Stdio::null())
         .status()
@@ -494,15 +509,18 @@ async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
         .max_connections(1)
         .connect(&admin_url("postgres"))
         .await?;
-    sqlx::query("DROP DATABASE IF EXISTS atoitalk_pgbench WITH (FORCE)")
-        .execute(&admin)
-        .await?;
-    sqlx::query("CREATE DATABASE atoitalk_pgbench")
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        pgbench_db()
+    ))
+    .execute(&admin)
+    .await?;
+    sqlx::query(&format!("CREATE DATABASE {}", pgbench_db()))
         .execute(&admin)
         .await?;
     let db = PgPoolOptions::new()
         .max_connections(2)
-        .connect(&admin_url("atoitalk_pgbench"))
+        .connect(&admin_url(&pgbench_db()))
         .await?;
     atoitalk::infra::db::MIGRATOR.run(&db).await?;
     let users = seed_users(&db, 2000).await?;
@@ -550,7 +568,7 @@ async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
             &env("BENCH_DB_PORT", "5432"),
             "-U",
             &env("BENCH_DB_USER", "postgres"),
-            "atoitalk_pgbench",
+            &pgbench_db(),
         ])
         .env("PGPASSWORD", env("BENCH_DB_PASSWORD", "postgres"))
         .output()

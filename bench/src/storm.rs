@@ -98,7 +98,7 @@ async fn redis_pid() -> Option<u32> {
 async fn bytes_per_event(users: &[Uuid]) -> anyhow::Result<(f64, u64)> {
     let mut cmds = String::new();
     for u in users {
-        let tag = format!("bench:rt:{{u:{u}}}");
+        let tag = format!("{}rt:{{u:{u}}}", super::redis_prefix());
         cmds.push_str(&format!(
             "MEMORY USAGE {tag}:s SAMPLES 0\nMEMORY USAGE {tag}:m\nXLEN {tag}:s\n"
         ));

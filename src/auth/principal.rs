@@ -59,6 +59,35 @@ pub async fn authenticate(
     jwt_secret: &str,
     token: &str,
 ) -> Result<Principal, AppError> {
+    authenticate_and(db, redis, jwt_secret, token, None::<fn(Uuid) -> redis::Cmd>)
+        .await
+        .0
+}
+
+/// As [`authenticate`], with `extra(user)` sent in the token checks' Redis
+/// round trip once the signature is valid (the rate limiter's count, so an
+/// authenticated request costs one round trip). Returns its reply whatever
+/// the verdict; `None` when it was not sent or the round trip failed.
+pub async fn authenticate_and(
+    db: &PgPool,
+    redis: &Redis,
+    jwt_secret: &str,
+    token: &str,
+    extra: Option<impl FnOnce(Uuid) -> redis::Cmd>,
+) -> (Result<Principal, AppError>, Option<redis::Value>) {
+    let mut reply = None;
+    let res = authenticate_inner(db, redis, jwt_secret, token, extra, &mut reply).await;
+    (res, reply)
+}
+
+async fn authenticate_inner(
+    db: &PgPool,
+    redis: &Redis,
+    jwt_secret: &str,
+    token: &str,
+    extra: Option<impl FnOnce(Uuid) -> redis::Cmd>,
+    reply: &mut Option<redis::Value>,
+) -> Result<Principal, AppError> {
     if token.is_empty() {
         return Err(AppError::unauthorized());
     }
@@ -78,7 +107,10 @@ pub async fn authenticate(
             }
         }
     };
-    let touch = match sessions::token_state(redis, token, &claims).await {
+    let extra = extra.map(|f| f(claims.user_id));
+    let (state, extra_reply) = sessions::token_state_and(redis, token, &claims, extra).await;
+    *reply = extra_reply;
+    let touch = match state {
         Ok((sessions::TokenState::LoggedOut, _)) => {
             return Err(AppError::Unauthorized("Token has been revoked".into()))
         }

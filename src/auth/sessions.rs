@@ -58,6 +58,21 @@ pub async fn token_state(
     token: &str,
     claims: &super::tokens::Claims,
 ) -> Result<(TokenState, bool), RevocationError> {
+    token_state_and(redis, token, claims, None).await.0
+}
+
+/// [`token_state`] with `extra` sent in the same round trip (the rate
+/// limiter's count). Its reply comes back untouched whatever the verdict,
+/// `None` when the round trip failed.
+pub async fn token_state_and(
+    redis: &Redis,
+    token: &str,
+    claims: &super::tokens::Claims,
+    extra: Option<redis::Cmd>,
+) -> (
+    Result<(TokenState, bool), RevocationError>,
+    Option<redis::Value>,
+) {
     let user = claims.user_id;
     let mut c = redis.conn();
     let mut pipe = redis::pipe();
@@ -71,16 +86,34 @@ pub async fn token_state(
             .arg("EX")
             .arg(SEEN_EVERY_SECS);
     }
+    let has_extra = extra.is_some();
+    if let Some(cmd) = extra {
+        pipe.add_command(cmd);
+    }
+    let mut replies: Vec<redis::Value> = match pipe.query_async(&mut c).await {
+        Ok(r) => r,
+        Err(e) => return (Err(RevocationError::Redis(e.into())), None),
+    };
+    let extra_reply = if has_extra { replies.pop() } else { None };
+    (judge(claims, replies), extra_reply)
+}
+
+/// The verdict of [`token_state`] from the replies of its commands.
+fn judge(
+    claims: &super::tokens::Claims,
+    replies: Vec<redis::Value>,
+) -> Result<(TokenState, bool), RevocationError> {
     let redis_err = |e: redis::RedisError| RevocationError::Redis(e.into());
+    let mut replies = replies.into_iter();
+    let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+    let blacklisted: bool = redis::from_redis_value(&next()).map_err(redis_err)?;
+    let marker: Option<String> = redis::from_redis_value(&next()).map_err(redis_err)?;
     // `seen` is `OK` when this request took the guard (first in the minute).
-    let (blacklisted, marker, seen): (bool, Option<String>, Option<String>) =
-        if claims.sid.is_some() {
-            pipe.query_async(&mut c).await.map_err(redis_err)?
-        } else {
-            let (b, m): (bool, Option<String>) =
-                pipe.query_async(&mut c).await.map_err(redis_err)?;
-            (b, m, None)
-        };
+    let seen: Option<String> = if claims.sid.is_some() {
+        redis::from_redis_value(&next()).map_err(redis_err)?
+    } else {
+        None
+    };
     let touch = seen.is_some();
     if blacklisted {
         return Ok((TokenState::LoggedOut, false));

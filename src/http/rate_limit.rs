@@ -99,13 +99,8 @@ pub async fn hit(
     }))
 }
 
-/// Counts one hit on each key in ONE Redis round trip.
-pub async fn hit_many(
-    redis: &crate::infra::redis::Redis,
-    counters: &[(String, u64, Duration)],
-) -> Result<Vec<Verdict>, redis::RedisError> {
-    let script = redis::Script::new(
-        r"local out = {}
+/// The fixed-window counting script: per key, INCR and (re)arm the window.
+const HIT_SCRIPT: &str = r"local out = {}
           for i, key in ipairs(KEYS) do
             local n = redis.call('INCR', key)
             local ttl = redis.call('PTTL', key)
@@ -116,10 +111,16 @@ pub async fn hit_many(
             out[#out + 1] = n
             out[#out + 1] = ttl
           end
-          return out",
-    );
-    // A script may touch one slot only on a cluster: there, one call per
-    // counter, all at once (the counters are independent).
+          return out";
+
+/// Counts one hit on each key in ONE Redis round trip (on a cluster, one
+/// call per counter, all at once: a script may touch one slot only there,
+/// and the counters are independent).
+pub async fn hit_many(
+    redis: &crate::infra::redis::Redis,
+    counters: &[(String, u64, Duration)],
+) -> Result<Vec<Verdict>, redis::RedisError> {
+    let script = redis::Script::new(HIT_SCRIPT);
     let calls: Vec<&[(String, u64, Duration)]> = if redis.is_cluster() {
         counters.chunks(1).collect()
     } else {
@@ -135,7 +136,50 @@ pub async fn hit_many(
     }))
     .await?
     .concat();
-    Ok(counters
+    Ok(verdicts(counters, &flat))
+}
+
+/// The counting of [`hit_many`] as one command to ride in another round
+/// trip (`EVAL` with the script text: no script cache to miss). Single
+/// node only: its keys are in several slots on a cluster.
+pub fn hit_cmd(counters: &[(String, u64, Duration)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(HIT_SCRIPT).arg(counters.len());
+    for (key, _, _) in counters {
+        cmd.arg(key);
+    }
+    for (_, _, window) in counters {
+        cmd.arg(window.as_millis() as u64);
+    }
+    cmd
+}
+
+/// Reads the reply of [`hit_cmd`].
+pub fn hit_reply(
+    counters: &[(String, u64, Duration)],
+    reply: &redis::Value,
+) -> Result<Vec<Verdict>, redis::RedisError> {
+    let flat: Vec<i64> = redis::from_redis_value(reply)?;
+    Ok(verdicts(counters, &flat))
+}
+
+/// Takes back hits that [`hit_cmd`] counted for a request that then failed
+/// authentication (which was never counted when authentication ran first).
+/// A counter left at 0 keeps its window; the next hit re-arms it as a
+/// fresh one would.
+pub async fn unhit(redis: &crate::infra::redis::Redis, counters: &[(String, u64, Duration)]) {
+    let mut pipe = redis::pipe();
+    for (key, _, _) in counters {
+        pipe.decr(key, 1).ignore();
+    }
+    let mut c = redis.conn();
+    if let Err(e) = pipe.query_async::<()>(&mut c).await {
+        tracing::warn!(error = %e, "cannot take back rate-limit hits of a refused request");
+    }
+}
+
+fn verdicts(counters: &[(String, u64, Duration)], flat: &[i64]) -> Vec<Verdict> {
+    counters
         .iter()
         .zip(flat.chunks(2))
         .map(|((_, limit, _), pair)| {
@@ -146,7 +190,7 @@ pub async fn hit_many(
                 reset_ms: pair.get(1).copied().unwrap_or(0).max(0) as u64,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The buckets one limiter layer counts against, outermost first; the last
@@ -170,7 +214,22 @@ pub async fn limit(
                 .unwrap_or_default(),
         ),
     };
-    let counters: Vec<(String, u64, Duration)> = buckets
+    let counters = counters(&state, &buckets, kind, &id);
+    let verdicts = match hit_many(&state.redis, &counters).await {
+        Ok(v) => v,
+        Err(e) => return unavailable(e),
+    };
+    respond(&buckets, &verdicts, req, next).await
+}
+
+/// The full keys of `buckets` for one caller, with limits and windows.
+pub fn counters(
+    state: &AppState,
+    buckets: &[Bucket],
+    kind: &str,
+    id: &str,
+) -> Vec<(String, u64, Duration)> {
+    buckets
         .iter()
         .map(|b| {
             let key = state
@@ -178,19 +237,28 @@ pub async fn limit(
                 .key(&format!("ratelimit:{kind}:{}:{id}", b.name));
             (key, b.limit, b.window)
         })
-        .collect();
-    let verdicts = match hit_many(&state.redis, &counters).await {
-        Ok(v) => v,
-        Err(e) => {
-            crate::infra::metrics::redis_error();
-            tracing::error!(error = %e, "rate limiter unavailable");
-            return AppError::unavailable("Rate limiting service unavailable").into_response();
-        }
-    };
+        .collect()
+}
+
+/// The answer when the counters cannot be reached.
+pub fn unavailable(e: redis::RedisError) -> Response {
+    crate::infra::metrics::redis_error();
+    tracing::error!(error = %e, "rate limiter unavailable");
+    AppError::unavailable("Rate limiting service unavailable").into_response()
+}
+
+/// Runs the request if every bucket allows it (else 429) and sets the
+/// `X-RateLimit-*` headers from the last bucket.
+pub async fn respond(
+    buckets: &[Bucket],
+    verdicts: &[Verdict],
+    req: Request,
+    next: Next,
+) -> Response {
     let Some((bucket, shown)) = buckets.last().zip(verdicts.last()) else {
         return next.run(req).await;
     };
-    let blocked = buckets.iter().zip(&verdicts).find(|(_, v)| !v.allowed);
+    let blocked = buckets.iter().zip(verdicts).find(|(_, v)| !v.allowed);
     let mut res = match blocked {
         None => next.run(req).await,
         Some((b, v)) => {

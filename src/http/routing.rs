@@ -5,7 +5,9 @@
 //! bucket per user (one Redis round trip for both); admin routes add the
 //! admin guard before counting.
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
 use axum::http::Method;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::auth::bearer_token;
 use super::json::BODY_LIMIT;
 use super::rate_limit::{self, Bucket, Buckets};
-use crate::auth::principal;
+use crate::auth::principal::{self, Principal};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -41,16 +43,20 @@ pub fn authenticated(
     state: &AppState,
     bucket: Bucket,
 ) -> OpenApiRouter<AppState> {
-    router
-        .layer(from_fn_with_state(
-            (
-                state.clone(),
-                Buckets::from([rate_limit::AUTH_VERIFY, bucket]),
-            ),
-            rate_limit::limit,
+    let buckets = Buckets::from([rate_limit::AUTH_VERIFY, bucket]);
+    // On a cluster the counters are in other slots than the token's keys,
+    // so they cannot ride in its round trip: count after authenticating.
+    let router = if state.redis.is_cluster() {
+        router
+            .layer(from_fn_with_state((state.clone(), buckets), rate_limit::limit))
+            .layer(from_fn_with_state(state.clone(), require_auth))
+    } else {
+        router.layer(from_fn_with_state(
+            (state.clone(), buckets),
+            require_auth_limited,
         ))
-        .layer(from_fn_with_state(state.clone(), require_auth))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    };
+    router.layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Admin routes: auth, `auth_verify`, admin guard, then `admin_action`.
@@ -70,34 +76,94 @@ pub fn admin(router: OpenApiRouter<AppState>, state: &AppState) -> OpenApiRouter
 }
 
 /// Authenticates the bearer token and stores the principal in extensions.
-pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (mut parts, body) = req.into_parts();
+pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
     let token = match bearer_token(&parts) {
         Some(t) => t.to_string(),
         None => return AppError::unauthorized().into_response(),
     };
     match principal::authenticate(&state.db, &state.redis, &state.cfg.jwt_secret, &token).await {
-        Ok(p) => {
-            let user = p.user_id;
-            let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            parts.extensions.insert(p);
-            req = Request::from_parts(parts, body);
-            let res = next.run(req).await;
-            // Read-after-write on the replica. Before the response leaves, so
-            // the client's next request already sees it. Refusals (4xx, the
-            // rate limit's 429 included) wrote nothing; a 5xx may have
-            // committed before failing, so it counts.
-            if writes && state.replica.is_some() && !res.status().is_client_error() {
-                state.remember_write(user).await;
-            }
-            res
-        }
+        Ok(p) => run_as(&state, p, parts, body, |req| next.run(req)).await,
         Err(e) => e.into_response(),
     }
 }
 
+/// [`require_auth`] followed by [`rate_limit::limit`] for the caller, with
+/// the counting in the token checks' Redis round trip. As when the two ran
+/// one after the other, a request that fails authentication is answered
+/// with that failure and not counted (its hits are taken back).
+async fn require_auth_limited(
+    State((state, buckets)): State<(AppState, Buckets)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let token = match bearer_token(&parts) {
+        Some(t) => t.to_string(),
+        None => return AppError::unauthorized().into_response(),
+    };
+    let mut counters = Vec::new();
+    let count = |user: uuid::Uuid| {
+        counters = rate_limit::counters(&state, &buckets, "user", &user.to_string());
+        rate_limit::hit_cmd(&counters)
+    };
+    let secret = &state.cfg.jwt_secret;
+    let (res, reply) =
+        principal::authenticate_and(&state.db, &state.redis, secret, &token, Some(count)).await;
+    let p = match res {
+        Ok(p) => p,
+        Err(e) => {
+            if reply.is_some() {
+                rate_limit::unhit(&state.redis, &counters).await;
+            }
+            return e.into_response();
+        }
+    };
+    let verdicts = match reply.map(|r| rate_limit::hit_reply(&counters, &r)) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return rate_limit::unavailable(e),
+        // Authenticated, so the round trip that carried the count answered.
+        None => {
+            return rate_limit::unavailable(redis::RedisError::from((
+                redis::ErrorKind::ResponseError,
+                "no rate-limit reply",
+            )))
+        }
+    };
+    run_as(&state, p, parts, body, |req| {
+        rate_limit::respond(&buckets, &verdicts, req, next)
+    })
+    .await
+}
+
+/// Runs the rest of the chain as `p`, then records a write for the replica.
+async fn run_as<F, Fut>(
+    state: &AppState,
+    p: Principal,
+    mut parts: Parts,
+    body: Body,
+    run: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let user = p.user_id;
+    let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    parts.extensions.insert(p);
+    let res = run(Request::from_parts(parts, body)).await;
+    // Read-after-write on the replica. Before the response leaves, so the
+    // client's next request already sees it. Refusals (4xx, the rate
+    // limit's 429 included) wrote nothing; a 5xx may have committed before
+    // failing, so it counts.
+    if writes && state.replica.is_some() && !res.status().is_client_error() {
+        state.remember_write(user).await;
+    }
+    res
+}
+
 async fn require_admin(req: Request, next: Next) -> Response {
-    match req.extensions().get::<principal::Principal>() {
+    match req.extensions().get::<Principal>() {
         Some(p) if p.is_admin() => next.run(req).await,
         Some(_) => AppError::forbidden("Admin access required").into_response(),
         None => AppError::unauthorized().into_response(),

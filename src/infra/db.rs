@@ -3,17 +3,34 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 use crate::config::Config;
 
 /// Embedded forward-only migrations (`migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A pooled connection idle at least this long is pinged before use (a
+/// failed ping replaces it with a fresh connection).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Opens a bounded pool. Fails with a message saying what to check.
 pub async fn connect(cfg: &Config) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(cfg.db_max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out: one more round trip per
+        // acquire, i.e. per request. Only a connection that sat idle can have
+        // been cut off unnoticed; one returned a moment ago was just working.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(cfg.pg_connect_options())
         .await
         .map_err(|e| {

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
@@ -56,6 +56,32 @@ impl ChatOrderGuard {
             key,
             _local: local,
         })
+    }
+
+    /// As [`ChatOrderGuard::acquire`], but the advisory lock is taken by
+    /// [`ChatOrderGuard::begin_locked`] in the same round trip as `BEGIN`
+    /// (the send path). Until then the guard orders this instance only.
+    pub async fn acquire_deferred(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
+        let local = LOCAL_LOCKS.lock(chat_id).await;
+        let conn = db.acquire().await?;
+        Ok(Self {
+            conn: Some(conn),
+            key: lock_key(chat_id),
+            _local: local,
+        })
+    }
+
+    /// Takes the advisory lock and opens a transaction in one simple-query
+    /// round trip. The lock comes first, so in READ COMMITTED every later
+    /// statement of the transaction sees what the previous holder committed.
+    /// It is a session lock: it outlives the transaction until `release`.
+    pub async fn begin_locked(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        // Both values are integers of ours: nothing to escape.
+        let sql = format!(
+            "SELECT pg_advisory_lock({LOCK_NAMESPACE}, {}); BEGIN",
+            self.key
+        );
+        self.conn().begin_with(sql).await
     }
 
     /// The connection holding the lock: run the transaction and the

@@ -4,6 +4,8 @@
 //! subqueries of that same statement, serialised by Postgres as one JSON
 //! object per message.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres};
@@ -221,7 +223,53 @@ pub async fn chat_context(
     me: Uuid,
     lock: bool,
 ) -> Result<Option<ChatContext>, sqlx::Error> {
-    let sql = format!(
+    static PLAIN: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", false));
+    static LOCKED: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", true));
+    sqlx::query_as(if lock { &LOCKED } else { &PLAIN })
+        .bind(chat_id)
+        .bind(me)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The chat context of a send plus what rendering the new message needs
+/// about its sender, so the send answers without re-reading the message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SendContext {
+    #[sqlx(flatten)]
+    pub chat: ChatContext,
+    pub sender_deleted: bool,
+    pub sender_name: Option<String>,
+    /// `media.file_name` of the sender's avatar.
+    pub sender_avatar: Option<String>,
+}
+
+/// [`chat_context`] with the chat row locked, plus the sender's rendering
+/// fields (the same joins as [`message_json_sql`]'s sender).
+pub async fn send_context(
+    conn: &mut PgConnection,
+    chat_id: Uuid,
+    me: Uuid,
+) -> Result<Option<SendContext>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        chat_context_sql(
+            ", COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
+               su.full_name AS sender_name, sav.file_name AS sender_avatar",
+            "LEFT JOIN users su ON su.id = $2 LEFT JOIN media sav ON sav.id = su.avatar_id",
+            true,
+        )
+    });
+    sqlx::query_as(&SQL)
+        .bind(chat_id)
+        .bind(me)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The chat-context statement (`$1` chat, `$2` viewer) with extra columns
+/// and joins.
+fn chat_context_sql(columns: &str, joins: &str, lock: bool) -> String {
+    format!(
         "SELECT c.type AS chat_type, c.deleted_at IS NOT NULL AS deleted, \
                 c.last_message_id, c.last_message_at, clock_timestamp() AS now, \
                 COALESCE(CASE WHEN p.id IS NOT NULL THEN (p.user1_id = $2 OR p.user2_id = $2) \
@@ -243,6 +291,7 @@ pub async fn chat_context(
                 EXISTS (SELECT 1 FROM user_blocks b \
                          WHERE (b.blocker_id = $2 AND b.blocked_id = o.other_id) \
                             OR (b.blocker_id = o.other_id AND b.blocked_id = $2)) AS blocked \
+                {columns} \
            FROM chats c \
            LEFT JOIN private_chats p ON p.chat_id = c.id \
            LEFT JOIN group_chats g ON g.chat_id = c.id \
@@ -250,14 +299,10 @@ pub async fn chat_context(
            LEFT JOIN LATERAL (SELECT CASE WHEN p.user1_id = $2 THEN p.user2_id \
                                           WHEN p.user2_id = $2 THEN p.user1_id END AS other_id) o ON true \
            LEFT JOIN users ou ON ou.id = o.other_id \
-          WHERE c.id = $1 {}",
-        if lock { "FOR UPDATE OF c" } else { "" }
-    );
-    sqlx::query_as(&sql)
-        .bind(chat_id)
-        .bind(me)
-        .fetch_optional(conn)
-        .await
+           {joins} \
+          WHERE c.id = $1 {lock}",
+        lock = if lock { "FOR UPDATE OF c" } else { "" }
+    )
 }
 
 /// Whether `reply_to` is a live regular message of `chat_id`.
@@ -338,12 +383,13 @@ macro_rules! block_partners {
 /// chat row lock, so a mark-read that committed before this statement has
 /// an earlier `last_read_at`, and one after it a later one. A timestamp
 /// read before the lock wait could land behind a concurrent reader's
-/// `last_read_at` while still counting as unread.
+/// `last_read_at` while still counting as unread. Each row also carries
+/// that stamp (the send renders its response from it).
 pub async fn record_new_message(
     conn: &mut PgConnection,
     m: &NewMessage<'_>,
     group_id: Option<Uuid>,
-) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, i64, DateTime<Utc>)>, sqlx::Error> {
     sqlx::query_as(concat!(
         "WITH t AS MATERIALIZED (SELECT GREATEST(clock_timestamp(), $2::timestamptz) AS at), \
          ins AS ( \
@@ -372,12 +418,12 @@ pub async fn record_new_message(
              FROM t \
             WHERE group_chat_id = $9 \
            RETURNING user_id, unread_count) \
-         SELECT v.u, v.n::bigint FROM pc \
+         SELECT v.u, v.n::bigint, t.at FROM t, pc \
            CROSS JOIN LATERAL (VALUES (pc.user1_id, pc.user1_unread_count), \
                                       (pc.user2_id, pc.user2_unread_count)) v(u, n) \
           WHERE v.u IS NOT NULL \
          UNION ALL \
-         SELECT user_id, unread_count::bigint FROM gm \
+         SELECT user_id, unread_count::bigint, t.at FROM t, gm \
           WHERE user_id NOT IN (", block_partners!("8"), ")"
     ))
     .bind(m.id)

@@ -220,25 +220,26 @@ pub async fn send(
             return load_one(&mut conn, state, id, RenderOpts::FULL).await;
         }
     }
-    let mut guard = ChatOrderGuard::acquire(&state.db, input.chat_id).await?;
-    let res = send_locked(state, guard.conn(), me, &input, claim.as_ref()).await;
+    let mut guard = ChatOrderGuard::acquire_deferred(&state.db, input.chat_id).await?;
+    let res = send_locked(state, &mut guard, me, &input, claim.as_ref()).await;
     guard.release().await;
     res
 }
 
 async fn send_locked(
     state: &AppState,
-    conn: &mut PgConnection,
+    guard: &mut ChatOrderGuard,
     me: Uuid,
     input: &SendInput,
     claim: Option<&Claim>,
 ) -> AppResult<MessageResponse> {
     let chat_id = input.chat_id;
-    let mut tx = conn.begin().await?;
-    let ctx = repo::chat_context(&mut tx, chat_id, me, true)
+    let mut tx = guard.begin_locked().await?;
+    let sctx = repo::send_context(&mut tx, chat_id, me)
         .await?
-        .filter(|c| !c.deleted)
+        .filter(|c| !c.chat.deleted)
         .ok_or_else(|| AppError::not_found("Chat not found or deleted"))?;
+    let ctx = &sctx.chat;
     let (id, at) = next_message_id(ctx.last_message_id, ctx.last_message_at, ctx.now);
     // The key is taken before anything else is written: a concurrent retry
     // waits on its primary key here and then answers with the winner's
@@ -247,6 +248,7 @@ async fn send_locked(
         let key = claim.key.as_str();
         if !idempotency::repo::claim(&mut tx, me, key, &claim.request_hash, id).await? {
             tx.rollback().await?;
+            let conn = guard.conn();
             let prior = claim.prior(conn, me).await?.ok_or_else(|| {
                 AppError::conflict("Idempotency-Key is in use by another request; retry")
             })?;
@@ -256,14 +258,14 @@ async fn send_locked(
     if !ctx.is_member {
         return Err(AppError::forbidden("Forbidden"));
     }
-    super::access::check_private_write(&ctx)?;
+    super::access::check_private_write(ctx)?;
     if let Some(reply) = input.reply_to_id {
         if !repo::can_reply_to(&mut tx, chat_id, reply).await? {
             return Err(AppError::bad_request("Cannot reply to this message"));
         }
     }
     // Insert, pointer, counters and recipients in one round trip.
-    let recipients = repo::record_new_message(
+    let rows = repo::record_new_message(
         &mut tx,
         &NewMessage {
             id,
@@ -285,11 +287,19 @@ async fn send_locked(
         }
     }
     tx.commit().await?;
+    let conn = guard.conn();
 
-    let msg = load_one(conn, state, id, RenderOpts::FULL).await?;
+    let stamped = rows.first().map(|r| r.2);
+    let recipients = rows.into_iter().map(|(user, unread, _)| (user, unread));
+    let msg = match stamped {
+        Some(created_at) if input.attachment_ids.is_empty() && input.reply_to_id.is_none() => {
+            render_sent(state, &sctx, me, id, input, created_at).await
+        }
+        // Attachments and reply previews are read back with the message.
+        _ => load_one(conn, state, id, RenderOpts::FULL).await?,
+    };
     let event = Event::new(kinds::MESSAGE_NEW, &msg, Some(chat_id), Some(me));
     let items = recipients
-        .into_iter()
         .map(|(user, unread)| {
             let mut e = event.with_unread(unread);
             // Only the sender's own sockets learn the key (to match their
@@ -302,6 +312,41 @@ async fn send_locked(
         .collect();
     state.bus.to_each(items).await;
     Ok(msg)
+}
+
+/// The response to a plain text send, from what the send read and wrote:
+/// the same rendering as [`load_one`] of the stored row, without reading it
+/// back (no attachments, no reply; a new message has no edits or deletion).
+async fn render_sent(
+    state: &AppState,
+    sctx: &repo::SendContext,
+    me: Uuid,
+    id: Uuid,
+    input: &SendInput,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> MessageResponse {
+    let row = super::dto::MessageRow {
+        id,
+        chat_id: input.chat_id,
+        sender_id: Some(me),
+        sender_deleted: sctx.sender_deleted,
+        sender_name: sctx.sender_name.clone(),
+        sender_avatar: sctx.sender_avatar.clone(),
+        // The rendering query's role is the sender's member row in the
+        // chat's group: exactly the context's `my_role`.
+        sender_role: sctx.chat.my_role.clone(),
+        kind: "regular".into(),
+        content: Some(input.content.clone()),
+        action_data: None,
+        created_at,
+        deleted_at: None,
+        edited_at: None,
+        attachments: None,
+        reply: None,
+        target: None,
+        actor: None,
+    };
+    MessageResponse::render(row, state.storage.as_ref(), RenderOpts::FULL).await
 }
 
 async fn load_one(

@@ -141,9 +141,11 @@ impl EventBus {
     pub async fn to_each(&self, items: Vec<(Uuid, Event)>) {
         let mut batches: Vec<Batch> = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for (user, event) in items {
+        for (user, mut event) in items {
             let unread = event.meta.unread_count;
-            let json = event.with_unread(0).to_json();
+            // Owned: zero the counter in place rather than clone the payload.
+            event.meta.unread_count = 0;
+            let json = event.to_json();
             match index.get(&json) {
                 Some(&i) => batches[i].targets.push((user, unread)),
                 None => {

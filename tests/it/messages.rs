@@ -1324,3 +1324,44 @@ async fn oversize_edit_body_is_a_json_400() {
             .unwrap();
     assert_eq!(content.as_deref(), Some("before"));
 }
+
+/// A plain send answers from what it read and wrote instead of reading the
+/// message back (issue 21): its response, and the `message.new` copy, must
+/// be exactly the history's rendering of the stored row (avatar, role,
+/// trimmed text, timestamp and all).
+#[tokio::test]
+async fn send_response_is_the_history_rendering_of_the_stored_message() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let avatar = media(&app, alice, "user_avatar", "completed").await;
+    sqlx::query("UPDATE users SET avatar_id = $1 WHERE id = $2")
+        .bind(avatar)
+        .bind(alice)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let private = app.make_private_chat(alice, bob).await;
+    let group = make_group(&app, alice, &[bob]).await;
+    let mut bob_ws = connect(&app, bob, &bt).await;
+    for (token, chat, text) in [
+        (&at, private, "  with an avatar  "),
+        (&bt, private, "no avatar"),
+        (&at, group, "as the owner"),
+        (&bt, group, "as a member"),
+    ] {
+        let m = send(&app, token, chat, text).await;
+        let page = history(&app, token, chat, "").await;
+        let stored = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == m["id"])
+            .expect("the sent message is listed");
+        assert_eq!(&m, stored, "response of {text:?} equals its history entry");
+        let e = bob_ws.expect_event("message.new").await;
+        assert_eq!(e["payload"], m, "event of {text:?}");
+    }
+    let first = &history(&app, &bt, private, "").await["data"][0];
+    assert!(first["sender_avatar"].is_string(), "{first}");
+}
