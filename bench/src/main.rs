@@ -30,6 +30,14 @@ fn db_name() -> String {
     env("BENCH_DB_NAME", "atoitalk_bench")
 }
 
+/// The servers' Redis key prefix: derived from the database name, so two
+/// runs with different `BENCH_DB_NAME`s neither see nor clear each other's
+/// keys (a shared `bench:` let one run's clean-up delete another's resume
+/// streams and sessions mid-run).
+fn redis_prefix() -> String {
+    format!("bench:{}:", db_name())
+}
+
 #[derive(Parser)]
 #[command(about = "AtoiTalk benchmarks")]
 struct Args {
@@ -261,7 +269,7 @@ fn server_env(port: u16, migrate: bool) -> Vec<(String, String)> {
         ("DB_MAX_CONNECTIONS", env("BENCH_DB_POOL", "32")),
         ("REDIS_HOST", env("BENCH_REDIS_HOST", "127.0.0.1")),
         ("REDIS_PORT", env("BENCH_REDIS_PORT", "6379")),
-        ("REDIS_KEY_PREFIX", "bench:".to_string()),
+        ("REDIS_KEY_PREFIX", redis_prefix()),
         ("JWT_SECRET", SECRET.to_string()),
         ("OTP_SECRET", SECRET.to_string()),
         ("RUST_LOG", "warn".to_string()),
@@ -324,7 +332,10 @@ async fn fresh_db(args: &Args) -> anyhow::Result<PgPool> {
 async fn redis_flush() -> anyhow::Result<()> {
     let out = Command::new("sh")
         .arg("-c")
-        .arg("redis-cli --scan --pattern 'bench:*' | xargs -r -n 500 redis-cli del > /dev/null")
+        .arg(format!(
+            "redis-cli --scan --pattern '{}*' | xargs -r -n 500 redis-cli del > /dev/null",
+            redis_prefix()
+        ))
         .status()
         .await?;
     if !out.success() {
@@ -461,8 +472,8 @@ async fn reset_user_limits(user: Uuid) {
             "-p",
             &env("BENCH_REDIS_PORT", "6379"),
             "DEL",
-            &format!("bench:ratelimit:user:auth_verify:{user}"),
-            &format!("bench:ratelimit:user:general_read:{user}"),
+            &format!("{}ratelimit:user:auth_verify:{user}", redis_prefix()),
+            &format!("{}ratelimit:user:general_read:{user}", redis_prefix()),
         ])
         .stdout(Stdio::null())
         .status()

@@ -98,10 +98,16 @@ const ATTEMPTS: u32 = 8;
 /// has its own; the bench's addresses are shared by 250 sockets and have
 /// a connect budget per minute). Returns the socket and why each failed
 /// attempt failed.
-async fn reconnect(port: u16, i: u32, users: u32, query: &str) -> (Option<WsStream>, Vec<String>) {
+async fn reconnect(
+    port: u16,
+    i: u32,
+    users: u32,
+    block: u32,
+    query: &str,
+) -> (Option<WsStream>, Vec<String>) {
     let mut failures = Vec::new();
     for attempt in 0..ATTEMPTS {
-        let local = local_ip(i + users * (attempt + 1));
+        let local = local_ip(i + users * (block + attempt));
         match ws_connect_query(port, local, query).await {
             Ok(ws) => return (Some(ws), failures),
             Err(e) => {
@@ -168,7 +174,7 @@ async fn redis_pid() -> Option<u32> {
 async fn bytes_per_event(users: &[Uuid]) -> anyhow::Result<(f64, u64)> {
     let mut cmds = String::new();
     for u in users {
-        let tag = format!("bench:rt:{{u:{u}}}");
+        let tag = format!("{}rt:{{u:{u}}}", redis_prefix());
         cmds.push_str(&format!(
             "MEMORY USAGE {tag}:s SAMPLES 0\nMEMORY USAGE {tag}:m\nXLEN {tag}:s\n"
         ));
@@ -207,9 +213,13 @@ pub async fn storm(
     eprintln!("==> storm: connecting {users} users over 2 instances");
     let logs: Vec<Shared> = ids.iter().map(|_| Shared::default()).collect();
     let mut readers = Vec::new();
+    let mut initial_retries = 0usize;
     for (i, user) in ids.iter().enumerate() {
         let q = format!("token={}", token(*user));
-        let ws = ws_connect_query(servers[i % 2].port, local_ip(i as u32), &q).await?;
+        // Address blocks 0..8 for the first connects, 10..18 for the storm.
+        let (ws, failed) = reconnect(servers[i % 2].port, i as u32, users, 0, &q).await;
+        initial_retries += failed.len();
+        let ws = ws.with_context(|| format!("first connect of user {i}: {failed:?}"))?;
         readers.push(reader(ws, logs[i].clone()));
         if (i + 1) % 2000 == 0 {
             eprintln!("    {} connected", i + 1);
@@ -284,7 +294,7 @@ pub async fn storm(
             };
             let q = format!("token={}&since={since}", token(user));
             let start = Instant::now();
-            let (ws, failures) = reconnect(port, i as u32, users, &q).await;
+            let (ws, failures) = reconnect(port, i as u32, users, 10, &q).await;
             let since = seq_parts(&since);
             (down, start, since, ws.map(|ws| reader(ws, log)), failures)
         }));
@@ -391,7 +401,9 @@ pub async fn storm(
         },
         Row {
             name: "reconnect attempts refused and retried (backoff 250 ms doubling, jitter)".into(),
-            value: format!("{retries} retries by {retried_users} users"),
+            value: format!(
+                "{retries} retries by {retried_users} users ({initial_retries} more during the first connects)"
+            ),
             goal: "—".into(),
             note: if refusals.is_empty() {
                 "no refusal".into()
