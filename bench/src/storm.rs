@@ -229,7 +229,10 @@ pub async fn storm(
 
     // Messages flow for warm-up + window + settle, through both instances.
     let warmup = Duration::from_secs(3);
-    let flow_for = warmup + Duration::from_secs(window) + Duration::from_secs(2);
+    // Flows until told to stop (2 s after the last reconnect), bounded.
+    let flow_for = warmup + Duration::from_secs(window + 60);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
     let poster = Poster::new()?;
     let ports = [servers[0].port, servers[1].port];
     let groups2 = groups.clone();
@@ -238,7 +241,7 @@ pub async fn storm(
         let mut posts = Vec::new();
         let started = Instant::now();
         let mut i = 0usize;
-        while started.elapsed() < flow_for {
+        while started.elapsed() < flow_for && !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             ticker.tick().await;
             let (chat, members) = &groups2[i % groups2.len()];
             let sender = token(members[(i / groups2.len()) % members.len()]);
@@ -263,6 +266,17 @@ pub async fn storm(
         (sent, failures)
     });
     tokio::time::sleep(warmup).await;
+    // A client can only resume from a position it holds: hold the storm
+    // until every user got at least one event (bounded wait).
+    let until = Instant::now() + Duration::from_secs(20);
+    let unplaced = loop {
+        let n = logs.iter().filter(|l| lock(l).last_seq.is_none()).count();
+        if n == 0 || Instant::now() >= until {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("    {unplaced} users hold no position at the storm's start");
 
     // The storm: drops spread over the first fifth of the window, every
     // reconnect (with `since`, from fresh source addresses) by its end.
@@ -310,6 +324,8 @@ pub async fn storm(
         .map(|(s, c0)| cpu_secs(s.child.id().unwrap_or(0)) - c0)
         .collect();
     let rcpu = rpid.map(cpu_secs).unwrap_or(0.0) - rcpu0;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, post_failures) = producer.await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut refusals: BTreeMap<String, u32> = BTreeMap::new();
