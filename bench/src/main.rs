@@ -3,7 +3,6 @@
 //! PostgreSQL, drives the API over real HTTP and WebSocket, and prints a
 //! Markdown table of the figures. See `bench/README.md`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +16,12 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod fanout;
+mod net;
 mod search;
 mod storm;
+
+use net::{local_ip, ws_connect};
 
 const SECRET: &str = "bench-jwt-secret-not-for-production";
 /// The bench database (`BENCH_DB_NAME`, default `atoitalk_bench`): dropped
@@ -33,10 +36,13 @@ fn pgbench_db() -> String {
     format!("{}_pgbench", db_name())
 }
 
-/// The servers' Redis key prefix (`BENCH_REDIS_PREFIX`, default `bench:`),
-/// which each scenario clears: two runs on one machine need distinct ones.
+/// The servers' Redis key prefix, which each scenario clears: by default
+/// derived from the database name, so two runs with different
+/// `BENCH_DB_NAME`s neither see nor clear each other's keys (a shared
+/// `bench:` let one run's clean-up delete another's resume streams and
+/// sessions mid-run). `BENCH_REDIS_PREFIX` overrides it.
 pub fn redis_prefix() -> String {
-    env("BENCH_REDIS_PREFIX", "bench:")
+    std::env::var("BENCH_REDIS_PREFIX").unwrap_or_else(|_| format!("bench:{}:", db_name()))
 }
 
 #[derive(Parser)]
@@ -81,6 +87,13 @@ enum Scenario {
         secs: u64,
         #[arg(long, default_value_t = 2)]
         instances: u16,
+        /// Rounds, each with freshly started servers and sockets.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+        /// Alternate the rounds between RESUME_ENABLED=false and true
+        /// (off first) and report both p99s and their ratio.
+        #[arg(long)]
+        compare_resume: bool,
     },
     /// Idle authenticated WebSockets on one instance; RSS per connection.
     Connections {
@@ -142,6 +155,7 @@ fn print_table(rows: &[Row]) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    net::raise_fd_limit(65_536);
     if !std::path::Path::new(&args.bin).exists() {
         bail!("{} not found; run `cargo build --release` first", args.bin);
     }
@@ -161,6 +175,8 @@ async fn main() -> anyhow::Result<()> {
                 rate: 100,
                 secs: 10,
                 instances: 2,
+                rounds: 1,
+                compare_resume: false,
             },
             Scenario::Connections { count: 10_000 },
             Scenario::Paging {
@@ -220,7 +236,9 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             rate,
             secs,
             instances,
-        } => fanout(args, members, rate, secs, instances).await,
+            rounds,
+            compare_resume,
+        } => fanout::fanout(args, members, rate, secs, instances, rounds, compare_resume).await,
         Scenario::Connections { count } => connections(args, count).await,
         Scenario::Paging {
             messages,
@@ -340,9 +358,15 @@ struct ServerProc {
 
 impl ServerProc {
     async fn start(args: &Args, port: u16) -> anyhow::Result<Self> {
+        Self::start_with(args, port, &[]).await
+    }
+
+    /// [`Self::start`] with some variables set differently.
+    async fn start_with(args: &Args, port: u16, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let child = Command::new(&args.bin)
             .arg("serve")
             .envs(server_env(port, false))
+            .envs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -362,6 +386,11 @@ impl ServerProc {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("server on port {port} did not become ready")
+    }
+
+    /// Kills the server and waits until it is gone (its port is free).
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {
@@ -460,32 +489,6 @@ async fn reset_user_limits(user: Uuid) {
 
 fn token(user: Uuid) -> String {
     atoitalk::auth::tokens::issue(SECRET, 86_400, user).unwrap_or_default()
-}
-
-/// Opens a WebSocket from a chosen loopback address (the per-IP connect
-/// limit is 300/min, so large runs spread over 127.0.0.x).
-async fn ws_connect(port: u16, local: Ipv4Addr, token: &str) -> anyhow::Result<WsStream> {
-    ws_connect_query(port, local, &format!("token={token}")).await
-}
-
-type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// [`ws_connect`] with any query string (`token=...&since=...`).
-async fn ws_connect_query(port: u16, local: Ipv4Addr, query: &str) -> anyhow::Result<WsStream> {
-    let sock = tokio::net::TcpSocket::new_v4()?;
-    sock.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
-    let stream = sock
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await?;
-    let url = format!("ws://127.0.0.1:{port}/ws?{query}");
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
-    Ok(ws)
-}
-
-fn local_ip(i: u32) -> Ipv4Addr {
-    // 250 connections per source address stays under the 300/min limit.
-    let n = i / 250;
-    Ipv4Addr::new(127, 0, (n / 250 + 1) as u8, (n % 250 + 2) as u8)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -690,121 +693,6 @@ async fn send_throughput(
             note: String::new(),
         },
     ])
-}
-
-async fn fanout(
-    args: &Args,
-    members: u32,
-    rate: u32,
-    secs: u64,
-    instances: u16,
-) -> anyhow::Result<Vec<Row>> {
-    let db = fresh_db(args).await?;
-    let ids = seed_users(&db, members).await?;
-    let chat = seed_group(&db, ids[0], &ids).await?;
-    let mut servers = Vec::new();
-    for i in 0..instances.max(1) {
-        servers.push(ServerProc::start(args, args.port + i).await?);
-    }
-    eprintln!(
-        "==> fanout: connecting {members} members over {} instance(s)",
-        servers.len()
-    );
-    // message id -> per-member receive instants
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let mut readers = Vec::new();
-    for (i, user) in ids.iter().enumerate() {
-        let port = servers[i % servers.len()].port;
-        let mut ws = ws_connect(port, local_ip(i as u32), &token(*user)).await?;
-        let tx = tx.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-                    let now = Instant::now();
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
-                        if v["type"] == "message.new" {
-                            if let Some(id) = v["payload"]["id"].as_str() {
-                                let _ = tx.send((id.to_string(), now));
-                            }
-                        }
-                    }
-                }
-            }
-            let _ = ws.close(None).await;
-        }));
-    }
-    drop(tx);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let http = reqwest::Client::new();
-    // Senders rotate over the members: one user alone would hit the
-    // per-user limit (200 requests/min) within two seconds.
-    let senders: Vec<String> = ids.iter().take(200).map(|u| token(*u)).collect();
-    let url = format!("http://127.0.0.1:{}/api/messages", servers[0].port);
-    let total = rate as u64 * secs;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    eprintln!("==> fanout: {total} messages at {rate}/s");
-    let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
-    let mut ticker = tokio::time::interval(interval);
-    let mut posts = Vec::new();
-    for i in 0..total {
-        ticker.tick().await;
-        let sender = senders[i as usize % senders.len()].clone();
-        let (http, url) = (http.clone(), url.clone());
-        posts.push(tokio::spawn(async move {
-            let r = http
-                .post(&url)
-                .bearer_auth(&sender)
-                .json(&serde_json::json!({"chat_id": chat, "content": "fan-out"}))
-                .send()
-                .await
-                .ok()?;
-            let done = Instant::now();
-            let v: serde_json::Value = r.json().await.ok()?;
-            Some((v["data"]["id"].as_str()?.to_string(), done))
-        }));
-    }
-    for p in posts {
-        if let Ok(Some((id, t))) = p.await {
-            sent.insert(id, t);
-        }
-    }
-    // Collect deliveries for a little longer than the last send.
-    let mut last: std::collections::HashMap<String, (Instant, u32)> =
-        std::collections::HashMap::new();
-    let collect_until = Instant::now() + Duration::from_secs(3);
-    while let Ok(Some((id, t))) = tokio::time::timeout_at(collect_until.into(), rx.recv()).await {
-        let e = last.entry(id).or_insert((t, 0));
-        e.0 = e.0.max(t);
-        e.1 += 1;
-    }
-    let mut lat = Vec::new();
-    let mut complete = 0;
-    for (id, posted) in &sent {
-        if let Some((t, n)) = last.get(id) {
-            if *n == members {
-                complete += 1;
-            }
-            lat.push(t.saturating_duration_since(*posted).as_micros() as u64);
-        }
-    }
-    lat.sort_unstable();
-    for r in readers {
-        r.abort();
-    }
-    Ok(vec![Row {
-        name: format!(
-            "fan-out to {members} members, {rate} msg/s, {} instance(s)",
-            servers.len()
-        ),
-        value: format!(
-            "p50 {} / p99 {} / max {}",
-            ms(percentile(&lat, 0.5)),
-            ms(percentile(&lat, 0.99)),
-            ms(*lat.last().unwrap_or(&0))
-        ),
-        goal: "p99 < 50 ms".into(),
-        note: format!("{complete}/{} messages reached every member", sent.len()),
-    }])
 }
 
 async fn connections(args: &Args, count: u32) -> anyhow::Result<Vec<Row>> {

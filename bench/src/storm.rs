@@ -5,9 +5,10 @@
 //! `sync.reset`) and measures replay latency, server and Redis CPU during
 //! the storm, and Redis memory per retained event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
+use super::net::{local_ip, refusal, ws_connect_query, PostFailures, Poster, WsStream};
 use super::*;
 
 /// What one user's sockets received, across both lives.
@@ -15,7 +16,39 @@ use super::*;
 struct Log {
     last_seq: Option<String>,
     got: Vec<(String, Instant)>,
+    /// (epoch, n) of every frame with `meta.seq`, and which life got it.
+    seqs: Vec<(u64, u64, u8)>,
+    /// 0 before the drop, 1 after the reconnect.
+    life: u8,
     resets: u32,
+}
+
+/// `<epoch>.<n>-<ms>` → (epoch, n).
+fn seq_parts(s: &str) -> Option<(u64, u64)> {
+    let (e, rest) = s.split_once('.')?;
+    let (n, _) = rest.split_once('-')?;
+    Some((e.parse().ok()?, n.parse().ok()?))
+}
+
+/// Whether the events a user received are exactly in store order with
+/// nothing missing: each life's positions consecutive, one epoch, and the
+/// second life starting right after `since`.
+fn in_order(l: &Log, since: Option<(u64, u64)>) -> bool {
+    let dense = |life: u8| {
+        let v: Vec<(u64, u64)> = l
+            .seqs
+            .iter()
+            .filter(|s| s.2 == life)
+            .map(|s| (s.0, s.1))
+            .collect();
+        v.windows(2)
+            .all(|w| w[1].0 == w[0].0 && w[1].1 == w[0].1 + 1)
+    };
+    let seam = match (since, l.seqs.iter().find(|s| s.2 == 1)) {
+        (Some((e, n)), Some(first)) => first.0 == e && first.1 == n + 1,
+        _ => true,
+    };
+    dense(0) && dense(1) && seam
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -38,6 +71,10 @@ fn reader(mut ws: WsStream, log: Shared) -> tokio::task::JoinHandle<()> {
             let mut l = lock(&log);
             if let Some(s) = v["meta"]["seq"].as_str() {
                 l.last_seq = Some(s.to_string());
+                if let Some((e, n)) = seq_parts(s) {
+                    let life = l.life;
+                    l.seqs.push((e, n, life));
+                }
             }
             match v["type"].as_str() {
                 Some("message.new") => {
@@ -50,6 +87,45 @@ fn reader(mut ws: WsStream, log: Shared) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Attempts a reconnect makes at most.
+const ATTEMPTS: u32 = 8;
+
+/// Reconnects as a real client would: a refused upgrade (429, 503) or a
+/// failed connection is retried after a back-off (250 ms doubling to 4 s,
+/// with jitter), each attempt from a fresh source address (a real client
+/// has its own; the bench's addresses are shared by 250 sockets and have
+/// a connect budget per minute). Returns the socket and why each failed
+/// attempt failed.
+async fn reconnect(
+    port: u16,
+    i: u32,
+    users: u32,
+    block: u32,
+    query: &str,
+) -> (Option<WsStream>, Vec<String>) {
+    let mut failures = Vec::new();
+    for attempt in 0..ATTEMPTS {
+        let local = local_ip(i + users * (block + attempt));
+        match ws_connect_query(port, local, query).await {
+            Ok(ws) => return (Some(ws), failures),
+            Err(e) => {
+                let why = match refusal(&e) {
+                    Some((status, body)) => format!("{status} {body}"),
+                    None => format!("{e}"),
+                };
+                if failures.is_empty() && i % 500 == 0 {
+                    eprintln!("    reconnect {i} attempt {attempt} failed: {why}");
+                }
+                failures.push(why);
+            }
+        }
+        let base = 250u64 << attempt.min(4);
+        let jitter = (Uuid::new_v4().as_u128() % base as u128) as u64;
+        tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+    }
+    (None, failures)
 }
 
 /// user, utime+stime in seconds, of a process.
@@ -98,7 +174,7 @@ async fn redis_pid() -> Option<u32> {
 async fn bytes_per_event(users: &[Uuid]) -> anyhow::Result<(f64, u64)> {
     let mut cmds = String::new();
     for u in users {
-        let tag = format!("{}rt:{{u:{u}}}", super::redis_prefix());
+        let tag = format!("{}rt:{{u:{u}}}", redis_prefix());
         cmds.push_str(&format!(
             "MEMORY USAGE {tag}:s SAMPLES 0\nMEMORY USAGE {tag}:m\nXLEN {tag}:s\n"
         ));
@@ -137,9 +213,13 @@ pub async fn storm(
     eprintln!("==> storm: connecting {users} users over 2 instances");
     let logs: Vec<Shared> = ids.iter().map(|_| Shared::default()).collect();
     let mut readers = Vec::new();
+    let mut initial_retries = 0usize;
     for (i, user) in ids.iter().enumerate() {
         let q = format!("token={}", token(*user));
-        let ws = ws_connect_query(servers[i % 2].port, local_ip(i as u32), &q).await?;
+        // Address blocks 0..8 for the first connects, 10..18 for the storm.
+        let (ws, failed) = reconnect(servers[i % 2].port, i as u32, users, 0, &q).await;
+        initial_retries += failed.len();
+        let ws = ws.with_context(|| format!("first connect of user {i}: {failed:?}"))?;
         readers.push(reader(ws, logs[i].clone()));
         if (i + 1) % 2000 == 0 {
             eprintln!("    {} connected", i + 1);
@@ -149,8 +229,11 @@ pub async fn storm(
 
     // Messages flow for warm-up + window + settle, through both instances.
     let warmup = Duration::from_secs(3);
-    let flow_for = warmup + Duration::from_secs(window) + Duration::from_secs(2);
-    let http = reqwest::Client::new();
+    // Flows until told to stop (2 s after the last reconnect), bounded.
+    let flow_for = warmup + Duration::from_secs(window + 60);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let poster = Poster::new()?;
     let ports = [servers[0].port, servers[1].port];
     let groups2 = groups.clone();
     let producer = tokio::spawn(async move {
@@ -158,35 +241,42 @@ pub async fn storm(
         let mut posts = Vec::new();
         let started = Instant::now();
         let mut i = 0usize;
-        while started.elapsed() < flow_for {
+        while started.elapsed() < flow_for && !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             ticker.tick().await;
             let (chat, members) = &groups2[i % groups2.len()];
             let sender = token(members[(i / groups2.len()) % members.len()]);
-            let url = format!("http://127.0.0.1:{}/api/messages", ports[i % 2]);
-            let (http, chat, g) = (http.clone(), *chat, i % groups2.len());
+            let (poster, chat, g, port) = (poster.clone(), *chat, i % groups2.len(), ports[i % 2]);
             posts.push(tokio::spawn(async move {
-                let r = http
-                    .post(&url)
-                    .bearer_auth(&sender)
-                    .json(&serde_json::json!({"chat_id": chat, "content": "storm"}))
-                    .send()
+                poster
+                    .message(port, &sender, chat, "storm")
                     .await
-                    .ok()?;
-                let done = Instant::now();
-                let v: serde_json::Value = r.json().await.ok()?;
-                Some((v["data"]["id"].as_str()?.to_string(), g, done))
+                    .map(|(id, done)| (id, g, done))
             }));
             i += 1;
         }
         let mut sent = Vec::new();
+        let mut failures = PostFailures::default();
         for p in posts {
-            if let Ok(Some(s)) = p.await {
-                sent.push(s);
+            match p.await {
+                Ok(Ok(s)) => sent.push(s),
+                Ok(Err(e)) => failures.add(&e),
+                Err(_) => failures.add(&super::net::PostError::Transport),
             }
         }
-        sent
+        (sent, failures)
     });
     tokio::time::sleep(warmup).await;
+    // A client can only resume from a position it holds: hold the storm
+    // until every user got at least one event (bounded wait).
+    let until = Instant::now() + Duration::from_secs(20);
+    let unplaced = loop {
+        let n = logs.iter().filter(|l| lock(l).last_seq.is_none()).count();
+        if n == 0 || Instant::now() >= until {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("    {unplaced} users hold no position at the storm's start");
 
     // The storm: drops spread over the first fifth of the window, every
     // reconnect (with `since`, from fresh source addresses) by its end.
@@ -211,16 +301,16 @@ pub async fn storm(
             let _ = old.await;
             let down = Instant::now();
             tokio::time::sleep_until(back_at.into()).await;
-            let since = lock(&log).last_seq.clone().unwrap_or_default();
+            let since = {
+                let mut l = lock(&log);
+                l.life = 1;
+                l.last_seq.clone().unwrap_or_default()
+            };
             let q = format!("token={}&since={since}", token(user));
             let start = Instant::now();
-            let ws = ws_connect_query(port, local_ip(i as u32 + users), &q).await;
-            if let Err(e) = &ws {
-                if i % 100 == 0 {
-                    eprintln!("    reconnect {i} failed: {e}");
-                }
-            }
-            (down, start, ws.map(|ws| reader(ws, log)).ok())
+            let (ws, failures) = reconnect(port, i as u32, users, 10, &q).await;
+            let since = seq_parts(&since);
+            (down, start, since, ws.map(|ws| reader(ws, log)), failures)
         }));
     }
     let mut lives = Vec::new();
@@ -234,8 +324,19 @@ pub async fn storm(
         .map(|(s, c0)| cpu_secs(s.child.id().unwrap_or(0)) - c0)
         .collect();
     let rcpu = rpid.map(cpu_secs).unwrap_or(0.0) - rcpu0;
-    let sent = producer.await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, post_failures) = producer.await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut refusals: BTreeMap<String, u32> = BTreeMap::new();
+    let mut retried_users = 0u32;
+    for (_, _, _, _, f) in &lives {
+        retried_users += u32::from(!f.is_empty());
+        for why in f {
+            *refusals.entry(why.clone()).or_default() += 1;
+        }
+    }
+    let retries: u32 = refusals.values().sum();
 
     // Verdicts per user: exactly their group's messages, once each.
     let posted: HashMap<&str, (usize, Instant)> = sent
@@ -252,18 +353,24 @@ pub async fn storm(
         .flat_map(|(g, (_, m))| m.iter().map(move |u| (*u, g)))
         .collect();
     let (mut recovered, mut failed_connects, mut resets) = (0u32, 0u32, 0u32);
+    let (mut wrong_set, mut out_of_order, mut no_since) = (0u32, 0u32, 0u32);
     let mut replay_lat = Vec::new();
-    for (i, (down, start, live)) in lives.iter().enumerate() {
+    for (i, (down, start, since, live, _)) in lives.iter().enumerate() {
         if live.is_none() {
             failed_connects += 1;
             continue;
         }
         let l = lock(&logs[i]);
         resets += l.resets;
+        no_since += u32::from(since.is_none());
         let got: Vec<&str> = l.got.iter().map(|(id, _)| id.as_str()).collect();
         let unique: HashSet<&str> = got.iter().copied().collect();
         let want = &per_group[group_of[&ids[i]]];
-        if l.resets == 0 && unique.len() == got.len() && &unique == want {
+        let exact_set = unique.len() == got.len() && &unique == want;
+        let ordered = in_order(&l, *since);
+        wrong_set += u32::from(!exact_set);
+        out_of_order += u32::from(!ordered);
+        if l.resets == 0 && exact_set && ordered {
             recovered += 1;
         }
         // Replay: the missed messages that were posted before the reconnect.
@@ -289,7 +396,7 @@ pub async fn storm(
         .copied()
         .collect();
     let (bytes, sampled) = bytes_per_event(&sample).await.unwrap_or((0.0, 0));
-    for (_, _, live) in lives {
+    for (_, _, _, live, _) in lives {
         if let Some(h) = live {
             h.abort();
         }
@@ -301,9 +408,28 @@ pub async fn storm(
             value: format!("{recovered}/{users} recovered exactly"),
             goal: "every one".into(),
             note: format!(
-                "{} messages; {failed_connects} reconnects failed; {resets} sync.reset",
+                "{} messages ({post_failures}); {failed_connects} reconnects failed for good; \
+                 {resets} sync.reset; {wrong_set} with missing/extra/duplicate messages; \
+                 {out_of_order} with a gap or disorder in `meta.seq`; {no_since} reconnected without `since`"
+            ,
                 sent.len()
             ),
+        },
+        Row {
+            name: "reconnect attempts refused and retried (backoff 250 ms doubling, jitter)".into(),
+            value: format!(
+                "{retries} retries by {retried_users} users ({initial_retries} more during the first connects)"
+            ),
+            goal: "—".into(),
+            note: if refusals.is_empty() {
+                "no refusal".into()
+            } else {
+                refusals
+                    .iter()
+                    .map(|(k, n)| format!("{n}× {k}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
         },
         Row {
             name: "replay latency (reconnect start → last missed event)".into(),
