@@ -61,6 +61,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve => {
+            match crate::infra::fd_limit::raise_nofile() {
+                Ok((soft, hard)) => tracing::info!(
+                    soft,
+                    hard,
+                    "open-file limit (sockets this instance can hold)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+            }
             let server = crate::app::Server::build(cfg).await?;
             server.run(shutdown_signal()).await
         }

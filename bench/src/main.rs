@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 mod fanout;
 mod net;
+mod scale;
 mod search;
 mod storm;
 
@@ -133,6 +134,9 @@ enum Scenario {
         #[arg(long, default_value_t = 800)]
         requests: u32,
     },
+    /// Issue 21 §3: 100,000 idle sockets, fan-out to a 10,000-member group.
+    #[command(subcommand)]
+    Scale(scale::Which),
     /// Every scenario with its defaults.
     All,
 }
@@ -257,6 +261,7 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             mine,
             requests,
         } => search::run(args, messages, chats, mine, requests).await,
+        Scenario::Scale(which) => scale::run(args, which).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }

@@ -5,6 +5,7 @@
 pub mod captcha;
 pub mod db;
 pub mod email;
+pub mod fd_limit;
 pub mod google;
 pub mod keyed_lock;
 pub mod metrics;

@@ -14,6 +14,11 @@ use super::store::Pos;
 /// Outbound queue length per connection.
 pub const SEND_QUEUE: usize = 256;
 
+/// A queue slot. Boxed because tokio's channel allocates its first block
+/// of 32 slots up front: 8-byte slots keep an idle connection's queue at
+/// about 300 bytes instead of 1.6 KiB (issue 21, 100,000 idle sockets).
+pub type Queued = Box<Outbound>;
+
 /// Why the server closes a socket; becomes the WebSocket close code/reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -79,7 +84,7 @@ pub struct Outbound {
 
 /// The hub's handle to one connection.
 struct Conn {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<Queued>,
     close: watch::Sender<Option<CloseReason>>,
     /// Poked when this instance may have missed bus messages.
     catch_up: Arc<Notify>,
@@ -101,7 +106,7 @@ pub fn session_id(token: &str) -> u64 {
 pub struct Registration {
     pub conn_id: u64,
     pub user_id: Uuid,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: mpsc::Receiver<Queued>,
     pub close: watch::Receiver<Option<CloseReason>>,
     /// Notified after the bus was lost and came back: read the store.
     pub catch_up: Arc<Notify>,
@@ -181,7 +186,7 @@ impl Hub {
         };
         let data = build();
         for (id, conn) in conns {
-            match conn.tx.try_send(data.clone()) {
+            match conn.tx.try_send(Box::new(data.clone())) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     crate::infra::metrics::ws_queue_drop();

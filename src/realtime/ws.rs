@@ -248,7 +248,7 @@ async fn run_connection(
             }
             msg = reg.rx.recv() => match msg {
                 Some(msg) => {
-                    if let Err(stop) = live(store, user_id, &mut cursor, msg, &mut socket).await {
+                    if let Err(stop) = live(store, user_id, &mut cursor, *msg, &mut socket).await {
                         break stop_frame(stop);
                     }
                 }
