@@ -16,7 +16,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::WsStream;
+use super::net::WsStream;
 
 mod fanout;
 mod idle;
