@@ -171,7 +171,7 @@ pub async fn limit(
     let verdicts = match hit_many(&state.redis, &counters).await {
         Ok(v) => v,
         Err(e) => {
-            crate::infra::metrics::redis_error();
+            crate::infra::metrics::redis_error("request");
             tracing::error!(error = %e, "rate limiter unavailable");
             return AppError::unavailable("Rate limiting service unavailable").into_response();
         }

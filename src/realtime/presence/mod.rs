@@ -39,7 +39,7 @@ use super::event::{kinds, Event};
 use super::recipients;
 use super::{EventBus, Hub};
 use crate::infra::keyed_lock::KeyedLocks;
-use crate::infra::redis::Redis;
+use crate::infra::redis::{CountErrors, Redis};
 
 /// Presence key lifetime (and instance lease length).
 pub const ONLINE_TTL_SECS: u64 = 70;
@@ -150,7 +150,8 @@ impl Presence {
             .arg(self.grace_ms())
             .arg(user.to_string())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         if version > 0 {
             let payload = json!({
                 "user_id": user,
@@ -178,7 +179,8 @@ impl Presence {
             .arg(self.grace_ms())
             .arg(user.to_string())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         Ok(())
     }
 
@@ -216,7 +218,8 @@ impl Presence {
             .arg(0)
             .arg(SWEEP_BATCH)
             .query_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         futures::stream::iter(due.iter().filter_map(|u| Uuid::try_parse(u).ok()))
             .for_each_concurrent(ANNOUNCE_CONCURRENCY, |user| async move {
                 if let Err(e) = self.settle(user, now).await {
@@ -238,7 +241,8 @@ impl Presence {
             .arg(now)
             .arg(self.grace_ms())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         if version == 0 {
             return Ok(());
         }
@@ -283,7 +287,8 @@ impl Presence {
             .arg(self.state_key(user))
             .arg("v")
             .query_async(&mut c)
-            .await;
+            .await
+            .counted("presence");
         if matches!(current, Ok(Some(v)) if v > version) {
             tracing::debug!(%user, version, "presence announcement superseded; not sent");
             return;
@@ -298,6 +303,7 @@ impl Presence {
             .arg(self.online_key(user))
             .query_async::<bool>(&mut c)
             .await
+            .counted("presence")
             .unwrap_or(false)
     }
 }
