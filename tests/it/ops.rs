@@ -47,7 +47,11 @@ async fn spawn_server(app: &TestApp, extra: &[(&str, &str)]) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the child server did not become ready on port {port}");
+    let left = guard.finish(Duration::from_secs(5)).await;
+    panic!(
+        "the child server did not become ready on port {port} ({}):\n{}",
+        left.status, left.output
+    );
 }
 
 impl Child {
