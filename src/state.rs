@@ -150,7 +150,7 @@ impl AppState {
                 }
             }
         }
-        self.db.acquire().await
+        crate::infra::db::acquire(&self.db).await
     }
 
     /// After a successful write by `user`: remember how far the primary is,

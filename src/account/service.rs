@@ -49,7 +49,7 @@ pub async fn change_password(
         }
     }
     let new_hash = passwords::hash(&new).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     // The hash must still be the one just verified: if another request
     // changed it meanwhile, the old password given here is no longer valid.
     let current = repo::credentials_for_update(&mut *tx, me)
@@ -99,7 +99,7 @@ pub async fn change_email(
     if repo::email_taken(&state.db, &email).await? {
         return Err(AppError::conflict("Email already registered"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     match repo::set_email(&mut *tx, me, &email).await {
         Ok(true) => {}
         Ok(false) => return Err(not_found()),
@@ -148,7 +148,7 @@ pub async fn delete_account(
     if repo::owns_live_group(&state.db, me).await? {
         return Err(owner_error());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     repo::credentials_for_update(&mut *tx, me)
         .await?
         .ok_or_else(not_found)?;

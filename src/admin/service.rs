@@ -154,7 +154,7 @@ pub async fn ban(state: &AppState, admin: Uuid, req: BanUserRequest) -> Result<(
     }
     let until = (hours > 0).then(|| Utc::now() + Duration::hours(hours));
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let user = repo::lock_user(&mut tx, target)
         .await?
         .ok_or_else(|| AppError::not_found("User not found"))?;
@@ -217,7 +217,7 @@ pub async fn ban(state: &AppState, admin: Uuid, req: BanUserRequest) -> Result<(
 
 /// `POST /api/admin/users/{id}/unban`.
 pub async fn unban(state: &AppState, admin: Uuid, target: Uuid) -> Result<(), AppError> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let user = repo::lock_user(&mut tx, target)
         .await?
         .ok_or_else(|| AppError::not_found("User not found"))?;
@@ -261,7 +261,7 @@ pub async fn reset(
     if target.is_nil() {
         return Err(bad_request());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let user = repo::lock_user(&mut tx, target)
         .await?
         .ok_or_else(|| AppError::not_found("User not found"))?;

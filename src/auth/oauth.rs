@@ -48,7 +48,7 @@ fn state_key(state: &AppState, s: &str) -> String {
 
 fn session_unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "oauth state store unavailable");
-    crate::infra::metrics::redis_error();
+    crate::infra::metrics::redis_error("request");
     AppError::unavailable("Session service unavailable")
 }
 
@@ -243,7 +243,7 @@ async fn insert_account(
             continue;
         }
         let id = Uuid::now_v7();
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::infra::db::begin(&state.db).await?;
         let inserted = repo::insert_user(
             &mut *tx,
             &repo::NewUser {

@@ -107,7 +107,7 @@ fn failures_key(state: &AppState, mode: Mode, email: &str) -> String {
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "otp store unavailable");
-    crate::infra::metrics::redis_error();
+    crate::infra::metrics::redis_error("request");
     AppError::unavailable("OTP service unavailable")
 }
 

@@ -131,7 +131,9 @@ async fn authenticate_inner(
     )
     .bind(claims.user_id)
     .bind(claims.sid)
-    .fetch_optional(db)
+    // Every authenticated request waits here when the pool runs dry, so
+    // its connection is taken where the wait is counted (db_pool_waiters).
+    .fetch_optional(&mut *crate::infra::db::acquire(db).await?)
     .await?;
     let state = state.ok_or_else(AppError::unauthorized)?;
     if !state.session_live {

@@ -193,7 +193,7 @@ pub async fn register(
     }
     let hash = passwords::hash(&password).await?;
     let id = Uuid::now_v7();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let inserted = repo::insert_user(
         &mut *tx,
         &repo::NewUser {
@@ -254,7 +254,7 @@ pub async fn reset_password(
         return Err(AppError::not_found("Not Found"));
     };
     let hash = passwords::hash(&password).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     if !repo::set_password(&mut *tx, account.id, &hash).await? {
         return Err(AppError::not_found("Not Found"));
     }

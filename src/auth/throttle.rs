@@ -36,7 +36,7 @@ fn key(state: &AppState, email: &str) -> String {
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "login throttle unavailable");
-    crate::infra::metrics::redis_error();
+    crate::infra::metrics::redis_error("request");
     AppError::unavailable("Session service unavailable")
 }
 

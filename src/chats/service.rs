@@ -14,6 +14,7 @@ use super::dto::{
 use super::repo;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
+use crate::infra::redis::CountErrors;
 use crate::messages::dto::{format_ts, MessageResponse, MessageRow, RenderOpts};
 use crate::messages::repo::chat_context;
 use crate::realtime::event::{kinds, Event};
@@ -30,8 +31,11 @@ pub async fn online_users(state: &AppState, users: &[Uuid]) -> HashSet<Uuid> {
         .map(|u| crate::realtime::presence::online_key(&state.redis, *u))
         .collect();
     let mut conn = state.redis.conn();
-    let values: redis::RedisResult<Vec<Option<String>>> =
-        redis::cmd("MGET").arg(&keys).query_async(&mut conn).await;
+    let values: redis::RedisResult<Vec<Option<String>>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .counted("request");
     match values {
         Ok(values) => users
             .iter()
@@ -86,7 +90,7 @@ pub async fn chat_list_item(
     chat_id: Uuid,
     viewer: Uuid,
 ) -> AppResult<Option<ChatListResponse>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     Ok(chat_list_items_for(state, &mut conn, chat_id, &[viewer])
         .await?
         .pop()
@@ -168,7 +172,7 @@ pub async fn detail(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<Chat
 /// messages still moves `last_read_at` (and tells the others) when newer
 /// messages exist than the last read, e.g. after a hide zeroed the counter.
 pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let mut tx = conn.begin().await?;
     let ctx = chat_context(&mut tx, chat_id, me, true)
         .await?
@@ -211,7 +215,7 @@ pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<(
 
 /// `POST /api/chats/{id}/hide`.
 pub async fn hide(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let mut tx = conn.begin().await?;
     let ctx = chat_context(&mut tx, chat_id, me, true)
         .await?
@@ -261,7 +265,7 @@ pub async fn create_private(state: &AppState, me: Uuid, target: Uuid) -> AppResu
     if repo::blocked_either_way(&state.db, me, target).await? {
         return Err(AppError::forbidden("Cannot create chat with blocked user"));
     }
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let mut tx = conn.begin().await?;
     let Some(created) = repo::insert_private(&mut tx, user1, user2).await? else {
         // A concurrent create won: its row is committed (the unique index
@@ -309,7 +313,11 @@ async fn invalidate_contacts(state: &AppState, users: &[Uuid]) {
         .map(|u| state.redis.key(&format!("contacts:{u}")))
         .collect();
     let mut conn = state.redis.conn();
-    let res: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+    let res: redis::RedisResult<i64> = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .counted("request");
     if let Err(e) = res {
         tracing::warn!(error = %e, "contact cache invalidation failed");
     }

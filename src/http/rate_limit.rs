@@ -242,7 +242,7 @@ pub fn counters(
 
 /// The answer when the counters cannot be reached.
 pub fn unavailable(e: redis::RedisError) -> Response {
-    crate::infra::metrics::redis_error();
+    crate::infra::metrics::redis_error("request");
     tracing::error!(error = %e, "rate limiter unavailable");
     AppError::unavailable("Rate limiting service unavailable").into_response()
 }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::{Connection, Postgres, Transaction};
 
 use crate::config::Config;
 
@@ -52,4 +53,25 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))
+}
+
+/// `pool.acquire()`, counted in `db_pool_waiters` while it waits and timed
+/// in `db_pool_acquire_seconds`: sqlx exposes no waiter count, so the
+/// places that take a connection explicitly (authentication of every
+/// request, transactions, `AppState::read_conn`) go through here. Single
+/// statements run directly on `&PgPool` wait inside sqlx uncounted, so the
+/// gauge is a lower bound, but it moves with the request paths.
+pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let wait = crate::infra::metrics::PoolWait::start();
+    let conn = pool.acquire().await;
+    wait.done(conn.is_ok());
+    conn
+}
+
+/// `pool.begin()` with the wait for its connection counted as in
+/// [`acquire`] (the `BEGIN` round trip itself is not part of the wait).
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let conn = acquire(pool).await?;
+    // What `Pool::begin` does with the connection it acquired.
+    Transaction::begin(conn, None).await
 }

@@ -105,12 +105,31 @@ fn describe() {
         "db_pool_idle_connections",
         "Idle PostgreSQL pool connections (sampled at scrape)"
     );
+    describe_gauge!(
+        "db_pool_waiters",
+        "Tasks waiting for a PostgreSQL pool connection (counted by infra::db::acquire/begin)"
+    );
     describe_histogram!(
         "db_pool_acquire_seconds",
         Unit::Seconds,
-        "Time to acquire a pooled PostgreSQL connection (probed at scrape)"
+        "Time to acquire a pooled PostgreSQL connection (infra::db::acquire/begin and a 10 s probe)"
     );
-    describe_counter!("redis_command_errors_total", "Redis commands that failed");
+    describe_counter!(
+        "redis_command_errors_total",
+        "Redis commands that failed, by path (request, bus, presence, typing, resume, instances, replica)"
+    );
+    describe_counter!(
+        "ws_resume_replays_total",
+        "Stored events replays served to sockets, by kind (since: a reconnect's ?since=, fill: a gap in the live stream)"
+    );
+    describe_counter!(
+        "ws_resume_events_replayed_total",
+        "Events sent to sockets from the resume store, by kind"
+    );
+    describe_counter!(
+        "ws_sync_resets_total",
+        "sync.reset frames sent instead of a replay, by reason"
+    );
     describe_counter!(
         "rate_limit_rejections_total",
         "Requests refused with 429, by bucket"
@@ -210,7 +229,7 @@ pub fn bus_published(format: &'static str, messages: usize, ok: bool) {
     counter!("bus_published_total", "format" => format, "result" => result)
         .increment(messages as u64);
     if !ok {
-        redis_error();
+        redis_error("bus");
     }
 }
 
@@ -238,8 +257,39 @@ pub fn db_pool(size: u32, idle: usize, acquire: Option<Duration>) {
     }
 }
 
+/// One task waiting in `PgPool::acquire`. sqlx keeps its waiters inside
+/// the pool's semaphore and exposes no count, so `infra::db::acquire` and
+/// `infra::db::begin` count them: +1 before the wait, -1 when it ends
+/// (also when the waiting request is cancelled, hence a drop guard).
+pub struct PoolWait {
+    started: std::time::Instant,
+}
+
+impl PoolWait {
+    pub fn start() -> Self {
+        gauge!("db_pool_waiters").increment(1.0);
+        Self {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The wait ended; a connection was handed out when `acquired`.
+    pub fn done(self, acquired: bool) {
+        if acquired {
+            histogram!("db_pool_acquire_seconds").record(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for PoolWait {
+    fn drop(&mut self) {
+        gauge!("db_pool_waiters").decrement(1.0);
+    }
+}
+
 /// Every 10 s until `stop`: how long taking a connection from `db` takes,
-/// with the pool's size and idle count (sqlx does not expose its waiters).
+/// with the pool's size and idle count, so the figures move while the
+/// instance is idle too. Not a waiter: nobody is kept waiting by it.
 pub fn spawn_pool_probe(db: sqlx::PgPool, mut stop: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
@@ -258,8 +308,22 @@ pub fn spawn_pool_probe(db: sqlx::PgPool, mut stop: tokio::sync::watch::Receiver
     });
 }
 
-pub fn redis_error() {
-    counter!("redis_command_errors_total").increment(1);
+/// A failed Redis command; `path` is one of the fixed names in the
+/// description above.
+pub fn redis_error(path: &'static str) {
+    counter!("redis_command_errors_total", "path" => path).increment(1);
+}
+
+/// `kind`: `since` (a reconnect's replay) or `fill` (a gap in the live
+/// stream read from the store); `events` were sent.
+pub fn ws_replay(kind: &'static str, events: usize) {
+    counter!("ws_resume_replays_total", "kind" => kind).increment(1);
+    counter!("ws_resume_events_replayed_total", "kind" => kind).increment(events as u64);
+}
+
+/// A `sync.reset` sent; `reason` is one of resume's fixed reasons.
+pub fn ws_sync_reset(reason: &'static str) {
+    counter!("ws_sync_resets_total", "reason" => reason).increment(1);
 }
 
 pub fn rate_limited(bucket: &'static str) {

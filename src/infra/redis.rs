@@ -30,7 +30,7 @@ pub struct RedisUnavailable(pub redis::RedisError);
 /// errors are counted for the metrics.
 impl From<redis::RedisError> for RedisUnavailable {
     fn from(e: redis::RedisError) -> Self {
-        crate::infra::metrics::redis_error();
+        crate::infra::metrics::redis_error("request");
         Self(e)
     }
 }
@@ -176,6 +176,24 @@ impl Seeds {
                 .push_sender(tx);
         }
         b.build()
+    }
+}
+
+/// For paths that handle a failed command themselves (log it, degrade,
+/// retry) instead of turning it into [`RedisUnavailable`] with `?`:
+/// presence, typing, the resume store, the replica's write marks. Without
+/// this their errors would never reach `redis_command_errors_total`.
+/// Never combine with a `?` into `RedisUnavailable` (that counts again).
+pub trait CountErrors {
+    fn counted(self, path: &'static str) -> Self;
+}
+
+impl<T> CountErrors for redis::RedisResult<T> {
+    fn counted(self, path: &'static str) -> Self {
+        if self.is_err() {
+            crate::infra::metrics::redis_error(path);
+        }
+        self
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::infra::redis::Redis;
+use crate::infra::redis::{CountErrors, Redis};
 
 /// How long a user's last write position is kept; the allowed lag must be
 /// shorter, or a lagging standby could serve a user whose write it lacks.
@@ -132,7 +132,8 @@ impl Replica {
         let last: redis::RedisResult<Option<String>> = redis::cmd("GET")
             .arg(self.redis.key(&write_key(user)))
             .query_async(&mut c)
-            .await;
+            .await
+            .counted("replica");
         match last {
             Ok(None) => true,
             Ok(Some(hex)) => u64::from_str_radix(&hex, 16).is_ok_and(|w| w <= replayed),
@@ -168,7 +169,8 @@ impl Replica {
             .arg(format!("{lsn:016X}"))
             .arg(WRITE_MEMORY.as_secs())
             .invoke_async(&mut c)
-            .await;
+            .await
+            .counted("replica");
         if let Err(e) = stored {
             tracing::warn!(error = %e, "cannot remember a write position; the writer may read a stale replica");
         }

@@ -68,7 +68,7 @@ async fn delete_one(
     id: Uuid,
     cutoff: chrono::DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&ctx.db).await?;
     let row: Option<(String, String)> = sqlx::query_as(&format!(
         "SELECT m.file_name, m.category FROM media m WHERE m.id = $2 AND {ORPHAN} FOR UPDATE OF m"
     ))

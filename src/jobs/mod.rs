@@ -179,7 +179,7 @@ pub async fn run_job(ctx: &JobContext, job: Job) -> anyhow::Result<JobReport> {
 
 async fn run_locked(ctx: &JobContext, job: Job, started: Instant) -> anyhow::Result<JobReport> {
     // The lock lives on one connection for the whole run.
-    let mut lock_conn = ctx.db.acquire().await?;
+    let mut lock_conn = crate::infra::db::acquire(&ctx.db).await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(job.lock_key())
         .fetch_one(&mut *lock_conn)

@@ -44,7 +44,7 @@ impl ChatOrderGuard {
     /// Waits for the chat's turn.
     pub async fn acquire(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
         let local = LOCAL_LOCKS.lock(chat_id).await;
-        let mut conn = db.acquire().await?;
+        let mut conn = crate::infra::db::acquire(db).await?;
         let key = lock_key(chat_id);
         sqlx::query("SELECT pg_advisory_lock($1, $2)")
             .bind(LOCK_NAMESPACE)

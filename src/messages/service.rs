@@ -215,7 +215,7 @@ pub async fn send(
     claim: Option<Claim>,
 ) -> AppResult<MessageResponse> {
     if let Some(claim) = &claim {
-        let mut conn = state.db.acquire().await?;
+        let mut conn = crate::infra::db::acquire(&state.db).await?;
         if let Some(id) = claim.prior(&mut conn, me).await? {
             return load_one(&mut conn, state, id, RenderOpts::FULL).await;
         }

@@ -82,7 +82,7 @@ async fn renew(redis: &Redis, id: &str, sockets: u64, started_at: i64) {
         .query_async(&mut c)
         .await;
     if let Err(e) = res {
-        crate::infra::metrics::redis_error();
+        crate::infra::metrics::redis_error("instances");
         tracing::warn!(error = %e, "instance lease renewal failed");
     }
 }

@@ -142,6 +142,7 @@ pub async fn open(
     };
     let mut last = pos;
     let mut first = true;
+    let mut sent = 0;
     loop {
         let page = store
             .range(user, Some(pos.epoch), last.n, None, first.then_some(pos))
@@ -168,8 +169,10 @@ pub async fn open(
             }
             push(socket, frame(&s.json, s.unread, Some(s.pos))).await?;
             last = s.pos;
+            sent += 1;
         }
         if !full {
+            crate::infra::metrics::ws_replay("since", sent);
             return Ok(Cursor::at(last));
         }
     }
@@ -193,6 +196,7 @@ pub async fn fill(
         None => (cursor.epoch, cursor.last, None),
     };
     let mut seen_epoch = epoch;
+    let mut sent = 0;
     loop {
         let entries = match range_retrying(store, user, epoch, next, upto).await {
             Ok(Range::Entries(v)) => v,
@@ -210,6 +214,7 @@ pub async fn fill(
             push(socket, frame(&s.json, s.unread, Some(s.pos))).await?;
             next = s.pos.n;
             seen_epoch = Some(s.pos.epoch);
+            sent += 1;
         }
         if !full || upto.is_some_and(|u| next >= u) {
             break;
@@ -224,6 +229,7 @@ pub async fn fill(
         cursor.last = next;
         cursor.exact = true;
     }
+    crate::infra::metrics::ws_replay("fill", sent);
     Ok(())
 }
 
@@ -268,9 +274,10 @@ async fn head_cursor(store: &EventStore, user: Uuid) -> Cursor {
 async fn reset(
     store: &EventStore,
     user: Uuid,
-    reason: &str,
+    reason: &'static str,
     socket: &mut WebSocket,
 ) -> Result<Cursor, Stop> {
+    crate::infra::metrics::ws_sync_reset(reason);
     let (head, cursor) = match store.enabled() {
         true => match store.head(user).await {
             Ok(head) => (head, Cursor::fresh(head)),

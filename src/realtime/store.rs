@@ -23,7 +23,7 @@ use redis::{Cmd, Script, Value};
 use uuid::Uuid;
 
 use crate::config::ResumeConfig;
-use crate::infra::redis::{Redis, RedisConn as Conn};
+use crate::infra::redis::{CountErrors, Redis, RedisConn as Conn};
 
 /// Appends events for many users; keys are (meta, stream) pairs.
 /// ARGV: retention ms, min events, ttl ms, body count K, K bodies, then per
@@ -239,15 +239,14 @@ impl EventStore {
                 for cmd in cmds {
                     pipe.add_command(cmd.clone());
                 }
-                pipe.query_async(&mut c.clone()).await
+                pipe.query_async(&mut c.clone()).await.counted("resume")
             }
-            Conn::Cluster(c) => {
-                futures::future::try_join_all(cmds.iter().map(|cmd| {
-                    let mut c = c.clone();
-                    async move { cmd.query_async::<Vec<String>>(&mut c).await }
-                }))
-                .await
-            }
+            Conn::Cluster(c) => futures::future::try_join_all(cmds.iter().map(|cmd| {
+                let mut c = c.clone();
+                async move { cmd.query_async::<Vec<String>>(&mut c).await }
+            }))
+            .await
+            .counted("resume"),
         }
     }
 
@@ -259,6 +258,7 @@ impl EventStore {
             .arg(s)
             .query_async(&mut self.conn.clone())
             .await
+            .counted("resume")
     }
 
     /// Entries after event `after` (exclusive) up to `upto` (inclusive;
@@ -283,7 +283,8 @@ impl EventStore {
             .arg(upto.map_or_else(|| "+".to_string(), |u| u.to_string()))
             .arg(PAGE)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .counted("resume")?;
         let status: String = reply
             .first()
             .map(redis::from_redis_value)
@@ -320,7 +321,8 @@ impl EventStore {
             .key(m)
             .key(s)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .counted("resume")?;
         Ok(match reply.as_slice() {
             [epoch, id] => Pos::from_parts(epoch, id),
             _ => None,

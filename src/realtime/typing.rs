@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::event::{kinds, Event};
 use super::EventBus;
-use crate::infra::redis::Redis;
+use crate::infra::redis::{CountErrors, Redis};
 
 #[derive(Deserialize)]
 struct ClientMessage {
@@ -116,7 +116,8 @@ impl TypingRelay {
             .arg("EX")
             .arg(2)
             .query_async(&mut c)
-            .await?;
+            .await
+            .counted("typing")?;
         if a.is_none() || b.is_none() {
             return Ok(());
         }

@@ -62,7 +62,7 @@ pub async fn create(
     };
     let description = (!description.is_empty()).then_some(description);
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let id = Uuid::now_v7();
     let mut report = NewReport {
         id,
@@ -305,7 +305,7 @@ pub async fn resolve(
         None => String::new(),
     };
     let notes = (!notes.is_empty()).then_some(notes);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let (current, message) = repo::lock(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::not_found("Report not found"))?;
@@ -342,7 +342,7 @@ pub async fn resolve(
     if let Some((message, chat)) = taken_down {
         // No sender: every member is told, whoever they block. The change
         // is committed, so a failure here is logged, not answered.
-        match state.db.acquire().await {
+        match crate::infra::db::acquire(&state.db).await {
             Ok(mut conn) => {
                 let payload = MessageDeletedPayload {
                     message_id: message,
@@ -357,7 +357,7 @@ pub async fn resolve(
 
 /// `DELETE /api/admin/reports/{id}`: only decided reports can go.
 pub async fn delete(state: &AppState, admin: Uuid, id: Uuid) -> Result<(), AppError> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let (status, _) = repo::lock(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::not_found("Report not found"))?;

@@ -79,7 +79,7 @@ pub async fn update_profile(
         None => None,
     };
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     let row = repo::own_for_update(&mut *tx, me)
         .await?
         .ok_or_else(|| AppError::not_found("Not Found"))?;

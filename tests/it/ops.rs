@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::{free_port, json, ChildGuard, TestApp, WsClient, WsRead};
+use crate::harness::{base_env, free_port, json, ChildGuard, TcpProxy, TestApp, WsClient, WsRead};
 
 /// An `atoitalk serve` child on the test app's database and Redis prefix.
 struct Child {
@@ -47,12 +47,27 @@ async fn spawn_server(app: &TestApp, extra: &[(&str, &str)]) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the child server did not become ready on port {port}");
+    let left = guard.finish(Duration::from_secs(5)).await;
+    panic!(
+        "the child server did not become ready on port {port} ({}):\n{}",
+        left.status, left.output
+    );
 }
 
 impl Child {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A socket on the child; `since` resumes from that position.
+    async fn ws(&self, token: &str, since: Option<&str>) -> WsClient {
+        let mut url = format!("{}/ws?token={token}", self.base.replace("http://", "ws://"));
+        if let Some(s) = since {
+            url.push_str("&since=");
+            url.extend(url::form_urlencoded::byte_serialize(s.as_bytes()));
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        WsClient { stream }
     }
 
     async fn scrape(&self) -> String {
@@ -150,13 +165,8 @@ async fn metrics_count_a_scripted_workload() {
     assert_eq!(refused, 3);
 
     // Bob listens on the child server; Alice sends three messages there.
-    let (stream, _) = tokio_tungstenite::connect_async(format!(
-        "{}/ws?token={bob_t}",
-        server.base.replace("http://", "ws://")
-    ))
-    .await
-    .unwrap();
-    let mut ws = WsClient { stream };
+    let mut ws = server.ws(&bob_t, None).await;
+    let mut seqs = Vec::new();
     for i in 0..3 {
         let r = server
             .http
@@ -167,7 +177,8 @@ async fn metrics_count_a_scripted_workload() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        ws.expect_event("message.new").await;
+        let e = ws.expect_event("message.new").await;
+        seqs.push(e["meta"]["seq"].as_str().expect("meta.seq").to_string());
     }
     let mid = server.scrape().await;
     assert_eq!(metric(&mid, "ws_open_sockets", &[]), 1.0);
@@ -197,7 +208,30 @@ async fn metrics_count_a_scripted_workload() {
         assert_eq!(r.status(), 404);
     }
 
-    // The socket's end is counted once the server noticed it.
+    // Resume: a reconnect after the first message gets the other two
+    // replayed; a position the server cannot read gets `sync.reset`.
+    let mut back = server.ws(&bob_t, Some(&seqs[0])).await;
+    let mut replayed = Vec::new();
+    while let WsRead::Event(e) = back.read(Duration::from_millis(700)).await {
+        replayed.push(e);
+    }
+    let contents: Vec<_> = replayed
+        .iter()
+        .filter(|e| e["type"] == "message.new")
+        .map(|e| e["payload"]["content"].clone())
+        .collect();
+    assert_eq!(
+        contents,
+        [json!("hello 1"), json!("hello 2")],
+        "{replayed:?}"
+    );
+    drop(back);
+    let mut reset = server.ws(&bob_t, Some("not-a-position")).await;
+    let e = reset.expect_event("sync.reset").await;
+    assert_eq!(e["payload"]["reason"], "invalid_position");
+    drop(reset);
+
+    // The sockets' ends are counted once the server noticed them.
     let mut text = String::new();
     for _ in 0..50 {
         text = server.scrape().await;
@@ -218,7 +252,7 @@ async fn metrics_count_a_scripted_workload() {
     assert_eq!(http("/api/otp/send", "POST", "2xx"), 1.0);
     assert_eq!(http("/api/messages", "POST", "2xx"), 3.0);
     assert_eq!(http("/api/users/{id}", "GET", "4xx"), 4.0);
-    assert_eq!(http("/ws", "GET", "1xx"), 1.0);
+    assert_eq!(http("/ws", "GET", "1xx"), 3.0);
     assert_eq!(
         metric(
             &text,
@@ -237,11 +271,24 @@ async fn metrics_count_a_scripted_workload() {
     );
     assert_eq!(metric(&text, "emails_total", &[("result", "sent")]), 1.0);
     assert_eq!(metric(&text, "emails_total", &[("result", "failed")]), 0.0);
-    assert_eq!(metric(&text, "ws_connects_total", &[]), 1.0);
+    assert_eq!(metric(&text, "ws_connects_total", &[]), 3.0);
     assert_eq!(
         metric(&text, "ws_disconnects_total", &[("code", "none")]),
+        3.0
+    );
+    let resume = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
+    assert_eq!(resume("ws_resume_replays_total", &[("kind", "since")]), 1.0);
+    assert_eq!(
+        resume("ws_resume_events_replayed_total", &[("kind", "since")]),
+        replayed.len() as f64
+    );
+    // No gap in the live stream needed a fill.
+    assert_eq!(resume("ws_resume_replays_total", &[("kind", "fill")]), 0.0);
+    assert_eq!(
+        resume("ws_sync_resets_total", &[("reason", "invalid_position")]),
         1.0
     );
+    assert_eq!(resume("ws_sync_resets_total", &[]), 1.0);
     assert_eq!(metric(&text, "ws_open_sockets", &[]), 0.0);
     assert_eq!(
         metric(
@@ -270,7 +317,141 @@ async fn metrics_count_a_scripted_workload() {
         1.0
     );
     assert!(metric(&text, "db_pool_connections", &[]) >= 1.0);
+    // Every authenticated request (8 over HTTP, 3 sockets) takes its
+    // connection where the wait is counted; nobody is waiting any more.
+    assert!(metric(&text, "db_pool_acquire_seconds_count", &[]) >= 11.0);
+    assert_eq!(metric(&text, "db_pool_waiters", &[]), 0.0);
     assert_eq!(metric(&text, "redis_command_errors_total", &[]), 0.0);
+}
+
+/// Presence and typing handle their Redis failures themselves (log and
+/// carry on): those failures are counted too, under their own path.
+#[tokio::test]
+async fn redis_errors_of_presence_and_typing_are_counted() {
+    let env = base_env();
+    let host = env["REDIS_HOST"].replace("localhost", "127.0.0.1");
+    let redis = format!("{host}:{}", env["REDIS_PORT"]).parse().unwrap();
+    let proxy = TcpProxy::start(redis).await;
+    let app = TestApp::spawn().await;
+    let (alice, _) = app.make_user("Alice").await;
+    let (bob, bob_t) = app.make_user("Bob").await;
+    let chat = app.make_private_chat(alice, bob).await;
+    let port = proxy.port.to_string();
+    let server = spawn_server(&app, &[("REDIS_PORT", port.as_str())]).await;
+    let mut ws = server.ws(&bob_t, None).await;
+    let errors =
+        |text: &str, path: &str| metric(text, "redis_command_errors_total", &[("path", path)]);
+    let before = server.scrape().await;
+    assert_eq!(errors(&before, "typing"), 0.0);
+    assert_eq!(errors(&before, "presence"), 0.0);
+
+    proxy.cut();
+    ws.send_json(&json!({"type": "chat.typing", "payload": null, "meta": {"chat_id": chat}}))
+        .await;
+    // The socket's end makes presence drop its lease: that fails too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(ws);
+    let mut text = String::new();
+    for _ in 0..150 {
+        text = server.scrape().await;
+        if errors(&text, "typing") >= 1.0 && errors(&text, "presence") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(errors(&text, "typing") >= 1.0, "{text}");
+    assert!(errors(&text, "presence") >= 1.0, "{text}");
+    // /metrics itself needs no Redis.
+    proxy.restore();
+}
+
+/// With one pooled connection held by a request stuck on a row lock, the
+/// requests behind it show in `db_pool_waiters`, and leave it once served.
+#[tokio::test]
+async fn pool_waiters_show_requests_queued_for_a_connection() {
+    let app = TestApp::spawn().await;
+    let (alice, alice_t) = app.make_user("Alice").await;
+    let (_, bob_t) = app.make_user("Bob").await;
+    let server = spawn_server(&app, &[("DB_MAX_CONNECTIONS", "1")]).await;
+    let waiting = |text: &str| metric(text, "db_pool_waiters", &[]);
+    let before = server.scrape().await;
+    assert_eq!(waiting(&before), 0.0);
+    let acquired_before = metric(&before, "db_pool_acquire_seconds_count", &[]);
+
+    let mut lock = app.state.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(alice)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // Alice's profile update takes the child's only connection and waits
+    // for the row.
+    let put = {
+        let (http, url) = (server.http.clone(), server.url("/api/user/profile"));
+        tokio::spawn(async move {
+            http.put(url)
+                .bearer_auth(&alice_t)
+                .json(&json!({"full_name": "Alice Waited"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let mut blocked = 0i64;
+    for _ in 0..100 {
+        blocked = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        if blocked == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(blocked, 1, "the profile update never reached the row lock");
+
+    // Three of Bob's requests queue behind it (the pool waits up to 5 s).
+    let gets: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url, t) = (
+                server.http.clone(),
+                server.url(&format!("/api/users/{alice}")),
+                bob_t.clone(),
+            );
+            tokio::spawn(
+                async move { http.get(url).bearer_auth(&t).send().await.unwrap().status() },
+            )
+        })
+        .collect();
+    let mut text = String::new();
+    for _ in 0..60 {
+        text = server.scrape().await;
+        if waiting(&text) >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(waiting(&text), 3.0, "{text}");
+
+    // Long enough that every wait lands past the 0.1 s bucket.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.rollback().await.unwrap();
+    assert_eq!(put.await.unwrap(), 200);
+    for g in gets {
+        assert_eq!(g.await.unwrap(), 200);
+    }
+    let after = server.scrape().await;
+    assert_eq!(waiting(&after), 0.0);
+    // The profile update's two acquires and Bob's three.
+    assert!(metric(&after, "db_pool_acquire_seconds_count", &[]) - acquired_before >= 5.0);
+    // Bob's waits were long: outside the 0.1 s bucket.
+    let slow = metric(&after, "db_pool_acquire_seconds_count", &[])
+        - metric(&after, "db_pool_acquire_seconds_bucket", &[("le", "0.1")]);
+    assert!(slow >= 3.0, "{after}");
 }
 
 #[tokio::test]
@@ -306,14 +487,39 @@ async fn metric_labels_stay_bounded_whatever_the_paths() {
             .await
             .unwrap();
     }
+    // Resume positions from the client never become labels either.
+    for _ in 0..5 {
+        let since = Uuid::new_v4().to_string();
+        let mut ws = server.ws(&token, Some(&since)).await;
+        ws.expect_event("sync.reset").await;
+    }
     let text = server.scrape().await;
     let all = samples(&text);
+    // Every label is one of the fixed dimensions.
+    const KEYS: &[&str] = &[
+        "route", "method", "status", "code", "type", "format", "result", "bucket", "backend", "op",
+        "job", "kind", "reason", "path", "le",
+    ];
     for (name, labels, _) in &all {
         for (k, v) in labels {
+            assert!(KEYS.contains(&k.as_str()), "{name} has label {k}");
             assert!(!looks_like_uuid(v), "{name}{{{k}={v}}} carries an id");
             assert!(!v.starts_with("/no/"), "{name}{{{k}={v}}} is a raw path");
         }
     }
+    assert_eq!(
+        metric(
+            &text,
+            "ws_sync_resets_total",
+            &[("reason", "invalid_position")]
+        ),
+        5.0
+    );
+    let reset_series = all
+        .iter()
+        .filter(|(n, _, _)| n == "ws_sync_resets_total")
+        .count();
+    assert_eq!(reset_series, 1, "{text}");
     let series = all
         .iter()
         .filter(|(n, _, _)| n == "http_requests_total")
@@ -412,13 +618,7 @@ async fn scheduler_metrics_and_status_report() {
             .env("AUDIT_CLEANUP_CRON", "* * * * *"),
     );
     let (_, bob_t) = app.make_user("Bob").await;
-    let (stream, _) = tokio_tungstenite::connect_async(format!(
-        "{}/ws?token={bob_t}",
-        server.base.replace("http://", "ws://")
-    ))
-    .await
-    .unwrap();
-    let mut ws = WsClient { stream };
+    let mut ws = server.ws(&bob_t, None).await;
 
     // The first run comes at the next minute boundary.
     let http = reqwest::Client::new();

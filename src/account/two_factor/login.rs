@@ -29,6 +29,7 @@ fn key(state: &AppState, challenge: &str) -> String {
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "2fa challenge store unavailable");
+    crate::infra::metrics::redis_error("request");
     AppError::unavailable("Session service unavailable")
 }
 

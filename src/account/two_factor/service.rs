@@ -102,7 +102,7 @@ pub async fn enable(
         .iter()
         .map(|c| codes::recovery_hash(key(state), me, &codes::normalize_recovery(c)))
         .collect();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     if !repo::enable(&mut tx, me, &row.secret_enc, step).await? {
         // Enabled or set up again by a parallel request.
         return Err(AppError::conflict(
@@ -178,7 +178,7 @@ pub async fn disable(state: &AppState, me: Uuid, req: DisableRequest) -> Result<
     if !check_code(state, me, &row.secret_enc, &code).await? {
         return Err(invalid_code());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::infra::db::begin(&state.db).await?;
     repo::delete(&mut tx, me).await?;
     tx.commit().await?;
     Ok(())

@@ -4,6 +4,7 @@
 //! (parallel guesses cannot slip in), and a correct code clears the count.
 
 use crate::error::AppError;
+use crate::infra::redis::CountErrors;
 use crate::state::AppState;
 
 /// Wrong codes allowed per window.
@@ -17,6 +18,7 @@ fn key(state: &AppState, user: uuid::Uuid) -> String {
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "2fa throttle unavailable");
+    crate::infra::metrics::redis_error("request");
     AppError::unavailable("Session service unavailable")
 }
 
@@ -55,7 +57,8 @@ pub async fn succeeded(state: &AppState, user: uuid::Uuid) {
     let res: redis::RedisResult<()> = redis::cmd("DEL")
         .arg(key(state, user))
         .query_async(&mut c)
-        .await;
+        .await
+        .counted("request");
     if let Err(e) = res {
         tracing::warn!(error = %e, "cannot clear 2fa failures");
     }

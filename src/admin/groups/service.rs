@@ -14,6 +14,7 @@ use crate::groups::{self, service::Actor};
 use crate::http::pagination::{self, QueryParams, DEFAULT_LIMIT};
 use crate::http::response::Page;
 use crate::http::timestamps::{rfc3339, rfc3339_nano};
+use crate::infra::redis::CountErrors;
 use crate::state::AppState;
 
 /// Largest page of the admin group list. The reference accepts any size;
@@ -163,7 +164,11 @@ pub async fn members(
 async fn forget_member_cache(state: &AppState, chat: Uuid) {
     let key = state.redis.key(&format!("chat_members:{chat}"));
     let mut c = state.redis.conn();
-    let res: redis::RedisResult<()> = redis::cmd("DEL").arg(&key).query_async(&mut c).await;
+    let res: redis::RedisResult<()> = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .counted("request");
     if let Err(e) = res {
         tracing::warn!(error = %e, %chat, "could not drop the chat member cache");
     }

@@ -82,7 +82,7 @@ pub fn validate_create(req: CreateGroupChatRequest) -> AppResult<CreateInput> {
 /// message; `chat.new` to everyone, each built for their own role (the
 /// reference sends the owner's view, private invite code included, to all).
 pub async fn create(state: &AppState, me: Uuid, input: CreateInput) -> AppResult<ChatListResponse> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let mut tx = conn.begin().await?;
     let found = repo::candidates(&mut tx, &input.member_ids, me, Some(me), None).await?;
     if found.len() != input.member_ids.len() || found.iter().any(|c| c.deleted) {

@@ -27,7 +27,7 @@ pub async fn history(
     me: Uuid,
     message_id: Uuid,
 ) -> AppResult<Vec<MessageVersion>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let msg = repo::target(&mut conn, message_id)
         .await?
         .ok_or_else(|| AppError::not_found("Message not found"))?;

@@ -138,7 +138,7 @@ pub async fn list(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> AppResult<Page<PinnedMessage>> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = crate::infra::db::acquire(&state.db).await?;
     let ctx = messages_repo::chat_context(&mut conn, chat_id, me, false)
         .await?
         .filter(|c| !c.deleted)

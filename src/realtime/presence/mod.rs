@@ -39,7 +39,7 @@ use super::event::{kinds, Event};
 use super::recipients;
 use super::{EventBus, Hub};
 use crate::infra::keyed_lock::KeyedLocks;
-use crate::infra::redis::Redis;
+use crate::infra::redis::{CountErrors, Redis};
 
 /// Presence key lifetime (and instance lease length).
 pub const ONLINE_TTL_SECS: u64 = 70;
@@ -196,7 +196,8 @@ impl Presence {
             .arg(self.grace_ms())
             .arg(user.to_string())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         if version > 0 {
             let payload = json!({
                 "user_id": user,
@@ -224,7 +225,8 @@ impl Presence {
             .arg(self.grace_ms())
             .arg(user.to_string())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         Ok(())
     }
 
@@ -268,7 +270,8 @@ impl Presence {
                     .await
             }
         }))
-        .await?;
+        .await
+        .counted("presence")?;
         futures::stream::iter(due.iter().flatten().filter_map(|u| Uuid::try_parse(u).ok()))
             .for_each_concurrent(ANNOUNCE_CONCURRENCY, |user| async move {
                 if let Err(e) = self.settle(user, now).await {
@@ -290,7 +293,8 @@ impl Presence {
             .arg(now)
             .arg(self.grace_ms())
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         if version == 0 {
             return Ok(());
         }
@@ -335,7 +339,8 @@ impl Presence {
             .arg(self.state_key(user))
             .arg("v")
             .query_async(&mut c)
-            .await;
+            .await
+            .counted("presence");
         if matches!(current, Ok(Some(v)) if v > version) {
             tracing::debug!(%user, version, "presence announcement superseded; not sent");
             return;
@@ -350,6 +355,7 @@ impl Presence {
             .arg(self.online_key(user))
             .query_async::<bool>(&mut c)
             .await
+            .counted("presence")
             .unwrap_or(false)
     }
 }

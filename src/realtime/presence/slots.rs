@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::{scripts, Presence, ONLINE_TTL_SECS};
-use crate::infra::redis::Redis;
+use crate::infra::redis::{CountErrors, Redis};
 
 /// One socket's place under the per-user cap, released when dropped.
 pub struct SocketSlot {
@@ -29,7 +29,8 @@ impl SocketSlot {
             .arg(ONLINE_TTL_SECS * 1000)
             .ignore()
             .query_async(&mut c)
-            .await;
+            .await
+            .counted("presence");
         if let Err(e) = res {
             tracing::debug!(error = %e, "socket lease renewal failed");
         }
@@ -51,7 +52,8 @@ impl Drop for SocketSlot {
                     .arg(key)
                     .arg(member)
                     .query_async(&mut c)
-                    .await;
+                    .await
+                    .counted("presence");
             });
         }
     }
@@ -75,7 +77,8 @@ impl Presence {
             .arg(ONLINE_TTL_SECS * 1000)
             .arg(max)
             .invoke_async(&mut c)
-            .await?;
+            .await
+            .counted("presence")?;
         Ok((taken == 1).then(|| SocketSlot {
             redis: self.redis.clone(),
             key,
