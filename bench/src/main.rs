@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod peer;
 mod search;
 mod storm;
 
@@ -108,6 +109,8 @@ enum Scenario {
         #[arg(long, default_value_t = 800)]
         requests: u32,
     },
+    /// Issue 21: the same workloads against AtoiTalk and Matrix Synapse.
+    Peer(peer::PeerArgs),
     /// Every scenario with its defaults.
     All,
 }
@@ -227,6 +230,7 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             mine,
             requests,
         } => search::run(args, messages, chats, mine, requests).await,
+        Scenario::Peer(p) => peer::run(args, p).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }
