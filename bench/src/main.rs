@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 mod fanout;
 mod net;
+mod peer;
 mod scale;
 mod search;
 mod storm;
@@ -137,6 +138,8 @@ enum Scenario {
     /// Issue 21 §3: 100,000 idle sockets, fan-out to a 10,000-member group.
     #[command(subcommand)]
     Scale(scale::Which),
+    /// Issue 21: the same workloads against AtoiTalk and Matrix Synapse.
+    Peer(peer::PeerArgs),
     /// Every scenario with its defaults.
     All,
 }
@@ -262,6 +265,7 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             requests,
         } => search::run(args, messages, chats, mine, requests).await,
         Scenario::Scale(which) => scale::run(args, which).await,
+        Scenario::Peer(p) => peer::run(args, p).await,
         Scenario::All => unreachable!("expanded above"),
     }
 }

@@ -129,7 +129,7 @@ async fn reconnect(
 }
 
 /// user, utime+stime in seconds, of a process.
-fn cpu_secs(pid: u32) -> f64 {
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the ")" that ends the command name: utime is the 12th.
     let rest = stat.rsplit(')').next().unwrap_or("");
