@@ -205,7 +205,7 @@ async fn sends(admin: &PgPool, side: &dyn Side, clients: u32, secs: u64) -> anyh
         while Instant::now() < deadline {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let t = Instant::now();
-            match side.send(&http, i).send().await {
+            match side.send(http, i).send().await {
                 Ok(r) if r.status().is_success() => {
                     let _ = r.bytes().await;
                     lat.push(t.elapsed().as_micros() as u64);
@@ -352,6 +352,8 @@ fn print_runs(label: &str, results: &[(String, [Vec<Sample>; 2])]) {
     println!("| workload | server | per s | p50 / p99 | CPU ms per item: server / +PostgreSQL | errors | note |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (name, sides) in results {
+        // Interleaved: run r of both sides, in the order they ran.
+        #[allow(clippy::needless_range_loop)]
         for r in 0..sides[0].len() {
             for (k, who) in ["AtoiTalk", "Synapse"].iter().enumerate() {
                 let s = &sides[k][r];

@@ -115,7 +115,7 @@ async fn reconnect(
                     Some((status, body)) => format!("{status} {body}"),
                     None => format!("{e}"),
                 };
-                if failures.is_empty() && i % 500 == 0 {
+                if failures.is_empty() && i.is_multiple_of(500) {
                     eprintln!("    reconnect {i} attempt {attempt} failed: {why}");
                 }
                 failures.push(why);

@@ -48,7 +48,10 @@ pub fn authenticated(
     // so they cannot ride in its round trip: count after authenticating.
     let router = if state.redis.is_cluster() {
         router
-            .layer(from_fn_with_state((state.clone(), buckets), rate_limit::limit))
+            .layer(from_fn_with_state(
+                (state.clone(), buckets),
+                rate_limit::limit,
+            ))
             .layer(from_fn_with_state(state.clone(), require_auth))
     } else {
         router.layer(from_fn_with_state(

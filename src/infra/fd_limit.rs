@@ -27,5 +27,7 @@ pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
         }
         lim = raised;
     }
+    // rlim_t is u64 on Linux but not on every target.
+    #[allow(clippy::unnecessary_cast)]
     Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
 }
