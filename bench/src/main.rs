@@ -77,6 +77,9 @@ enum Scenario {
         secs: u64,
         #[arg(long, default_value_t = 2000)]
         users: u32,
+        /// Server instances (clients spread round-robin over them).
+        #[arg(long, default_value_t = 1)]
+        instances: u16,
     },
     /// A group with every member connected; time from POST response to the
     /// last member's `message.new`.
@@ -176,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 clients: 64,
                 secs: 15,
                 users: 2000,
+                instances: 1,
             },
             Scenario::Fanout {
                 members: 1000,
@@ -232,11 +236,20 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             clients,
             secs,
             users,
+            instances,
         } => {
             if limit_tps.is_none() {
                 *limit_tps = Some(pg_limit(clients, secs).await?);
             }
-            send_throughput(args, clients, secs, users, limit_tps.unwrap_or(0.0)).await
+            send_throughput(
+                args,
+                clients,
+                secs,
+                users,
+                instances,
+                limit_tps.unwrap_or(0.0),
+            )
+            .await
         }
         Scenario::Fanout {
             members,
@@ -607,6 +620,7 @@ async fn send_throughput(
     clients: u32,
     secs: u64,
     users: u32,
+    instances: u16,
     limit_tps: f64,
 ) -> anyhow::Result<Vec<Row>> {
     let db = fresh_db(args).await?;
@@ -617,7 +631,10 @@ async fn send_throughput(
     let ids = seed_users(&db, users).await?;
     let pairs: Vec<(Uuid, Uuid)> = ids.chunks(2).map(|c| (c[0], c[1])).collect();
     let chats = seed_private_chats(&db, &pairs).await?;
-    let server = ServerProc::start(args, args.port).await?;
+    let mut servers = Vec::new();
+    for i in 0..instances.max(1) {
+        servers.push(ServerProc::start(args, args.port + i).await?);
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients as usize)
         .build()?;
@@ -629,19 +646,25 @@ async fn send_throughput(
             .collect(),
     );
     // Warm-up so connection pools are open.
-    let _ = http
-        .get(format!("http://127.0.0.1:{}/readyz", server.port))
-        .send()
-        .await;
-    eprintln!("==> send: {clients} clients for {secs} s");
+    for server in &servers {
+        let _ = http
+            .get(format!("http://127.0.0.1:{}/readyz", server.port))
+            .send()
+            .await;
+    }
+    eprintln!(
+        "==> send: {clients} clients for {secs} s over {} instance(s)",
+        servers.len()
+    );
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     let started = Instant::now();
-    for _ in 0..clients {
+    for k in 0..clients {
         let (http, jobs, next, errors) = (http.clone(), jobs.clone(), next.clone(), errors.clone());
-        let url = format!("http://127.0.0.1:{}/api/messages", server.port);
+        let port = servers[k as usize % servers.len()].port;
+        let url = format!("http://127.0.0.1:{port}/api/messages");
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
@@ -679,10 +702,16 @@ async fn send_throughput(
     } else {
         0.0
     };
-    drop(server);
+    let n = servers.len();
+    drop(servers);
+    let over = if n > 1 {
+        format!(", {n} instances")
+    } else {
+        String::new()
+    };
     Ok(vec![
         Row {
-            name: format!("POST /api/messages ({clients} clients)"),
+            name: format!("POST /api/messages ({clients} clients{over})"),
             value: format!("{rate:.0} msg/s"),
             goal: "≥ 60% of pgbench".into(),
             note: format!(
