@@ -122,6 +122,15 @@ pub mod support {
         panic!("socket of {user} never registered");
     }
 
+    /// `SELECT count(*) ... WHERE ... = $1` with `id` bound.
+    pub async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .expect("count")
+    }
+
     pub async fn exec(app: &TestApp, sql: &str, id: Uuid) {
         sqlx::query(sql)
             .bind(id)

@@ -153,17 +153,17 @@ async fn edit_history_goes_with_its_chat_in_the_cleanup_job() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let count = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM message_edits WHERE message_id = $1")
-            .bind(mid)
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap()
+    let rows = || {
+        count(
+            &app,
+            "SELECT count(*) FROM message_edits WHERE message_id = $1",
+            mid,
+        )
     };
-    assert_eq!(count().await, 1);
+    assert_eq!(rows().await, 1);
     purge_chat_by_cleanup_job(&app, chat).await;
     assert_eq!(
-        count().await,
+        rows().await,
         0,
         "edit history cascades with the message rows"
     );

@@ -318,17 +318,17 @@ async fn pins_go_with_their_chat_in_the_cleanup_job() {
     let chat = make_group(&app, alice, &[bob]).await;
     let m = send(&app, &at, chat, "soon gone").await;
     assert_eq!(pin(&app, &at, m["id"].as_str().unwrap()).await.0, 200);
-    let count = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM message_pins WHERE chat_id = $1")
-            .bind(chat)
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap()
+    let rows = || {
+        count(
+            &app,
+            "SELECT count(*) FROM message_pins WHERE chat_id = $1",
+            chat,
+        )
     };
-    assert_eq!(count().await, 1);
+    assert_eq!(rows().await, 1);
     purge_chat_by_cleanup_job(&app, chat).await;
     assert_eq!(
-        count().await,
+        rows().await,
         0,
         "pins cascade with the chat and its messages"
     );

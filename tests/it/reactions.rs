@@ -284,14 +284,14 @@ async fn reactions_go_with_their_chat_in_the_cleanup_job() {
     let m = send(&app, &at, chat, "soon gone").await;
     let mid = m["id"].as_str().unwrap().to_string();
     assert_eq!(react(&app, &bt, &mid, "👍").await.0, 200);
-    let count = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM message_reactions WHERE message_id = $1")
-            .bind(Uuid::parse_str(&mid).unwrap())
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap()
+    let rows = || {
+        count(
+            &app,
+            "SELECT count(*) FROM message_reactions WHERE message_id = $1",
+            Uuid::parse_str(&mid).unwrap(),
+        )
     };
-    assert_eq!(count().await, 1);
+    assert_eq!(rows().await, 1);
     purge_chat_by_cleanup_job(&app, chat).await;
-    assert_eq!(count().await, 0, "reactions cascade with the message rows");
+    assert_eq!(rows().await, 0, "reactions cascade with the message rows");
 }
