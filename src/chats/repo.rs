@@ -61,8 +61,9 @@ const MY_CHATS: &str = "\
            p.user1_last_read_at, NULL, NULL \
       FROM private_chats p WHERE p.user2_id = $1 \
     UNION ALL \
-    SELECT g.chat_id, NULL, gm.unread_count, gm.last_read_at, NULL, NULL, g.id, gm.role \
-      FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id WHERE gm.user_id = $1";
+    SELECT g.chat_id, NULL, gc.message_seq - gm.read_seq, gm.last_read_at, NULL, NULL, g.id, gm.role \
+      FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id \
+      JOIN chats gc ON gc.id = g.chat_id WHERE gm.user_id = $1";
 
 /// The statement of [`list_page`].
 pub fn list_page_sql() -> String {
@@ -130,7 +131,7 @@ pub async fn chat_for_viewers(
                     WHEN p.user2_id = v.viewer THEN p.user1_id END AS other_id, \
                COALESCE(CASE WHEN p.user1_id = v.viewer THEN p.user1_unread_count \
                              WHEN p.user2_id = v.viewer THEN p.user2_unread_count \
-                             ELSE gm.unread_count END, 0)::bigint AS unread, \
+                             ELSE c.message_seq - gm.read_seq END, 0)::bigint AS unread, \
                CASE WHEN p.user1_id = v.viewer THEN p.user1_last_read_at \
                     WHEN p.user2_id = v.viewer THEN p.user2_last_read_at \
                     ELSE gm.last_read_at END AS last_read_at, \
@@ -268,7 +269,7 @@ pub async fn mark_read(
 ) -> Result<(), sqlx::Error> {
     let sql = match group_id {
         Some(_) => format!(
-            "UPDATE group_members SET unread_count = 0, \
+            "UPDATE group_members SET read_seq = (SELECT c.message_seq FROM chats c WHERE c.id = $1), \
                     last_read_at = CASE WHEN $3 THEN last_read_at ELSE {BOUNDARY} END \
               WHERE group_chat_id = $4 AND user_id = $2"
         ),

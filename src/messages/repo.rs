@@ -277,7 +277,7 @@ fn chat_context_sql(columns: &str, joins: &str, lock: bool) -> String {
                 g.id AS group_id, gm.role AS my_role, \
                 COALESCE(CASE WHEN p.user1_id = $2 THEN p.user1_unread_count \
                               WHEN p.user2_id = $2 THEN p.user2_unread_count \
-                              ELSE gm.unread_count END, 0)::bigint AS unread, \
+                              ELSE c.message_seq - gm.read_seq END, 0)::bigint AS unread, \
                 CASE WHEN p.user1_id = $2 THEN p.user1_last_read_at \
                      WHEN p.user2_id = $2 THEN p.user2_last_read_at \
                      ELSE gm.last_read_at END AS last_read_at, \
@@ -370,9 +370,21 @@ macro_rules! block_partners {
     };
 }
 
+/// Whether the message being recorded (`$1` at `t.at`) is newer than the
+/// chat's last message: the pointer only moves forward.
+macro_rules! forward {
+    () => {
+        "(last_message_at IS NULL OR last_message_at < t.at \
+          OR (last_message_at = t.at AND (last_message_id IS NULL OR last_message_id < $1)))"
+    };
+}
+
 /// Records a new regular message in ONE statement: inserts it, moves the
-/// chat's last-message pointer forward, bumps every other member's unread
-/// counter (the sender has read everything) and returns the recipients of
+/// chat's last-message pointer forward, counts it in `chats.message_seq`,
+/// bumps the other participant's counter in a private chat (a group
+/// member's counter is `message_seq - read_seq`, so a group send writes no
+/// member row but the sender's: see migration `20260301000000`), marks it
+/// read for the sender and returns the recipients of
 /// `message.new` with their new counters: everyone except, in a group, the
 /// members in a block relation with the sender (their counter still moves;
 /// they see the message in the history, not live). The send path only
@@ -397,11 +409,19 @@ pub async fn record_new_message(
                                  reply_to_id, sender_id) \
            SELECT $1, t.at, t.at, $3, $4, $5, $6, $7, $8 FROM t), \
          adv AS ( \
-           UPDATE chats SET last_message_id = $1, last_message_at = t.at, updated_at = t.at \
+           UPDATE chats SET message_seq = message_seq + 1, \
+             last_message_id = CASE WHEN ",
+        forward!(),
+        " THEN $1 ELSE last_message_id END, \
+             last_message_at = CASE WHEN ",
+        forward!(),
+        " THEN t.at ELSE last_message_at END, \
+             updated_at = CASE WHEN ",
+        forward!(),
+        " THEN t.at ELSE updated_at END \
              FROM t \
             WHERE id = $6 \
-              AND (last_message_at IS NULL OR last_message_at < t.at \
-                   OR (last_message_at = t.at AND (last_message_id IS NULL OR last_message_id < $1)))), \
+           RETURNING message_seq), \
          pc AS ( \
            UPDATE private_chats SET \
              user1_unread_count = CASE WHEN user1_id = $8 THEN 0 ELSE user1_unread_count + 1 END, \
@@ -411,20 +431,22 @@ pub async fn record_new_message(
              FROM t \
             WHERE chat_id = $6 AND $9::uuid IS NULL \
            RETURNING user1_id, user1_unread_count, user2_id, user2_unread_count), \
-         gm AS ( \
-           UPDATE group_members SET \
-             unread_count = CASE WHEN user_id = $8 THEN 0 ELSE unread_count + 1 END, \
-             last_read_at = CASE WHEN user_id = $8 THEN t.at ELSE last_read_at END \
-             FROM t \
-            WHERE group_chat_id = $9 \
-           RETURNING user_id, unread_count) \
+         me AS ( \
+           UPDATE group_members SET read_seq = adv.message_seq, last_read_at = t.at \
+             FROM t, adv \
+            WHERE group_chat_id = $9 AND user_id = $8) \
          SELECT v.u, v.n::bigint, t.at FROM t, pc \
            CROSS JOIN LATERAL (VALUES (pc.user1_id, pc.user1_unread_count), \
                                       (pc.user2_id, pc.user2_unread_count)) v(u, n) \
           WHERE v.u IS NOT NULL \
          UNION ALL \
-         SELECT user_id, unread_count::bigint, t.at FROM t, gm \
-          WHERE user_id NOT IN (", block_partners!("8"), ")"
+         SELECT gm.user_id, \
+                CASE WHEN gm.user_id = $8 THEN 0 ELSE adv.message_seq - gm.read_seq END, t.at \
+           FROM t, adv, group_members gm \
+          WHERE gm.group_chat_id = $9 \
+            AND gm.user_id NOT IN (",
+        block_partners!("8"),
+        ")"
     ))
     .bind(m.id)
     .bind(m.created_at)
@@ -625,9 +647,10 @@ pub async fn message_recipients(
             SELECT p.user2_id, p.user2_unread_count \
               FROM private_chats p WHERE p.chat_id = $1 AND p.user2_id IS NOT NULL \
             UNION ALL \
-            SELECT gm.user_id, gm.unread_count \
-              FROM group_chats g JOIN group_members gm ON gm.group_chat_id = g.id \
-             WHERE g.chat_id = $1 \
+            SELECT gm.user_id, c.message_seq - gm.read_seq \
+              FROM chats c JOIN group_chats g ON g.chat_id = c.id \
+              JOIN group_members gm ON gm.group_chat_id = g.id \
+             WHERE c.id = $1 \
          ) r \
          WHERE r.user_id NOT IN (",
         block_partners!("2"),

@@ -23,7 +23,8 @@ async fn read_state(app: &TestApp, chat: Uuid, reader: Uuid) -> (i64, i64) {
                   CASE WHEN p.user1_id = $2 THEN p.user1_unread_count ELSE p.user2_unread_count END AS n \
              FROM private_chats p WHERE p.chat_id = $1 \
            UNION ALL \
-           SELECT gm.last_read_at, gm.unread_count FROM group_chats g \
+           SELECT gm.last_read_at, c.message_seq - gm.read_seq FROM chats c \
+             JOIN group_chats g ON g.chat_id = c.id \
              JOIN group_members gm ON gm.group_chat_id = g.id AND gm.user_id = $2 \
             WHERE g.chat_id = $1) \
          SELECT r.n::bigint, \
@@ -122,4 +123,94 @@ async fn sends_racing_mark_reads_keep_the_boundary_and_counter_consistent() {
             assert_eq!(read_state(&app, *chat, *reader).await, (0, 0));
         }
     }
+}
+
+/// A group member's counter is the chat's message count minus what they
+/// have read (migration `20260301000000`): members added later start at 0,
+/// each send counts for everyone but its sender, a read zeroes only the
+/// reader, and the member count follows adds and leaves made in one
+/// statement.
+#[tokio::test]
+async fn group_counters_start_at_zero_for_late_members_and_move_per_reader() {
+    let app = TestApp::spawn().await;
+    let (carol, ct) = app.make_user("Carol").await;
+    let (dave, dt) = app.make_user("Dave").await;
+    let (erin, et) = app.make_user("Erin").await;
+    let (frank, ft) = app.make_user("Frank").await;
+    let group = make_group(&app, carol, &[dave]).await;
+    let send = |token: String, text: &'static str| {
+        let app = &app;
+        async move {
+            let payload = json!({"chat_id": group, "content": text});
+            let (s, b) = post(app, &token, "/api/messages", payload).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    };
+    for text in ["one", "two", "three"] {
+        send(ct.to_string(), text).await;
+    }
+    let unread = |token: String| {
+        let app = &app;
+        async move {
+            let (s, b) = get(app, &token, &format!("/api/chats/{group}")).await;
+            assert_eq!(s, 200, "{b}");
+            (
+                b["data"]["unread_count"].as_i64().unwrap(),
+                b["data"]["member_count"].as_i64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(unread(dt.to_string()).await, (3, 2));
+
+    // Two members added in one request (one INSERT statement).
+    let members = format!("/api/chats/group/{group}/members");
+    let (s, b) = post(&app, &ct, &members, json!({"user_ids": [erin, frank]})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        unread(et.to_string()).await,
+        (0, 4),
+        "a new member has read nothing old"
+    );
+    assert_eq!(unread(ft.to_string()).await, (0, 4));
+
+    let mut erin_ws = app.ws(&et).await;
+    send(dt.to_string(), "four").await;
+    let e = erin_ws.expect_event("message.new").await;
+    assert_eq!(e["meta"]["unread_count"], 1, "{e}");
+    assert_eq!(unread(et.to_string()).await, (1, 4));
+    assert_eq!(unread(ct.to_string()).await, (1, 4));
+    assert_eq!(
+        unread(dt.to_string()).await,
+        (0, 4),
+        "sending reads the chat"
+    );
+
+    let (s, _) = post(&app, &et, &format!("/api/chats/{group}/read"), json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(unread(et.to_string()).await, (0, 4));
+    assert_eq!(
+        unread(ft.to_string()).await,
+        (1, 4),
+        "another reader's counter stays"
+    );
+    assert_eq!(read_state(&app, group, erin).await, (0, 0));
+
+    let (s, _) = post(
+        &app,
+        &ft,
+        &format!("/api/chats/group/{group}/leave"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(unread(ct.to_string()).await, (1, 3), "a leave counts once");
+    let list = get(&app, &ct, "/api/chats").await.1;
+    let mine = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == group.to_string())
+        .cloned()
+        .expect("group in Carol's list");
+    assert_eq!(mine["unread_count"], 1, "the chat list agrees: {mine}");
 }
