@@ -109,7 +109,15 @@ pub async fn publish_to_chat(
     kind: &'static str,
     payload: impl Serialize,
 ) {
-    publish_to_chat_personalised(state, conn, chat_id, sender, kind, payload, |_, _| {}).await
+    match repo::message_recipients(conn, chat_id, sender).await {
+        Ok(recipients) => {
+            let event = Event::new(kind, payload, Some(chat_id), sender);
+            state.bus.to_counted(vec![(&event, recipients)]).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %chat_id, "Failed to fetch chat members for broadcast")
+        }
+    }
 }
 
 /// As [`publish_to_chat`], with `personalise` adjusting each recipient's
@@ -299,18 +307,22 @@ async fn send_locked(
         _ => load_one(conn, state, id, RenderOpts::FULL).await?,
     };
     let event = Event::new(kinds::MESSAGE_NEW, &msg, Some(chat_id), Some(me));
-    let items = recipients
-        .map(|(user, unread)| {
-            let mut e = event.with_unread(unread);
-            // Only the sender's own sockets learn the key (to match their
-            // optimistic copy); it is nobody else's business.
-            if let (Some(claim), true, Some(obj)) = (claim, user == me, e.payload.as_object_mut()) {
-                obj.insert("idempotency_key".into(), claim.key.as_str().into());
-            }
-            (user, e)
-        })
-        .collect();
-    state.bus.to_each(items).await;
+    // Only the sender's own sockets learn the key (to match their
+    // optimistic copy); it is nobody else's business.
+    let keyed = claim.map(|claim| {
+        let mut e = event.clone();
+        if let Some(obj) = e.payload.as_object_mut() {
+            obj.insert("idempotency_key".into(), claim.key.as_str().into());
+        }
+        e
+    });
+    let (mine, others): (Vec<_>, Vec<_>) =
+        recipients.partition(|(user, _)| *user == me && keyed.is_some());
+    let mut groups = vec![(&event, others)];
+    if let Some(keyed) = &keyed {
+        groups.push((keyed, mine));
+    }
+    state.bus.to_counted(groups).await;
     Ok(msg)
 }
 

@@ -132,7 +132,12 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
         let (track, senders, ports) = (track.clone(), senders.clone(), ports.clone());
         let step = cfg.senders as usize;
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            // A post that takes longer than this counts as failed (and is
+            // reported), so a stuck send cannot hang the run.
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client");
             let (mut lat, mut late, mut errors) = (Vec::new(), 0u32, 0u32);
             for n in (k..total).step_by(step) {
                 let due = start + every * n as u32;
