@@ -48,6 +48,10 @@ pub async fn load_message_responses(
     ids: &[Uuid],
     opts: RenderOpts,
 ) -> Result<Vec<MessageResponse>, sqlx::Error> {
+    if ids.is_empty() {
+        // An empty page (a search with no hits) needs no round trip.
+        return Ok(Vec::new());
+    }
     let mut rows = repo::load_rows(conn, ids).await?;
     rows.sort_by_key(|r| r.id);
     let mut out = Vec::with_capacity(rows.len());
