@@ -47,30 +47,18 @@ CREATE TRIGGER group_members_read_seq
 DROP TRIGGER group_members_count ON group_members;
 DROP FUNCTION group_members_maintain_count();
 
-CREATE FUNCTION group_members_count_inserted() RETURNS trigger
+-- One function for both triggers: each names its transition table `changed`.
+CREATE FUNCTION group_members_count_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    sign bigint := CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
     PERFORM 1 FROM group_chats
-      WHERE id IN (SELECT DISTINCT group_chat_id FROM new_rows)
+      WHERE id IN (SELECT DISTINCT group_chat_id FROM changed)
       ORDER BY id FOR UPDATE;
-    UPDATE group_chats g SET member_count = g.member_count + d.n
+    UPDATE group_chats g SET member_count = g.member_count + sign * d.n
       FROM (SELECT r.group_chat_id, count(*) AS n
-              FROM new_rows r JOIN users u ON u.id = r.user_id AND u.deleted_at IS NULL
-             GROUP BY r.group_chat_id) d
-     WHERE g.id = d.group_chat_id;
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION group_members_count_deleted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM 1 FROM group_chats
-      WHERE id IN (SELECT DISTINCT group_chat_id FROM old_rows)
-      ORDER BY id FOR UPDATE;
-    UPDATE group_chats g SET member_count = g.member_count - d.n
-      FROM (SELECT r.group_chat_id, count(*) AS n
-              FROM old_rows r JOIN users u ON u.id = r.user_id AND u.deleted_at IS NULL
+              FROM changed r JOIN users u ON u.id = r.user_id AND u.deleted_at IS NULL
              GROUP BY r.group_chat_id) d
      WHERE g.id = d.group_chat_id;
     RETURN NULL;
@@ -79,10 +67,10 @@ $$;
 
 CREATE TRIGGER group_members_count_insert
     AFTER INSERT ON group_members
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION group_members_count_inserted();
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION group_members_count_changed();
 
 CREATE TRIGGER group_members_count_delete
     AFTER DELETE ON group_members
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION group_members_count_deleted();
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION group_members_count_changed();
