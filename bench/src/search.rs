@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use atoitalk::messages::search::query::Terms;
 use atoitalk::messages::search::repo;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -133,36 +134,41 @@ pub(super) async fn run(
         measure(format!("/api/chats/{chat}/messages/search")).await?;
     drop(server);
 
-    for (label, q) in [
-        ("common word", "'yang':*"),
-        ("mid-frequency word", "'kopi':*"),
-        ("rare word", "'kata4321':*"),
-        ("two words", "'nasi' & 'gor':*"),
+    for (label, text) in [
+        ("common word", "yang"),
+        ("mid-frequency word", "kopi"),
+        ("rare word", "kata4321"),
+        ("short prefix", "mak"),
+        ("two words", "nasi gor"),
     ] {
+        // The query exactly as the server builds it.
+        let q = Terms::parse(Some(text))?.tsquery();
         let plan = explain(&db, &repo::global_sql(), Some(repo::GLOBAL_SETTINGS), |e| {
             e.bind(mine_chats.clone())
-                .bind(q)
+                .bind(q.words.clone())
                 .bind(Uuid::max())
                 .bind(21i64)
                 .bind(hidden.clone())
                 .bind(hidden_at.clone())
+                .bind(q.token.clone())
         })
         .await?;
-        eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) global search, {label} ({q})\n{plan}");
+        eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) global search, {label} ({q:?})\n{plan}");
         let plan = explain(
             &db,
             &repo::in_chat_sql(),
             Some(repo::IN_CHAT_SETTINGS),
             |e| {
                 e.bind(chat)
-                    .bind(q)
+                    .bind(q.words.clone())
                     .bind(None::<chrono::DateTime<chrono::Utc>>)
                     .bind(Uuid::max())
                     .bind(21i64)
+                    .bind(q.token.clone())
             },
         )
         .await?;
-        eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) per-chat search, {label} ({q})\n{plan}");
+        eprintln!("--- EXPLAIN (ANALYZE, BUFFERS) per-chat search, {label} ({q:?})\n{plan}");
     }
     let note = |lat: &Vec<u64>, hits: u64| {
         format!(

@@ -7,6 +7,8 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use atoitalk::messages::search::query::Terms;
+
 use crate::chats::support::*;
 use crate::harness::{make_group, TestApp};
 
@@ -157,6 +159,109 @@ async fn words_prefixes_accents_order_paging_and_snippets() {
     assert_eq!((s, b["error"].as_str()), (400, Some("Invalid Chat ID")));
 }
 
+/// Short last words (2-4 characters) are answered from the prefix tokens of
+/// the search document, longer and 1-character ones by a prefix match, and
+/// both find the same words: the word itself, longer words, any case or
+/// accent; an edit re-indexes the text.
+#[tokio::test]
+async fn short_and_long_prefixes_find_the_same_words() {
+    let app = TestApp::spawn().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, bt) = app.make_user("Bob").await;
+    let group = make_group(&app, alice, &[bob]).await;
+    let private = app.make_private_chat(alice, bob).await;
+    let mut ids = std::collections::HashMap::new();
+    for (chat, text) in [
+        (group, "Makan makanan enak"),
+        (private, "Makassar panas"),
+        (group, "mak comblang datang"),
+        (group, "kopi susu"),
+        (private, "kopitiam baru"),
+        (group, "Ñoño dan 日本語"),
+        (group, "ok sip"),
+    ] {
+        let m = send(&app, &at, chat, text).await;
+        ids.insert(text, m["id"].as_str().unwrap().to_string());
+    }
+    let found = |q: &'static str| {
+        let (app, bt) = (&app, bt.clone());
+        async move {
+            let (s, page) = search_all(app, &bt, &format!("?q={q}")).await;
+            assert_eq!(s, 200, "{q}: {page}");
+            let mut c = contents(&page);
+            c.sort();
+            c
+        }
+    };
+    let mak = vec![
+        "Makan makanan enak",
+        "Makassar panas",
+        "mak comblang datang",
+    ];
+    assert_eq!(found("mak").await, mak, "3 characters, the word itself too");
+    assert_eq!(found("MAK").await, mak);
+    assert_eq!(
+        found("maka").await,
+        vec!["Makan makanan enak", "Makassar panas"]
+    );
+    assert_eq!(
+        found("makana").await,
+        vec!["Makan makanan enak"],
+        "6: a prefix match"
+    );
+    assert_eq!(found("makan").await, vec!["Makan makanan enak"]);
+    assert_eq!(found("kopi").await, vec!["kopi susu", "kopitiam baru"]);
+    assert_eq!(found("kopit").await, vec!["kopitiam baru"]);
+    assert_eq!(found("ok").await, vec!["ok sip"], "2 characters");
+    assert_eq!(
+        found("no%C3%B1").await,
+        vec!["Ñoño dan 日本語"],
+        "folded to non"
+    );
+    assert_eq!(
+        found("%E6%97%A5%E6%9C%AC").await,
+        vec!["Ñoño dan 日本語"],
+        "not ASCII"
+    );
+    assert_eq!(found("c").await, vec!["mak comblang datang"], "1 character");
+    assert_eq!(found("makan%20ena").await, vec!["Makan makanan enak"]);
+    assert_eq!(
+        found("ena%20makan").await,
+        Vec::<String>::new(),
+        "earlier words are whole"
+    );
+    assert_eq!(found("xyz").await, Vec::<String>::new());
+    // A snippet marks the words the prefix matched, in their own case.
+    let (_, page) = search_chat(&app, &bt, group, "?q=mak").await;
+    let snippets: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["snippet"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        snippets,
+        vec![
+            "<mark>mak</mark> comblang datang",
+            "<mark>Makan</mark> <mark>makanan</mark> enak"
+        ]
+    );
+
+    // An edit replaces the indexed text: the old words are gone, the new found.
+    let kopi = &ids["kopi susu"];
+    let (s, b) = put(
+        &app,
+        &at,
+        &format!("/api/messages/{kopi}"),
+        serde_json::json!({"content": "teh manis"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(found("kopi").await, vec!["kopitiam baru"]);
+    assert_eq!(found("te").await, vec!["teh manis"]);
+    assert_eq!(found("man").await, vec!["teh manis"]);
+}
+
 #[tokio::test]
 async fn only_readable_live_messages_are_found() {
     let app = TestApp::spawn().await;
@@ -288,17 +393,18 @@ async fn search_statements_use_the_search_index() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let tsquery = "'nasi' & 'gor':*";
+    let q = Terms::parse(Some("nasi gor")).unwrap().tsquery();
     let plans = [
         sqlx::query_scalar::<_, String>(&format!(
             "EXPLAIN {}",
             atoitalk::messages::search::repo::in_chat_sql()
         ))
         .bind(group)
-        .bind(tsquery)
+        .bind(&q.words)
         .bind(None::<chrono::DateTime<chrono::Utc>>)
         .bind(Uuid::max())
         .bind(21i64)
+        .bind(&q.token)
         .fetch_all(&app.state.db)
         .await
         .unwrap(),
@@ -307,11 +413,12 @@ async fn search_statements_use_the_search_index() {
             atoitalk::messages::search::repo::global_sql()
         ))
         .bind(vec![group])
-        .bind(tsquery)
+        .bind(&q.words)
         .bind(Uuid::max())
         .bind(21i64)
         .bind(Vec::<Uuid>::new())
         .bind(Vec::<chrono::DateTime<chrono::Utc>>::new())
+        .bind(&q.token)
         .fetch_all(&app.state.db)
         .await
         .unwrap(),
@@ -426,8 +533,9 @@ async fn global_plan_follows_how_common_the_word_is() {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let explain = |tsquery: &'static str| {
+    let explain = |text: &'static str| {
         let db = app.state.db.clone();
+        let q = Terms::parse(Some(text)).unwrap().tsquery();
         async move {
             let mut tx = db.begin().await.unwrap();
             sqlx::query(atoitalk::messages::search::repo::GLOBAL_SETTINGS)
@@ -440,25 +548,30 @@ async fn global_plan_follows_how_common_the_word_is() {
             ))
             .persistent(false)
             .bind(vec![group])
-            .bind(tsquery)
+            .bind(&q.words)
             .bind(Uuid::max())
             .bind(21i64)
             .bind(Vec::<Uuid>::new())
             .bind(Vec::<chrono::DateTime<chrono::Utc>>::new())
+            .bind(&q.token)
             .fetch_all(&mut *tx)
             .await
             .unwrap();
             plan.join("\n")
         }
     };
-    let common = explain("'yang':*").await;
+    let common = explain("yang").await;
     assert!(
         common.contains("Index Scan Backward using messages_pkey"),
         "{common}"
     );
-    let rare = explain("'langka':*").await;
+    let rare = explain("langka").await;
     assert!(rare.contains("messages_search_idx"), "{rare}");
-    for plan in [common, rare] {
+    // A short last word is the exact prefix token, not a prefix scan.
+    let short = explain("kat").await;
+    assert!(short.contains("'>kat'"), "{short}");
+    assert!(!short.contains(":*"), "{short}");
+    for plan in [common, rare, short] {
         assert!(!plan.contains("Seq Scan"), "{plan}");
     }
 }

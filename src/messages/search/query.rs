@@ -15,6 +15,18 @@ const SNIPPET_CHARS: usize = 160;
 /// How much text a snippet shows before the first match.
 const SNIPPET_LEAD: usize = 50;
 
+/// The longest prefix the search document holds as a token.
+const PREFIX_TOKEN_CHARS: usize = 4;
+
+/// The two arguments of `atoitalk_search_query(words, token)`: tsquery
+/// text of whole words (and a longer last word as a prefix), and the
+/// prefix token of a short last word as tsquery text, either may be empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TsQuery {
+    pub words: String,
+    pub token: String,
+}
+
 /// The words of a search, folded (lower case, no accents) as the index
 /// folds message text; the last one matches as a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,23 +98,30 @@ impl Terms {
         Ok(Self { words })
     }
 
-    /// The tsquery text: every word required, the last as a prefix
-    /// (`'nasi' & 'gor':*`). Words hold only letters, digits and marks, so
-    /// quoting them is enough (quotes and backslashes cannot occur).
-    pub fn tsquery(&self) -> String {
-        let last = self.words.len() - 1;
-        self.words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                if i == last {
-                    format!("'{w}':*")
-                } else {
-                    format!("'{w}'")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" & ")
+    /// The query the database runs: every word required, the last as a
+    /// prefix (`'nasi' & 'gor':*`). A last word of 2-4 ASCII letters or
+    /// digits is asked for as its prefix token instead (`'>gor'`, an exact
+    /// index lookup: migration `20260401000000_message_search_prefix_tokens`);
+    /// only ASCII, where the application's folding and the database's
+    /// `unaccent` cannot differ. Words hold only letters, digits and marks,
+    /// so quoting them is enough (quotes and backslashes cannot occur).
+    pub fn tsquery(&self) -> TsQuery {
+        // `parse` keeps at least one word.
+        let Some((last, rest)) = self.words.split_last() else {
+            return TsQuery::default();
+        };
+        let mut words: Vec<String> = rest.iter().map(|w| format!("'{w}'")).collect();
+        let short = (2..=PREFIX_TOKEN_CHARS).contains(&last.len());
+        let token = if short && last.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!("'>{last}'")
+        } else {
+            words.push(format!("'{last}':*"));
+            String::new()
+        };
+        TsQuery {
+            words: words.join(" & "),
+            token,
+        }
     }
 
     fn matches(&self, word: &str) -> bool {
@@ -199,11 +218,40 @@ mod tests {
 
     #[test]
     fn parses_words_and_builds_a_prefix_query() {
-        assert_eq!(terms("Nasi  GORENG").tsquery(), "'nasi' & 'goreng':*");
-        assert_eq!(terms("café").tsquery(), "'cafe':*");
+        let q = |words: &str, token: &str| TsQuery {
+            words: words.into(),
+            token: token.into(),
+        };
+        assert_eq!(
+            terms("Nasi  GORENG").tsquery(),
+            q("'nasi' & 'goreng':*", "")
+        );
+        assert_eq!(terms("nasi gor").tsquery(), q("'nasi'", "'>gor'"));
+        assert_eq!(
+            terms("Kopi").tsquery(),
+            q("", "'>kopi'"),
+            "4 characters: a token"
+        );
+        assert_eq!(
+            terms("ok").tsquery(),
+            q("", "'>ok'"),
+            "2 characters: a token"
+        );
+        assert_eq!(
+            terms("kopi x").tsquery(),
+            q("'kopi' & 'x':*", ""),
+            "1: a prefix"
+        );
+        assert_eq!(terms("café").tsquery(), q("", "'>cafe'"), "folded to ASCII");
+        assert_eq!(terms("ñoño").tsquery(), q("", "'>nono'"));
+        assert_eq!(
+            terms("日本語").tsquery(),
+            q("'日本語':*", ""),
+            "not ASCII: a prefix"
+        );
         assert_eq!(
             terms("a & b | !c <-> 'd':*").tsquery(),
-            "'a' & 'b' & 'c' & 'd':*",
+            q("'a' & 'b' & 'c' & 'd':*", ""),
             "tsquery syntax is never passed through"
         );
         for bad in [None, Some(""), Some("   "), Some("!!! ..."), Some("a\0b")] {

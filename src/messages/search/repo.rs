@@ -9,17 +9,25 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-/// The match condition on `m`, with the tsquery text as `$2`.
-const MATCH: &str = "m.deleted_at IS NULL AND m.content IS NOT NULL \
-    AND atoitalk_search_doc(m.content) @@ atoitalk_search_query($2)";
+use super::query::TsQuery;
 
-/// The per-chat statement: `$1` chat, `$2` tsquery text, `$3` hidden_at,
+/// The match condition on `m`: the query's words are `$2`, its prefix
+/// token the parameter `token` (see `query::TsQuery`).
+fn matching(token: &str) -> String {
+    format!(
+        "m.deleted_at IS NULL AND m.content IS NOT NULL \
+         AND atoitalk_search_doc(m.content) @@ atoitalk_search_query($2, {token})"
+    )
+}
+
+/// The per-chat statement: `$1` chat, `$2`/`$6` the query, `$3` hidden_at,
 /// `$4` cursor id, `$5` limit. The planner picks between intersecting the
 /// index with the chat's rows and walking the chat newest first.
 pub fn in_chat_sql() -> String {
+    let matching = matching("$6");
     format!(
         "SELECT m.id FROM messages m \
-          WHERE m.chat_id = $1 AND {MATCH} \
+          WHERE m.chat_id = $1 AND {matching} \
             AND ($3::timestamptz IS NULL OR m.created_at > $3) AND m.id < $4 \
           ORDER BY m.id DESC LIMIT $5"
     )
@@ -34,8 +42,8 @@ pub fn in_chat_sql() -> String {
 /// rows a search reads are cached (hot messages), so they are costed so.
 pub const IN_CHAT_SETTINGS: &str = "SET LOCAL random_page_cost = 1.1";
 
-/// The global statement: `$1` the caller's readable chats, `$2` tsquery
-/// text, `$3` cursor id, `$4` limit, `$5`/`$6` the hidden chats and their
+/// The global statement: `$1` the caller's readable chats, `$2`/`$7` the
+/// query, `$3` cursor id, `$4` limit, `$5`/`$6` the hidden chats and their
 /// `hidden_at`. One plain statement, planned with the actual search text
 /// and the statistics of the search document (migration
 /// `20260201000000_message_search_stats.sql`), so the planner picks per
@@ -46,9 +54,10 @@ pub const IN_CHAT_SETTINGS: &str = "SET LOCAL random_page_cost = 1.1";
 /// this used to force the intersection (137 ms for a word in 37 % of the
 /// messages, now a few ms: bench/README.md).
 pub fn global_sql() -> String {
+    let matching = matching("$7");
     format!(
         "SELECT m.id FROM messages m \
-          WHERE m.chat_id = ANY($1) AND {MATCH} AND m.id < $3 \
+          WHERE m.chat_id = ANY($1) AND {matching} AND m.id < $3 \
             AND NOT EXISTS (SELECT 1 FROM unnest($5::uuid[], $6::timestamptz[]) x(chat_id, at) \
                              WHERE x.chat_id = m.chat_id AND m.created_at <= x.at) \
           ORDER BY m.id DESC LIMIT $4"
@@ -66,7 +75,7 @@ pub const GLOBAL_SETTINGS: &str = "SET LOCAL max_parallel_workers_per_gather = 0
 pub async fn in_chat(
     conn: &mut PgConnection,
     chat_id: Uuid,
-    tsquery: &str,
+    query: &TsQuery,
     hidden_at: Option<DateTime<Utc>>,
     before: Uuid,
     limit: i64,
@@ -76,10 +85,11 @@ pub async fn in_chat(
     let ids = sqlx::query_scalar(&in_chat_sql())
         .persistent(false)
         .bind(chat_id)
-        .bind(tsquery)
+        .bind(&query.words)
         .bind(hidden_at)
         .bind(before)
         .bind(limit)
+        .bind(&query.token)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -141,7 +151,7 @@ pub async fn readable_chats(
 pub async fn global(
     conn: &mut PgConnection,
     chats: &Readable,
-    tsquery: &str,
+    query: &TsQuery,
     before: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -153,11 +163,12 @@ pub async fn global(
     let ids = sqlx::query_scalar(&global_sql())
         .persistent(false)
         .bind(&chats.chats)
-        .bind(tsquery)
+        .bind(&query.words)
         .bind(before)
         .bind(limit)
         .bind(&chats.hidden)
         .bind(&chats.hidden_at)
+        .bind(&query.token)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
