@@ -27,7 +27,9 @@ use crate::infra::redis::{CountErrors, Redis, RedisConn as Conn};
 
 /// Appends events for many users; keys are (meta, stream) pairs.
 /// ARGV: retention ms, min events, ttl ms, body count K, K bodies, then per
-/// user (body index, unread). Returns epoch, id per user.
+/// user (body index, unread). Returns epoch, id per user. Trims every 8th
+/// event and refreshes TTLs once 1/16 of them has run down (fewer commands
+/// per user: see the script).
 const APPEND: &str = include_str!("lua/append.lua");
 
 /// Entries after event `ARGV[2]` up to `ARGV[4]` (`+` = the end), at most
