@@ -218,42 +218,35 @@ mod tests {
 
     #[test]
     fn parses_words_and_builds_a_prefix_query() {
-        let q = |words: &str, token: &str| TsQuery {
-            words: words.into(),
-            token: token.into(),
-        };
-        assert_eq!(
-            terms("Nasi  GORENG").tsquery(),
-            q("'nasi' & 'goreng':*", "")
-        );
-        assert_eq!(terms("nasi gor").tsquery(), q("'nasi'", "'>gor'"));
-        assert_eq!(
-            terms("Kopi").tsquery(),
-            q("", "'>kopi'"),
-            "4 characters: a token"
-        );
-        assert_eq!(
-            terms("ok").tsquery(),
-            q("", "'>ok'"),
-            "2 characters: a token"
-        );
-        assert_eq!(
-            terms("kopi x").tsquery(),
-            q("'kopi' & 'x':*", ""),
-            "1: a prefix"
-        );
-        assert_eq!(terms("café").tsquery(), q("", "'>cafe'"), "folded to ASCII");
-        assert_eq!(terms("ñoño").tsquery(), q("", "'>nono'"));
-        assert_eq!(
-            terms("日本語").tsquery(),
-            q("'日本語':*", ""),
-            "not ASCII: a prefix"
-        );
-        assert_eq!(
-            terms("a & b | !c <-> 'd':*").tsquery(),
-            q("'a' & 'b' & 'c' & 'd':*", ""),
-            "tsquery syntax is never passed through"
-        );
+        // (search text, words, token, why)
+        let cases = [
+            (
+                "Nasi  GORENG",
+                "'nasi' & 'goreng':*",
+                "",
+                "5+ characters: a prefix",
+            ),
+            ("nasi gor", "'nasi'", "'>gor'", "earlier words whole"),
+            ("Kopi", "", "'>kopi'", "4 characters: a token"),
+            ("ok", "", "'>ok'", "2 characters: a token"),
+            ("kopi x", "'kopi' & 'x':*", "", "1: a prefix"),
+            ("café", "", "'>cafe'", "folded to ASCII"),
+            ("ñoño", "", "'>nono'", "folded to ASCII"),
+            ("日本語", "'日本語':*", "", "not ASCII: a prefix"),
+            (
+                "a & b | !c <-> 'd':*",
+                "'a' & 'b' & 'c' & 'd':*",
+                "",
+                "tsquery syntax is never passed through",
+            ),
+        ];
+        for (text, words, token, why) in cases {
+            let want = TsQuery {
+                words: words.into(),
+                token: token.into(),
+            };
+            assert_eq!(terms(text).tsquery(), want, "{text}: {why}");
+        }
         for bad in [None, Some(""), Some("   "), Some("!!! ..."), Some("a\0b")] {
             assert!(Terms::parse(bad).is_err(), "{bad:?}");
         }
