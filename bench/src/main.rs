@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+mod cpu;
 mod fanout;
 mod net;
 mod peer;
@@ -527,6 +528,11 @@ fn ms(us: u64) -> String {
 
 // ------------------------------------------------------------ scenarios
 
+/// The text of every message of `send` and of the pgbench baseline: the same
+/// words, so both write the same search-index entries (a different text
+/// was half the baseline's index work: 8 entries against 15).
+const SEND_TEXT: &str = "hello from the bench";
+
 async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
     // A separate database so the figure is the raw insert+update cost.
     eprintln!("==> pgbench: {clients} clients for {secs} s");
@@ -568,12 +574,13 @@ async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
             "\\set n random(1, {})\n\
              BEGIN;\n\
              WITH c AS (SELECT chat_id, sender_id FROM bench_chats WHERE n = :n), \
-             m AS (INSERT INTO messages (id, chat_id, sender_id, content) SELECT gen_random_uuid(), chat_id, sender_id, 'bench message' FROM c RETURNING id, chat_id, created_at) \
+             m AS (INSERT INTO messages (id, chat_id, sender_id, content) SELECT gen_random_uuid(), chat_id, sender_id, '{SEND_TEXT}' FROM c RETURNING id, chat_id, created_at) \
              UPDATE chats SET last_message_id = m.id, last_message_at = m.created_at, updated_at = now() FROM m WHERE chats.id = m.chat_id;\n\
              END;\n",
             chats.len()
         ),
     )?;
+    let cpu0 = cpu::Snapshot::take();
     let out = Command::new("pgbench")
         .args([
             "-n",
@@ -611,7 +618,11 @@ async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
-    eprintln!("    {tps:.0} tx/s");
+    let cpu1 = cpu::Snapshot::take();
+    eprintln!(
+        "    {tps:.0} tx/s; {}",
+        cpu::per_op(&cpu1, &cpu0, tps * secs as f64)
+    );
     Ok(tps)
 }
 
@@ -661,6 +672,7 @@ async fn send_throughput(
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     let started = Instant::now();
+    let cpu0 = cpu::Snapshot::take();
     for k in 0..clients {
         let (http, jobs, next, errors) = (http.clone(), jobs.clone(), next.clone(), errors.clone());
         let port = servers[k as usize % servers.len()].port;
@@ -674,7 +686,7 @@ async fn send_throughput(
                 let res = http
                     .post(&url)
                     .bearer_auth(tok)
-                    .json(&serde_json::json!({"chat_id": chat, "content": "hello from the bench"}))
+                    .json(&serde_json::json!({"chat_id": chat, "content": SEND_TEXT}))
                     .send()
                     .await;
                 match res {
@@ -695,6 +707,7 @@ async fn send_throughput(
         all.extend(t.await?);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_note = cpu::per_op(&cpu::Snapshot::take(), &cpu0, all.len() as f64);
     all.sort_unstable();
     let rate = all.len() as f64 / elapsed;
     let ratio = if limit_tps > 0.0 {
@@ -729,6 +742,12 @@ async fn send_throughput(
             ),
             goal: "p99 < 25 ms".into(),
             note: String::new(),
+        },
+        Row {
+            name: "CPU per message (by process)".into(),
+            value: cpu_note,
+            goal: "—".into(),
+            note: "atoitalk-bench is the driver".into(),
         },
     ])
 }

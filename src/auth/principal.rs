@@ -123,18 +123,25 @@ async fn authenticate_inner(
     };
     // The session check rides on the account query: a primary-key probe,
     // no extra round trip, and every instance sees a revocation at once.
-    let state: Option<UserState> = sqlx::query_as(
+    // Two statements rather than `$2 IS NULL OR EXISTS …`: with that OR,
+    // PostgreSQL's custom plans look cheaper than the generic one and it
+    // re-plans the statement on every request.
+    let sql = if claims.sid.is_some() {
         "SELECT u.role, u.is_banned, u.banned_until, \
-                ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 \
-                   AND s.user_id = u.id AND s.revoked_at IS NULL)) AS session_live \
-         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL",
-    )
-    .bind(claims.user_id)
-    .bind(claims.sid)
-    // Every authenticated request waits here when the pool runs dry, so
-    // its connection is taken where the wait is counted (db_pool_waiters).
-    .fetch_optional(&mut *crate::infra::db::acquire(db).await?)
-    .await?;
+                EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 \
+                   AND s.user_id = u.id AND s.revoked_at IS NULL) AS session_live \
+         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+    } else {
+        "SELECT u.role, u.is_banned, u.banned_until, $2::uuid IS NULL AS session_live \
+         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+    };
+    let state: Option<UserState> = sqlx::query_as(sql)
+        .bind(claims.user_id)
+        .bind(claims.sid)
+        // Every authenticated request waits here when the pool runs dry, so
+        // its connection is taken where the wait is counted (db_pool_waiters).
+        .fetch_optional(&mut *crate::infra::db::acquire(db).await?)
+        .await?;
     let state = state.ok_or_else(AppError::unauthorized)?;
     if !state.session_live {
         return Err(AppError::Unauthorized("Token has been revoked".into()));

@@ -128,6 +128,7 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let every = Duration::from_secs_f64(1.0 / cfg.rate as f64);
     let mut tasks = Vec::new();
+    let cpu0 = crate::cpu::Snapshot::take();
     for k in 0..cfg.senders as usize {
         let (track, senders, ports) = (track.clone(), senders.clone(), ports.clone());
         let step = cfg.senders as usize;
@@ -196,6 +197,7 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let cpu_note = crate::cpu::per_op(&crate::cpu::Snapshot::take(), &cpu0, total as f64);
     for r in readers {
         r.abort();
     }
@@ -254,6 +256,12 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
             ),
             goal: "—".into(),
             note: format!("{} senders, one post at a time each", cfg.senders),
+        },
+        Row {
+            name: "CPU per message (by process)".into(),
+            value: cpu_note,
+            goal: "—".into(),
+            note: "atoitalk-bench is the driver and every member's socket".into(),
         },
     ])
 }
