@@ -119,6 +119,13 @@ async fn serve_connection<S>(
         + 'static,
     S::Future: Send,
 {
+    // Small writes go out at once: without this, Nagle's algorithm holds a
+    // WebSocket frame until the client acknowledges the previous one, and a
+    // client with nothing to send acknowledges late (delayed ACK), which put
+    // ~30 ms on every delivery at 100 messages a second.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let state = Arc::new(ConnState::default());
     let io = TokioIo::new(GuardedIo::new(stream, state.clone(), timeouts, permit));
     let hyper_service = hyper::service::service_fn(move |req: Request<Incoming>| {
