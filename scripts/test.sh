@@ -102,10 +102,11 @@ step "all tests passed in $((SECONDS - start)) s"
 # The modules that exercise every Redis use (sessions, revocation, OTPs,
 # throttles, rate limits, presence, typing, the bus, the resume store) once
 # more, on the cluster; users:: and search:: check the per-user buckets of
-# authenticated routes (counted after authentication on a cluster).
+# authenticated routes (counted after authentication on a cluster), and
+# send_account:: that a refused sender hears the same on both paths.
 cluster_filter=("$@")
 ((${#cluster_filter[@]})) || cluster_filter=(realtime:: resume:: auth:: presence:: sessions::
-    account_abuse:: two_factor:: ws_limits:: events:: users:: search::)
+    account_abuse:: two_factor:: ws_limits:: events:: users:: search:: send_account::)
 step "the same on the Redis Cluster: ${cluster_filter[*]}"
 start=$SECONDS
 TEST_REDIS_CLUSTER=1 cargo test --locked --test it -- --test-threads="$threads" "${cluster_filter[@]}"

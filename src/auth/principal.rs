@@ -43,13 +43,120 @@ pub fn socket_key_of(sid: Uuid) -> String {
     format!("sid:{sid}")
 }
 
-#[derive(sqlx::FromRow)]
-struct UserState {
-    role: String,
-    is_banned: bool,
-    banned_until: Option<DateTime<Utc>>,
+/// The account columns the authentication reads; the send path reads the
+/// same ones in its chat-context statement ([`ACCOUNT_COLUMNS`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountState {
+    pub role: String,
+    pub is_banned: bool,
+    pub banned_until: Option<DateTime<Utc>>,
     /// Whether the token's session is live (true when it has none).
-    session_live: bool,
+    pub session_live: bool,
+}
+
+/// A token whose signature and Redis checks passed; its account (exists,
+/// not banned, session live) is still to be read, by [`TokenChecked::verify`]
+/// or, on the send path, in the statement that reads the chat.
+#[derive(Debug, Clone)]
+pub struct TokenChecked {
+    token: String,
+    claims: tokens::Claims,
+    /// Whether the session's `last_seen_at` is due for a write.
+    touch: bool,
+}
+
+impl TokenChecked {
+    pub fn user_id(&self) -> Uuid {
+        self.claims.user_id
+    }
+
+    pub fn session_id(&self) -> Option<Uuid> {
+        self.claims.sid
+    }
+
+    /// Reads the account and applies [`TokenChecked::accept`].
+    pub async fn verify(self, db: &PgPool) -> Result<Principal, AppError> {
+        // Two statements rather than `$2 IS NULL OR EXISTS …`: with that OR,
+        // PostgreSQL's custom plans look cheaper than the generic one and it
+        // re-plans the statement on every request.
+        let sql = if self.claims.sid.is_some() {
+            "SELECT u.role, u.is_banned, u.banned_until, \
+                    EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 \
+                       AND s.user_id = u.id AND s.revoked_at IS NULL) AS session_live \
+             FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+        } else {
+            "SELECT u.role, u.is_banned, u.banned_until, $2::uuid IS NULL AS session_live \
+             FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+        };
+        // The session check rides on the account query: a primary-key probe,
+        // no extra round trip, and every instance sees a revocation at once.
+        let state: Option<AccountState> = sqlx::query_as(sql)
+            .bind(self.claims.user_id)
+            .bind(self.claims.sid)
+            // Every authenticated request waits here when the pool runs dry,
+            // so its connection is taken where the wait is counted
+            // (db_pool_waiters).
+            .fetch_optional(&mut *crate::infra::db::acquire(db).await?)
+            .await?;
+        self.accept(db, state).await
+    }
+
+    /// The verdict on the account as read (`None`: no live account): 401 for
+    /// a missing account or a dead session, 403 for a ban; lifts a temporary
+    /// ban that has run out and records session activity.
+    pub async fn accept(
+        self,
+        db: &PgPool,
+        state: Option<AccountState>,
+    ) -> Result<Principal, AppError> {
+        let state = state.ok_or_else(AppError::unauthorized)?;
+        if !state.session_live {
+            return Err(AppError::Unauthorized("Token has been revoked".into()));
+        }
+        check_ban(db, self.claims.user_id, state.is_banned, state.banned_until).await?;
+        if let (true, Some(sid)) = (self.touch, self.claims.sid) {
+            touch_session(db, sid);
+        }
+        Ok(Principal {
+            user_id: self.claims.user_id,
+            role: state.role,
+            token: self.token,
+            claims: self.claims,
+        })
+    }
+}
+
+/// The caller of a route whose handler reads the account itself (see
+/// `http::routing`): already verified, or a checked token whose account the
+/// handler reads in its own statement.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Verified(Principal),
+    Deferred(TokenChecked),
+}
+
+impl From<Principal> for Caller {
+    fn from(p: Principal) -> Self {
+        Caller::Verified(p)
+    }
+}
+
+impl Caller {
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            Caller::Verified(p) => p.user_id,
+            Caller::Deferred(t) => t.user_id(),
+        }
+    }
+
+    /// The account's verdict now, for answers that come before the
+    /// handler's own statement (a bad request, a retried send).
+    pub async fn verify(self, db: &PgPool) -> Result<Principal, AppError> {
+        match self {
+            Caller::Verified(p) => Ok(p),
+            Caller::Deferred(t) => t.verify(db).await,
+        }
+    }
 }
 
 /// Authenticates a raw token. Errors carry the contract's status and message.
@@ -75,19 +182,33 @@ pub async fn authenticate_and(
     token: &str,
     extra: Option<impl FnOnce(Uuid) -> redis::Cmd>,
 ) -> (Result<Principal, AppError>, Option<redis::Value>) {
-    let mut reply = None;
-    let res = authenticate_inner(db, redis, jwt_secret, token, extra, &mut reply).await;
+    let (checked, reply) = check_token_and(redis, jwt_secret, token, extra).await;
+    let res = match checked {
+        Ok(checked) => checked.verify(db).await,
+        Err(e) => Err(e),
+    };
     (res, reply)
 }
 
-async fn authenticate_inner(
-    db: &PgPool,
+/// The token checks of [`authenticate_and`] without the account read.
+pub async fn check_token_and(
+    redis: &Redis,
+    jwt_secret: &str,
+    token: &str,
+    extra: Option<impl FnOnce(Uuid) -> redis::Cmd>,
+) -> (Result<TokenChecked, AppError>, Option<redis::Value>) {
+    let mut reply = None;
+    let res = check_token_inner(redis, jwt_secret, token, extra, &mut reply).await;
+    (res, reply)
+}
+
+async fn check_token_inner(
     redis: &Redis,
     jwt_secret: &str,
     token: &str,
     extra: Option<impl FnOnce(Uuid) -> redis::Cmd>,
     reply: &mut Option<redis::Value>,
-) -> Result<Principal, AppError> {
+) -> Result<TokenChecked, AppError> {
     if token.is_empty() {
         return Err(AppError::unauthorized());
     }
@@ -121,40 +242,10 @@ async fn authenticate_inner(
             return Err(AppError::unavailable("Session service unavailable"));
         }
     };
-    // The session check rides on the account query: a primary-key probe,
-    // no extra round trip, and every instance sees a revocation at once.
-    // Two statements rather than `$2 IS NULL OR EXISTS …`: with that OR,
-    // PostgreSQL's custom plans look cheaper than the generic one and it
-    // re-plans the statement on every request.
-    let sql = if claims.sid.is_some() {
-        "SELECT u.role, u.is_banned, u.banned_until, \
-                EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 \
-                   AND s.user_id = u.id AND s.revoked_at IS NULL) AS session_live \
-         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
-    } else {
-        "SELECT u.role, u.is_banned, u.banned_until, $2::uuid IS NULL AS session_live \
-         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
-    };
-    let state: Option<UserState> = sqlx::query_as(sql)
-        .bind(claims.user_id)
-        .bind(claims.sid)
-        // Every authenticated request waits here when the pool runs dry, so
-        // its connection is taken where the wait is counted (db_pool_waiters).
-        .fetch_optional(&mut *crate::infra::db::acquire(db).await?)
-        .await?;
-    let state = state.ok_or_else(AppError::unauthorized)?;
-    if !state.session_live {
-        return Err(AppError::Unauthorized("Token has been revoked".into()));
-    }
-    check_ban(db, claims.user_id, state.is_banned, state.banned_until).await?;
-    if let (true, Some(sid)) = (touch, claims.sid) {
-        touch_session(db, sid);
-    }
-    Ok(Principal {
-        user_id: claims.user_id,
-        role: state.role,
+    Ok(TokenChecked {
         token: token.to_string(),
         claims,
+        touch,
     })
 }
 

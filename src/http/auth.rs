@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::auth::principal::{self, Principal};
+use crate::auth::principal::{self, Caller, Principal, TokenChecked};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -25,6 +25,18 @@ impl FromRequestParts<AppState> for AuthUser {
             principal::authenticate(&state.db, &state.redis, &state.cfg.jwt_secret, token).await?;
         parts.extensions.insert(p.clone());
         Ok(AuthUser(p))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(t) = parts.extensions.get::<TokenChecked>() {
+            return Ok(Caller::Deferred(t.clone()));
+        }
+        let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
+        Ok(Caller::Verified(p))
     }
 }
 

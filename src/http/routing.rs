@@ -6,7 +6,7 @@
 //! admin guard before counting.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::Method;
 use axum::middleware::{from_fn_with_state, Next};
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::auth::bearer_token;
 use super::json::BODY_LIMIT;
 use super::rate_limit::{self, Bucket, Buckets};
-use crate::auth::principal::{self, Principal};
+use crate::auth::principal::{self, Caller, Principal};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -91,6 +91,22 @@ pub async fn require_auth(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
+/// Routes whose handler reads the caller's account in its own first
+/// statement (the send: its chat-context statement), saving the
+/// authentication's round trip. Their handlers take
+/// [`crate::auth::principal::Caller`] and verify the account before any
+/// other answer, so what a refused account sees does not change.
+const ACCOUNT_READ_BY_HANDLER: &[(Method, &str)] = &[(Method::POST, "/api/messages")];
+
+fn account_read_by_handler(parts: &Parts) -> bool {
+    let Some(path) = parts.extensions.get::<MatchedPath>() else {
+        return false;
+    };
+    ACCOUNT_READ_BY_HANDLER
+        .iter()
+        .any(|(m, p)| *m == parts.method && *p == path.as_str())
+}
+
 /// [`require_auth`] followed by [`rate_limit::limit`] for the caller, with
 /// the counting in the token checks' Redis round trip. As when the two ran
 /// one after the other, a request that fails authentication is answered
@@ -111,10 +127,15 @@ async fn require_auth_limited(
         rate_limit::hit_cmd(&counters)
     };
     let secret = &state.cfg.jwt_secret;
-    let (res, reply) =
-        principal::authenticate_and(&state.db, &state.redis, secret, &token, Some(count)).await;
-    let p = match res {
-        Ok(p) => p,
+    let (res, reply) = principal::check_token_and(&state.redis, secret, &token, Some(count)).await;
+    let deferred = account_read_by_handler(&parts);
+    let res = match res {
+        Ok(checked) if deferred => Ok(Caller::Deferred(checked)),
+        Ok(checked) => checked.verify(&state.db).await.map(Caller::Verified),
+        Err(e) => Err(e),
+    };
+    let caller = match res {
+        Ok(c) => c,
         Err(e) => {
             if reply.is_some() {
                 rate_limit::unhit(&state.redis, &counters).await;
@@ -133,16 +154,30 @@ async fn require_auth_limited(
             )))
         }
     };
-    run_as(&state, p, parts, body, |req| {
+    // A refused account hears so before it hears about the rate limit.
+    let caller = match caller {
+        Caller::Deferred(checked) if verdicts.iter().any(|v| !v.allowed) => {
+            match checked.verify(&state.db).await {
+                Ok(p) => Caller::Verified(p),
+                Err(e) => {
+                    rate_limit::unhit(&state.redis, &counters).await;
+                    return e.into_response();
+                }
+            }
+        }
+        c => c,
+    };
+    run_as(&state, caller, parts, body, |req| {
         rate_limit::respond(&buckets, &verdicts, req, next)
     })
     .await
 }
 
-/// Runs the rest of the chain as `p`, then records a write for the replica.
+/// Runs the rest of the chain as `caller`, then records a write for the
+/// replica.
 async fn run_as<F, Fut>(
     state: &AppState,
-    p: Principal,
+    caller: impl Into<Caller>,
     mut parts: Parts,
     body: Body,
     run: F,
@@ -151,9 +186,17 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let user = p.user_id;
+    let caller = caller.into();
+    let user = caller.user_id();
     let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    parts.extensions.insert(p);
+    match caller {
+        Caller::Verified(p) => {
+            parts.extensions.insert(p);
+        }
+        Caller::Deferred(t) => {
+            parts.extensions.insert(t);
+        }
+    }
     let res = run(Request::from_parts(parts, body)).await;
     // Read-after-write on the replica. Before the response leaves, so the
     // client's next request already sees it. Refusals (4xx, the rate

@@ -63,7 +63,9 @@ impl ChatOrderGuard {
     /// (the send path). Until then the guard orders this instance only.
     pub async fn acquire_deferred(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
         let local = LOCAL_LOCKS.lock(chat_id).await;
-        let conn = db.acquire().await?;
+        // The send's first connection (its account is read on it): taken
+        // where a wait for the pool is counted (db_pool_waiters).
+        let conn = crate::infra::db::acquire(db).await?;
         Ok(Self {
             conn: Some(conn),
             key: lock_key(chat_id),

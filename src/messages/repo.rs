@@ -233,7 +233,9 @@ pub async fn chat_context(
 }
 
 /// The chat context of a send plus what rendering the new message needs
-/// about its sender, so the send answers without re-reading the message.
+/// about its sender, so the send answers without re-reading the message,
+/// and the sender's account as the authentication reads it (the send
+/// authenticates in this statement instead of a statement of its own).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SendContext {
     #[sqlx(flatten)]
@@ -242,28 +244,68 @@ pub struct SendContext {
     pub sender_name: Option<String>,
     /// `media.file_name` of the sender's avatar.
     pub sender_avatar: Option<String>,
+    /// The sender's account exists and is not deleted.
+    pub account_live: bool,
+    pub account_role: Option<String>,
+    pub account_banned: Option<bool>,
+    pub account_banned_until: Option<DateTime<Utc>>,
+    /// The token's session is live (true for a token without one).
+    pub account_session_live: bool,
+}
+
+impl SendContext {
+    /// The account as [`crate::auth::principal::TokenChecked::accept`]
+    /// takes it; `None` when there is no live account.
+    pub fn account(&self) -> Option<crate::auth::principal::AccountState> {
+        Some(crate::auth::principal::AccountState {
+            role: self.account_role.clone().filter(|_| self.account_live)?,
+            is_banned: self.account_banned.unwrap_or(false),
+            banned_until: self.account_banned_until,
+            session_live: self.account_session_live,
+        })
+    }
 }
 
 /// [`chat_context`] with the chat row locked, plus the sender's rendering
-/// fields (the same joins as [`message_json_sql`]'s sender).
+/// fields (the same joins as [`message_json_sql`]'s sender) and account;
+/// `sid` is the token's session, whose liveness is read too.
 pub async fn send_context(
     conn: &mut PgConnection,
     chat_id: Uuid,
     me: Uuid,
+    sid: Option<Uuid>,
 ) -> Result<Option<SendContext>, sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+    fn sql(session_live: &str) -> String {
         chat_context_sql(
-            ", COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
-               su.full_name AS sender_name, sav.file_name AS sender_avatar",
+            &format!(
+                ", COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
+                   su.full_name AS sender_name, sav.file_name AS sender_avatar, \
+                   (su.id IS NOT NULL AND su.deleted_at IS NULL) AS account_live, \
+                   su.role AS account_role, su.is_banned AS account_banned, \
+                   su.banned_until AS account_banned_until, {session_live} AS account_session_live"
+            ),
             "LEFT JOIN users su ON su.id = $2 LEFT JOIN media sav ON sav.id = su.avatar_id",
             true,
         )
+    }
+    // One text per case, not `$3 IS NULL OR …`, which PostgreSQL would
+    // re-plan on every send (see `record_new_message`).
+    static WITHOUT_SESSION: LazyLock<String> = LazyLock::new(|| sql("true"));
+    static WITH_SESSION: LazyLock<String> = LazyLock::new(|| {
+        sql(
+            "EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2 \
+                       AND s.revoked_at IS NULL)",
+        )
     });
-    sqlx::query_as(&SQL)
-        .bind(chat_id)
-        .bind(me)
-        .fetch_optional(conn)
-        .await
+    match sid {
+        None => sqlx::query_as(&WITHOUT_SESSION).bind(chat_id).bind(me),
+        Some(sid) => sqlx::query_as(&WITH_SESSION)
+            .bind(chat_id)
+            .bind(me)
+            .bind(sid),
+    }
+    .fetch_optional(conn)
+    .await
 }
 
 /// The chat-context statement (`$1` chat, `$2` viewer) with extra columns

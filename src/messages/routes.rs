@@ -13,6 +13,7 @@ use super::docs::HistoryParams;
 use super::dto::{decode_edit, EditMessageRequest, SendMessageRequest};
 use super::idempotency::{Claim, IdempotencyKey};
 use super::service::{self, run_detached, HistoryQuery};
+use crate::auth::principal::Caller;
 use crate::chats::dto::QueryParams;
 use crate::chats::routes::path_uuid;
 use crate::error::{AppError, AppResult};
@@ -59,15 +60,26 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     ))]
 async fn send(
     State(state): State<AppState>,
-    AuthUser(me): AuthUser,
+    caller: Caller,
     headers: HeaderMap,
-    LenientJson(req): LenientJson<SendMessageRequest>,
+    body: Result<LenientJson<SendMessageRequest>, AppError>,
 ) -> AppResult<Data<MessageResponse>> {
-    let key = IdempotencyKey::from_headers(&headers)?;
-    let input = service::validate_send(req)?;
+    let parsed = body.and_then(|LenientJson(req)| {
+        let key = IdempotencyKey::from_headers(&headers)?;
+        Ok((key, service::validate_send(req)?))
+    });
+    let (key, input) = match parsed {
+        Ok(v) => v,
+        // The account's verdict comes first, as on every other route (the
+        // send reads the account in its own statement: `http::routing`).
+        Err(e) => {
+            caller.verify(&state.db).await?;
+            return Err(e);
+        }
+    };
     let claim = key.map(|k| Claim::new(k, &input));
-    let user = me.user_id;
-    let msg = run_detached(async move { service::send(&state, user, input, claim).await }).await?;
+    let msg =
+        run_detached(async move { service::send(&state, caller, input, claim).await }).await?;
     Ok(Data(msg))
 }
 

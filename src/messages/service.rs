@@ -19,6 +19,7 @@ use super::idempotency::{self, Claim};
 use super::ordering::{next_message_id, ChatOrderGuard};
 use super::reactions::service as reactions;
 use super::repo::{self, NewMessage};
+use crate::auth::principal::Caller;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
 use crate::infra::storage::Storage;
@@ -222,10 +223,16 @@ pub fn validate_send(req: SendMessageRequest) -> AppResult<SendInput> {
 /// that already happened returns that message and publishes nothing.
 pub async fn send(
     state: &AppState,
-    me: Uuid,
+    caller: Caller,
     input: SendInput,
     claim: Option<Claim>,
 ) -> AppResult<MessageResponse> {
+    let me = caller.user_id();
+    // A retry may answer with the stored message: the account comes first.
+    let caller = match (caller, &claim) {
+        (Caller::Deferred(t), Some(_)) => Caller::Verified(t.verify(&state.db).await?),
+        (c, _) => c,
+    };
     if let Some(claim) = &claim {
         let mut conn = crate::infra::db::acquire(&state.db).await?;
         if let Some(id) = claim.prior(&mut conn, me).await? {
@@ -233,7 +240,7 @@ pub async fn send(
         }
     }
     let mut guard = ChatOrderGuard::acquire_deferred(&state.db, input.chat_id).await?;
-    let res = send_locked(state, &mut guard, me, &input, claim.as_ref()).await;
+    let res = send_locked(state, &mut guard, caller, &input, claim.as_ref()).await;
     guard.release().await;
     res
 }
@@ -241,14 +248,28 @@ pub async fn send(
 async fn send_locked(
     state: &AppState,
     guard: &mut ChatOrderGuard,
-    me: Uuid,
+    caller: Caller,
     input: &SendInput,
     claim: Option<&Claim>,
 ) -> AppResult<MessageResponse> {
     let chat_id = input.chat_id;
+    let me = caller.user_id();
+    let sid = match &caller {
+        Caller::Deferred(t) => t.session_id(),
+        Caller::Verified(_) => None,
+    };
     let mut tx = guard.begin_locked().await?;
-    let sctx = repo::send_context(&mut tx, chat_id, me)
-        .await?
+    let sctx = repo::send_context(&mut tx, chat_id, me, sid).await?;
+    // The authentication's account read rides on this statement; its
+    // verdict comes before any about the chat. Without a chat row the
+    // statement read no account: it is read on its own.
+    if let Caller::Deferred(t) = caller {
+        match &sctx {
+            Some(c) => t.accept(&state.db, c.account()).await?,
+            None => t.verify(&state.db).await?,
+        };
+    }
+    let sctx = sctx
         .filter(|c| !c.chat.deleted)
         .ok_or_else(|| AppError::not_found("Chat not found or deleted"))?;
     let ctx = &sctx.chat;

@@ -37,6 +37,7 @@ mod resume;
 mod resume_cluster;
 mod scheduler;
 mod search;
+mod send_account;
 mod send_plans;
 mod sessions;
 mod snapshot;

@@ -34,6 +34,9 @@ async fn sends_reuse_their_plans_in_private_chats_and_groups() {
             .await;
             assert_eq!(s, 200, "{body}");
         }
+        // Other routes read the account in the authentication's statement.
+        let (s, body) = get(&app, &at, "/api/chats").await;
+        assert_eq!(s, 200, "{body}");
     }
     let stats: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
@@ -55,6 +58,20 @@ async fn sends_reuse_their_plans_in_private_chats_and_groups() {
     assert_eq!(kinds("UPDATE group_members"), 1, "group record: {stats:?}");
     assert_eq!(kinds("SELECT u.role"), 1, "auth: {stats:?}");
     assert_eq!(kinds("SELECT c.type AS chat_type"), 1, "context: {stats:?}");
+    // On one Redis node the send reads the account in its chat-context
+    // statement, so only the 8 chat lists (and the setup) ran this one;
+    // on a cluster the authentication reads it for the 16 sends too.
+    let auth_runs: i64 = hot
+        .iter()
+        .filter(|s| s.0.contains("SELECT u.role"))
+        .map(|s| s.1 + s.2)
+        .sum();
+    if !app.state.redis.is_cluster() {
+        assert!(
+            auth_runs < 16,
+            "the sends read the account on their own: {auth_runs} runs"
+        );
+    }
     for (sql, generic, custom) in hot {
         assert!(
             *generic > 0 && *custom <= 5,
