@@ -656,6 +656,24 @@ pub async fn register_user(app: &TestApp, name: &str) -> (Uuid, String, String) 
 
 impl TestApp {
     /// Clears the loopback client's `auth_public` counter (10/min per IP).
+    /// Fills `user`'s per-user `bucket` counter up to `limit` for a minute,
+    /// so their next request on that bucket gets 429.
+    pub async fn exhaust_user_bucket(&self, user: Uuid, bucket: &str, limit: u64) {
+        let key = self
+            .state
+            .redis
+            .key(&format!("ratelimit:user:{bucket}:{user}"));
+        let mut c = self.state.redis.conn();
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(limit)
+            .arg("EX")
+            .arg(60)
+            .query_async(&mut c)
+            .await
+            .expect("set the rate-limit counter");
+    }
+
     pub async fn reset_public_rate_limit(&self) {
         let key = self.state.redis.key("ratelimit:ip:auth_public:127.0.0.1");
         let mut c = self.state.redis.conn();

@@ -351,19 +351,7 @@ async fn only_readable_live_messages_are_found() {
     );
 
     // Rate-limited with the neighbouring endpoints (general_read, 200/min).
-    let key = app
-        .state
-        .redis
-        .key(&format!("ratelimit:user:general_read:{bob}"));
-    let mut c = app.state.redis.conn();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(200)
-        .arg("EX")
-        .arg(60)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    app.exhaust_user_bucket(bob, "general_read", 200).await;
     let (s, _) = search_all(&app, &bt, "?q=rahasia").await;
     assert_eq!(s, 429);
     let (s, _) = search_chat(&app, &bt, private, "?q=rahasia").await;

@@ -147,19 +147,7 @@ async fn over_the_rate_limit_a_banned_sender_still_hears_about_the_ban() {
     let (alice, at) = app.make_user("Alice").await;
     let (bob, _) = app.make_user("Bob").await;
     let chat = app.make_private_chat(alice, bob).await;
-    let key = app
-        .state
-        .redis
-        .key(&format!("ratelimit:user:general_read:{alice}"));
-    let mut c = app.state.redis.conn();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(200)
-        .arg("EX")
-        .arg(60)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    app.exhaust_user_bucket(alice, "general_read", 200).await;
     let send = json!({"chat_id": chat, "content": "hello"});
     let (s, _) = post(&app, &at, "/api/messages", send.clone()).await;
     assert_eq!(s, 429, "the limit holds");
