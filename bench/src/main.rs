@@ -872,13 +872,11 @@ async fn paging(args: &Args, messages: u32, chats: u32, requests: u32) -> anyhow
     // history query (its rendering joins hang off these 21 ids).
     let list_plan: Vec<String> = sqlx::query_scalar(&format!(
         "EXPLAIN {}",
-        atoitalk::chats::repo::list_page_sql()
+        atoitalk::chats::repo::list_page_sql(false, 21)
     ))
     .bind(viewer)
     .bind(None::<chrono::DateTime<chrono::Utc>>)
     .bind(None::<Uuid>)
-    .bind(None::<String>)
-    .bind(21i64)
     .fetch_all(&db)
     .await?;
     eprintln!(

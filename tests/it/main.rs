@@ -9,6 +9,7 @@ mod account_abuse;
 mod admin;
 mod audit;
 mod auth;
+mod chat_list_scale;
 mod chats;
 mod contract;
 mod edits;

@@ -4,19 +4,35 @@
 //! `$n IS NULL` branch does. Planning was a third of the database's time per
 //! send before the statements were split (`bench/README.md`).
 
-use serde_json::json;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::chats::support::*;
 use crate::harness::{make_group, TestApp};
 
-#[tokio::test]
-async fn sends_reuse_their_plans_in_private_chats_and_groups() {
-    // One pool connection: every statement of every request runs on it, so
-    // its prepared statements can be read back afterwards.
-    let app = TestApp::spawn_with(|env| {
+/// An app with one pool connection: every statement of every request runs
+/// on it, so its prepared statements can be read back afterwards.
+async fn one_connection() -> TestApp {
+    TestApp::spawn_with(|env| {
         env.insert("DB_MAX_CONNECTIONS".into(), "1".into());
     })
-    .await;
+    .await
+}
+
+/// Five custom plans come first; from the sixth on PostgreSQL either
+/// reuses the generic plan or keeps planning.
+fn assert_reused<'a>(stats: impl IntoIterator<Item = &'a (String, i64, i64)>) {
+    for (sql, generic, custom) in stats {
+        assert!(
+            *generic > 0 && *custom <= 5,
+            "planned on every execution ({custom} custom, {generic} generic): {sql}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sends_reuse_their_plans_in_private_chats_and_groups() {
+    let app = one_connection().await;
     let (alice, at) = app.make_user("Alice").await;
     let (bob, _) = app.make_user("Bob").await;
     let private = app.make_private_chat(alice, bob).await;
@@ -72,10 +88,163 @@ async fn sends_reuse_their_plans_in_private_chats_and_groups() {
             "the sends read the account on their own: {auth_runs} runs"
         );
     }
-    for (sql, generic, custom) in hot {
-        assert!(
-            *generic > 0 && *custom <= 5,
-            "planned on every execution ({custom} custom, {generic} generic): {sql}"
-        );
+    assert_reused(hot);
+}
+
+#[tokio::test]
+async fn chat_lists_reuse_their_plans_with_and_without_search() {
+    let app = one_connection().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let (carol, _) = app.make_user("Carol").await;
+    let private = app.make_private_chat(alice, bob).await;
+    let group = make_group(&app, alice, &[carol]).await;
+    for chat in [private, group] {
+        let (s, body) = post(
+            &app,
+            &at,
+            "/api/messages",
+            json!({"chat_id": chat, "content": "hello"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    for _ in 0..8 {
+        let (s, body) = get(&app, &at, "/api/chats?limit=5").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["data"].as_array().map(Vec::len), Some(2), "{body}");
+        let (s, body) = get(&app, &at, "/api/chats?limit=5&query=bo").await;
+        assert_eq!(s, 200, "{body}");
+        let found: Vec<&Value> = body["data"].as_array().unwrap().iter().collect();
+        assert_eq!(found.len(), 1, "{body}");
+        assert_eq!(found[0]["id"], json!(private), "{body}");
+    }
+    let stats: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
+          WHERE statement LIKE 'WITH page AS MATERIALIZED (WITH top AS%'",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    let runs = |search: bool| {
+        stats
+            .iter()
+            .filter(|s| s.0.contains("ILIKE") == search)
+            .map(|s| s.1 + s.2)
+            .sum::<i64>()
+    };
+    assert_eq!((runs(false), runs(true)), (8, 8), "{stats:?}");
+    assert_reused(&stats);
+}
+
+#[tokio::test]
+async fn reading_a_chat_reuses_every_statement_plan() {
+    let app = one_connection().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let private = app.make_private_chat(alice, bob).await;
+    let group = make_group(&app, alice, &[bob]).await;
+    for chat in [private, group] {
+        for n in 0..3 {
+            let (s, body) = post(
+                &app,
+                &at,
+                "/api/messages",
+                json!({"chat_id": chat, "content": format!("hello {n}")}),
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+        }
+    }
+    for _ in 0..8 {
+        for chat in [private, group] {
+            let (s, body) = get(&app, &at, &format!("/api/chats/{chat}")).await;
+            assert_eq!(s, 200, "{body}");
+            let (s, body) = get(&app, &at, &format!("/api/chats/{chat}/messages?limit=2")).await;
+            assert_eq!(s, 200, "{body}");
+            assert_eq!(body["data"].as_array().map(Vec::len), Some(2), "{body}");
+            let (s, body) = post(&app, &at, &format!("/api/chats/{chat}/read"), json!({})).await;
+            assert!(s < 300, "{s} {body}");
+        }
+    }
+    let stats: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
+          WHERE generic_plans + custom_plans >= 8",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert!(stats.len() >= 4, "{stats:?}");
+    let replanned: Vec<_> = stats.iter().filter(|s| s.2 > 5).collect();
+    assert!(
+        replanned.is_empty(),
+        "planned on every execution: {replanned:#?}"
+    );
+}
+
+/// Each scan of `messages` in the generic plan of `sql` run with `args`
+/// (SQL literals): the most rows one scan returned in one loop.
+async fn most_rows_scanned(app: &TestApp, sql: &str, types: &str, args: &str) -> (i64, String) {
+    let mut conn = app.state.db.acquire().await.unwrap();
+    sqlx::raw_sql(&format!(
+        "SET plan_cache_mode = force_generic_plan; PREPARE p({types}) AS {sql}"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE p({args})"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql("DEALLOCATE p; RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let rows = plan
+        .iter()
+        .filter(|l| l.contains(" on messages"))
+        .filter_map(|l| {
+            l.split("actual rows=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    (rows, plan.join("\n"))
+}
+
+#[tokio::test]
+async fn a_big_chats_history_pages_read_their_page_not_the_chat() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let (alice, _) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    // One chat of 3,000 messages among 300 of one message: the statistics
+    // say "a chat has about ten", which is what a generic plan assumes.
+    let big = app.make_private_chat(alice, bob).await;
+    let ids: Vec<Uuid> = (0..3000).map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO messages (id, chat_id, sender_id, content) \
+         SELECT unnest($1::uuid[]), $2, $3, 'hello'",
+    )
+    .bind(&ids)
+    .bind(big)
+    .bind(alice)
+    .execute(db)
+    .await
+    .unwrap();
+    let partners = crate::chat_list_scale::bulk_users(db, "h", 300).await;
+    crate::chat_list_scale::bulk_chats(db, alice, &partners, 1.0).await;
+    sqlx::query("ANALYZE messages").execute(db).await.unwrap();
+    let sql = atoitalk::messages::repo::history_page_sql(true, false);
+    for cursor in [Uuid::max(), ids[300]] {
+        let args = format!("'{big}', '{cursor}', 21");
+        let (rows, plan) = most_rows_scanned(&app, &sql, "uuid, uuid, bigint", &args).await;
+        assert!(rows <= 21, "a page read {rows} messages:\n{plan}");
     }
 }
