@@ -439,6 +439,15 @@ fn read_replica(
     }))
 }
 
+/// Settings of every database session. `jit = off`: this server runs short
+/// statements, and PostgreSQL compiles one to machine code once its
+/// estimate passes `jit_above_cost` (100,000), which a member of ~12,000
+/// chats' list reaches (estimated 84,000 at 10,000). Measured on the
+/// chat-list statement with the threshold forced to 0: 0.4 ms without,
+/// 130 ms with the compilation, 1.85 s with inlining and optimisation too
+/// (their threshold is 500,000).
+const SESSION_SETTINGS: [(&str, &str); 2] = [("timezone", "UTC"), ("jit", "off")];
+
 impl Config {
     /// Loads `.env` (never overriding real variables) and reads the environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -868,7 +877,7 @@ impl Config {
             .password(&self.db_password)
             .database(&self.db_name)
             .ssl_mode(ssl)
-            .options([("timezone", "UTC")])
+            .options(SESSION_SETTINGS)
     }
 
     /// Connect options of the read replica: `DB_READ_URL` as it stands, or
@@ -880,7 +889,7 @@ impl Config {
             Some(url) => url
                 .parse::<sqlx::postgres::PgConnectOptions>()
                 .ok()
-                .map(|o| o.options([("timezone", "UTC")])),
+                .map(|o| o.options(SESSION_SETTINGS)),
             None => Some(self.pg_connect_options().host(&r.host).port(r.port)),
         }
     }

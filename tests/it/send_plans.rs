@@ -175,6 +175,12 @@ async fn reading_a_chat_reuses_every_statement_plan() {
     .await
     .unwrap();
     assert!(stats.len() >= 4, "{stats:?}");
+    // No statement is compiled to machine code either (config.rs).
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off");
     let replanned: Vec<_> = stats.iter().filter(|s| s.2 > 5).collect();
     assert!(
         replanned.is_empty(),
