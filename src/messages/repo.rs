@@ -119,10 +119,10 @@ fn visible(t: &str, hidden: Option<usize>) -> String {
 /// The statement of [`history_page`]: `$1` chat, `$2` cursor, `$3` limit
 /// and, when the viewer hid the chat, `$4` their `hidden_at`.
 pub fn history_page_sql(older: bool, hidden: bool) -> String {
-    let (cmp, order, beyond) = if older {
-        ("<", "DESC", ">=")
+    let (cmp, order, beyond, back) = if older {
+        ("<", "DESC", ">=", "ASC")
     } else {
-        (">", "ASC", "<=")
+        (">", "ASC", "<=", "DESC")
     };
     let vis = visible("", hidden.then_some(4));
     let filter = format!(
@@ -130,7 +130,11 @@ pub fn history_page_sql(older: bool, hidden: bool) -> String {
                   ORDER BY id {order} LIMIT $3)"
     );
     format!(
-        "SELECT q.j, (SELECT EXISTS (SELECT 1 FROM messages WHERE {vis} AND id {beyond} $2)) AS beyond \
+        // The nearest message beyond the cursor, in id order: as a plain
+        // EXISTS the generic plan took the `(chat_id)` index and filtered
+        // the chat's every entry by id (3,000 of 3,000 in the plan test).
+        "SELECT q.j, (SELECT id FROM messages WHERE {vis} AND id {beyond} $2 \
+                       ORDER BY id {back} LIMIT 1) IS NOT NULL AS beyond \
            FROM ({inner}) q",
         inner = message_json_sql(&filter)
     )

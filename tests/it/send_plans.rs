@@ -188,9 +188,15 @@ async fn reading_a_chat_reuses_every_statement_plan() {
     );
 }
 
-/// Each scan of `messages` in the generic plan of `sql` run with `args`
-/// (SQL literals): the most rows one scan returned in one loop.
-async fn most_rows_scanned(app: &TestApp, sql: &str, types: &str, args: &str) -> (i64, String) {
+/// Each scan of `table` in the generic plan of `sql` run with `args` (SQL
+/// literals): the most rows one scan read in one loop.
+async fn most_rows_scanned(
+    app: &TestApp,
+    table: &str,
+    sql: &str,
+    types: &str,
+    args: &str,
+) -> (i64, String) {
     let mut conn = app.state.db.acquire().await.unwrap();
     sqlx::raw_sql(&format!(
         "SET plan_cache_mode = force_generic_plan; PREPARE p({types}) AS {sql}"
@@ -208,19 +214,23 @@ async fn most_rows_scanned(app: &TestApp, sql: &str, types: &str, args: &str) ->
         .execute(&mut *conn)
         .await
         .unwrap();
-    let rows = plan
-        .iter()
-        .filter(|l| l.contains(" on messages"))
-        .filter_map(|l| {
-            l.split("actual rows=")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0);
+    // A scan reads the rows it returns plus those its filter removed (the
+    // detail lines under the scan's own line).
+    let number = |l: &str, key: &str| -> Option<i64> {
+        l.split(key).nth(1)?.split(' ').next()?.parse().ok()
+    };
+    let mut rows = 0;
+    for (i, line) in plan.iter().enumerate() {
+        if !line.contains(&format!(" on {table} ")) {
+            continue;
+        }
+        let removed: i64 = plan[i + 1..]
+            .iter()
+            .take_while(|l| !l.trim_start().starts_with("->"))
+            .filter_map(|l| number(l, "Rows Removed by Filter: "))
+            .sum();
+        rows = rows.max(number(line, "actual rows=").unwrap_or(0) + removed);
+    }
     (rows, plan.join("\n"))
 }
 
@@ -247,10 +257,42 @@ async fn a_big_chats_history_pages_read_their_page_not_the_chat() {
     let partners = crate::chat_list_scale::bulk_users(db, "h", 300).await;
     crate::chat_list_scale::bulk_chats(db, alice, &partners, 1.0).await;
     sqlx::query("ANALYZE messages").execute(db).await.unwrap();
-    let sql = atoitalk::messages::repo::history_page_sql(true, false);
-    for cursor in [Uuid::max(), ids[300]] {
+    for (older, cursor) in [
+        (true, Uuid::max()),
+        (true, ids[300]),
+        (false, Uuid::nil()),
+        (false, ids[2700]),
+    ] {
+        let sql = atoitalk::messages::repo::history_page_sql(older, false);
         let args = format!("'{big}', '{cursor}', 21");
-        let (rows, plan) = most_rows_scanned(&app, &sql, "uuid, uuid, bigint", &args).await;
+        let (rows, plan) =
+            most_rows_scanned(&app, "messages", &sql, "uuid, uuid, bigint", &args).await;
         assert!(rows <= 21, "a page read {rows} messages:\n{plan}");
+    }
+}
+
+#[tokio::test]
+async fn a_deep_page_of_the_user_directory_starts_at_its_cursor() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let (alice, _) = app.make_user("Alice").await;
+    crate::chat_list_scale::bulk_users(db, "d", 3000).await;
+    sqlx::query("ANALYZE users").execute(db).await.unwrap();
+    let (name, id): (String, Uuid) = sqlx::query_as(
+        "SELECT full_name, id FROM users WHERE full_name IS NOT NULL \
+          ORDER BY full_name, id OFFSET 2500 LIMIT 1",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let sql = atoitalk::users::repo::search_sql(false);
+    let types = "uuid, text, text, text, uuid, uuid, boolean, bigint";
+    for (cursor, page) in [
+        ("NULL, NULL".to_string(), "first"),
+        (format!("'{name}', '{id}'"), "deep"),
+    ] {
+        let args = format!("'{alice}', NULL, NULL, {cursor}, NULL, true, 21");
+        let (rows, plan) = most_rows_scanned(&app, "users", &sql, types, &args).await;
+        assert!(rows <= 22, "the {page} page read {rows} users:\n{plan}");
     }
 }
