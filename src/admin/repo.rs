@@ -43,30 +43,38 @@ pub struct UserFilter<'a> {
     pub limit: i64,
 }
 
-/// Live users newest first (`id DESC`, keyset on `id`), `limit + 1` rows.
-pub async fn list_users(
-    db: &mut PgConnection,
-    f: &UserFilter<'_>,
-) -> Result<Vec<UserListRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+/// The statement of [`list_users`]: `$1` role, `$2` cursor, `$3` text,
+/// `$4` limit. Keyset bounds here and in the other admin lists are
+/// COALESCEs with a sentinel, not `$n IS NULL OR …`, so a generic plan
+/// starts its index walk at the cursor instead of filtering its way there.
+pub fn list_users_sql() -> String {
+    format!(
         "SELECT u.id, u.username, u.email, u.full_name, u.role, {ACTIVE_BAN} AS is_banned, \
            u.created_at \
          FROM users u \
          WHERE u.deleted_at IS NULL \
            AND ($1::text IS NULL OR u.role = $1) \
-           AND ($2::uuid IS NULL OR u.id < $2) \
+           AND u.id < COALESCE($2::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') \
            AND ($3::text IS NULL \
                 OR u.username ILIKE '%' || $3 || '%' \
                 OR u.email ILIKE '%' || $3 || '%' \
                 OR u.full_name ILIKE '%' || $3 || '%') \
          ORDER BY u.id DESC LIMIT $4"
-    ))
-    .bind(f.role)
-    .bind(f.before)
-    .bind(f.query)
-    .bind(f.limit + 1)
-    .fetch_all(db)
-    .await
+    )
+}
+
+/// Live users newest first (`id DESC`, keyset on `id`), `limit + 1` rows.
+pub async fn list_users(
+    db: &mut PgConnection,
+    f: &UserFilter<'_>,
+) -> Result<Vec<UserListRow>, sqlx::Error> {
+    sqlx::query_as(&list_users_sql())
+        .bind(f.role)
+        .bind(f.before)
+        .bind(f.query)
+        .bind(f.limit + 1)
+        .fetch_all(db)
+        .await
 }
 
 /// Everything the admin user detail shows (soft-deleted users included).

@@ -296,3 +296,24 @@ async fn a_deep_page_of_the_user_directory_starts_at_its_cursor() {
         assert!(rows <= 22, "the {page} page read {rows} users:\n{plan}");
     }
 }
+
+#[tokio::test]
+async fn a_deep_page_of_the_admin_user_list_starts_at_its_cursor() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    crate::chat_list_scale::bulk_users(db, "a", 3000).await;
+    sqlx::query("ANALYZE users").execute(db).await.unwrap();
+    let deep: Uuid = sqlx::query_scalar(
+        "SELECT id FROM users WHERE deleted_at IS NULL ORDER BY id DESC OFFSET 2500 LIMIT 1",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let sql = atoitalk::admin::repo::list_users_sql();
+    for (cursor, page) in [("NULL".to_string(), "first"), (format!("'{deep}'"), "deep")] {
+        let args = format!("NULL, {cursor}, NULL, 21");
+        let types = "text, uuid, text, bigint";
+        let (rows, plan) = most_rows_scanned(&app, "users", &sql, types, &args).await;
+        assert!(rows <= 22, "the {page} page read {rows} users:\n{plan}");
+    }
+}

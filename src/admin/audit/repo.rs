@@ -60,9 +60,9 @@ pub async fn list(db: &PgPool, f: &AuditFilter<'_>) -> Result<Vec<AuditRow>, sql
          WHERE ($1::uuid IS NULL OR admin_id = $1) \
            AND ($2::text IS NULL OR action = $2) \
            AND ($3::uuid IS NULL OR target_id = $3) \
-           AND ($4::timestamptz IS NULL OR created_at >= $4) \
-           AND ($5::timestamptz IS NULL OR created_at < $5) \
-           AND ($6::uuid IS NULL OR id < $6) \
+           AND created_at >= COALESCE($4::timestamptz, '-infinity') \
+           AND created_at < COALESCE($5::timestamptz, 'infinity') \
+           AND id < COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') \
          ORDER BY id DESC LIMIT $7",
     )
     .bind(f.admin_id)
