@@ -172,10 +172,12 @@ const SEARCH_FILTERS: &str = "u.deleted_at IS NULL AND u.full_name IS NOT NULL A
     AND NOT EXISTS ( \
       SELECT 1 FROM user_blocks b \
       WHERE (b.blocker_id = $1 AND b.blocked_id = u.id) \
-         OR (b.blocker_id = u.id AND b.blocked_id = $1)) \
-    AND ($6::uuid IS NULL OR NOT EXISTS ( \
+         OR (b.blocker_id = u.id AND b.blocked_id = $1))";
+
+/// The search's `exclude_chat_id` (`$6`): members of that group are left out.
+const NOT_IN_GROUP: &str = " AND NOT EXISTS ( \
       SELECT 1 FROM group_members gm JOIN group_chats g ON g.id = gm.group_chat_id \
-      WHERE g.chat_id = $6 AND gm.user_id = u.id))";
+      WHERE g.chat_id = $6 AND gm.user_id = u.id)";
 
 /// Avatar and (optionally, `$7`) the private chat with the caller, joined
 /// onto the page's rows only.
@@ -191,11 +193,18 @@ const SEARCH_PAGE_JOINS: &str = "SELECT p.id, p.username, p.full_name, p.role, \
      ) pc ON true \
      ORDER BY p.full_name, p.id";
 
-/// The statement of [`search`] with or without a search text: `$1` the
-/// caller, `$2`/`$3` the text and its prefix pattern, `$4`/`$5` the cursor,
-/// `$6` the excluded group chat, `$7` whether to join private chat ids,
-/// `$8` the limit.
-pub fn search_sql(with_query: bool) -> String {
+/// The statement of [`search`] with or without a search text and an
+/// excluded group: `$1` the caller, `$2`/`$3` the text and its prefix
+/// pattern, `$4`/`$5` the cursor, `$6` the excluded group chat, `$7`
+/// whether to join private chat ids; `limit` rows. The optional parts are
+/// variants of the text and the limit (a validated integer) is in it: a
+/// `$n IS NULL OR …` filter or a `LIMIT $n` (estimated as a tenth of all
+/// users) kept the statement on a fresh plan per request.
+pub fn search_sql(with_query: bool, exclude: bool, limit: i64) -> String {
+    let filters = format!(
+        "{SEARCH_FILTERS}{}",
+        if exclude { NOT_IN_GROUP } else { "" }
+    );
     if with_query {
         format!(
             "WITH matches AS MATERIALIZED ( \
@@ -207,19 +216,18 @@ pub fn search_sql(with_query: bool) -> String {
              ), page AS ( \
                SELECT u.id, u.username, u.full_name, u.role, u.avatar_id \
                FROM matches x JOIN users u ON u.id = x.id \
-               WHERE {SEARCH_FILTERS} \
-               ORDER BY u.full_name, u.id LIMIT $8 \
+               WHERE {filters} \
+               ORDER BY u.full_name, u.id LIMIT {limit} \
              ) {SEARCH_PAGE_JOINS}"
         )
     } else {
-        // `$2`/`$3` are NULL here; they are mentioned so both variants take
-        // the same parameter list.
+        // `$2`/`$3` (NULL) go unmentioned: their types come with the bind.
         format!(
             "WITH page AS ( \
                SELECT u.id, u.username, u.full_name, u.role, u.avatar_id \
                FROM users u \
-               WHERE {SEARCH_FILTERS} AND ($2::text IS NULL OR $3::text IS NULL) \
-               ORDER BY u.full_name, u.id LIMIT $8 \
+               WHERE {filters} \
+               ORDER BY u.full_name, u.id LIMIT {limit} \
              ) {SEARCH_PAGE_JOINS}"
         )
     }
@@ -238,7 +246,7 @@ pub async fn search(
     me: Uuid,
     p: &ListParams,
 ) -> Result<Vec<ListRow>, sqlx::Error> {
-    let sql = search_sql(p.query.is_some());
+    let sql = search_sql(p.query.is_some(), p.exclude_chat_id.is_some(), p.limit + 1);
     let pattern = p.query.as_deref().map(prefix_pattern);
     sqlx::query_as(&sql)
         .bind(me)
@@ -248,7 +256,6 @@ pub async fn search(
         .bind(p.cursor.as_ref().map(|c| c.id))
         .bind(p.exclude_chat_id)
         .bind(p.include_chat_id)
-        .bind(p.limit + 1)
         .fetch_all(db)
         .await
 }

@@ -1,8 +1,11 @@
-//! The send path's statements are planned once per connection, not on every
-//! send (issue 21): PostgreSQL re-plans a prepared statement for good when
-//! its custom plans look cheaper than the generic one, which is what a
-//! `$n IS NULL` branch does. Planning was a third of the database's time per
-//! send before the statements were split (`bench/README.md`).
+//! Statement plans (issue 21). The send's and the reads' statements are
+//! planned once per connection, not on every request: PostgreSQL re-plans a
+//! prepared statement for good when its custom plans look cheaper than the
+//! generic one, which is what a `$n IS NULL` branch, a `LIMIT $n` or a short
+//! `= ANY($n)` array does. Planning was a third of the database's time per
+//! send before the statements were split (`bench/README.md`). And the
+//! generic plans of the keyset pages start at their cursor, in a big chat
+//! and a big directory alike, instead of reading their way there.
 
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -17,6 +20,34 @@ async fn one_connection() -> TestApp {
         env.insert("DB_MAX_CONNECTIONS".into(), "1".into());
     })
     .await
+}
+
+/// Three messages in each of `chats`.
+async fn send_three(app: &TestApp, token: &str, chats: &[Uuid]) {
+    for chat in chats {
+        for n in 0..3 {
+            let (s, body) = post(
+                app,
+                token,
+                "/api/messages",
+                json!({"chat_id": chat, "content": format!("hello number {n}")}),
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+        }
+    }
+}
+
+/// The app's prepared statements run at least 8 times, with their plan
+/// counts (generic, custom).
+async fn statements_run_8_times(app: &TestApp) -> Vec<(String, i64, i64)> {
+    sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
+          WHERE generic_plans + custom_plans >= 8",
+    )
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap()
 }
 
 /// Five custom plans come first; from the sixth on PostgreSQL either
@@ -144,18 +175,7 @@ async fn reading_a_chat_reuses_every_statement_plan() {
     let (bob, _) = app.make_user("Bob").await;
     let private = app.make_private_chat(alice, bob).await;
     let group = make_group(&app, alice, &[bob]).await;
-    for chat in [private, group] {
-        for n in 0..3 {
-            let (s, body) = post(
-                &app,
-                &at,
-                "/api/messages",
-                json!({"chat_id": chat, "content": format!("hello {n}")}),
-            )
-            .await;
-            assert_eq!(s, 200, "{body}");
-        }
-    }
+    send_three(&app, &at, &[private, group]).await;
     for _ in 0..8 {
         for chat in [private, group] {
             let (s, body) = get(&app, &at, &format!("/api/chats/{chat}")).await;
@@ -167,13 +187,7 @@ async fn reading_a_chat_reuses_every_statement_plan() {
             assert!(s < 300, "{s} {body}");
         }
     }
-    let stats: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
-          WHERE generic_plans + custom_plans >= 8",
-    )
-    .fetch_all(&app.state.db)
-    .await
-    .unwrap();
+    let stats = statements_run_8_times(&app).await;
     assert!(stats.len() >= 4, "{stats:?}");
     // No statement is compiled to machine code either (config.rs).
     let jit: String = sqlx::query_scalar("SHOW jit")
@@ -285,13 +299,13 @@ async fn a_deep_page_of_the_user_directory_starts_at_its_cursor() {
     .fetch_one(db)
     .await
     .unwrap();
-    let sql = atoitalk::users::repo::search_sql(false);
-    let types = "uuid, text, text, text, uuid, uuid, boolean, bigint";
+    let sql = atoitalk::users::repo::search_sql(false, false, 21);
+    let types = "uuid, text, text, text, uuid, uuid, boolean";
     for (cursor, page) in [
         ("NULL, NULL".to_string(), "first"),
         (format!("'{name}', '{id}'"), "deep"),
     ] {
-        let args = format!("'{alice}', NULL, NULL, {cursor}, NULL, true, 21");
+        let args = format!("'{alice}', NULL, NULL, {cursor}, NULL, true");
         let (rows, plan) = most_rows_scanned(&app, "users", &sql, types, &args).await;
         assert!(rows <= 22, "the {page} page read {rows} users:\n{plan}");
     }
@@ -316,4 +330,53 @@ async fn a_deep_page_of_the_admin_user_list_starts_at_its_cursor() {
         let (rows, plan) = most_rows_scanned(&app, "users", &sql, types, &args).await;
         assert!(rows <= 22, "the {page} page read {rows} users:\n{plan}");
     }
+}
+
+#[tokio::test]
+async fn browsing_reuses_every_statement_plan() {
+    let app = one_connection().await;
+    let (alice, at) = app.make_user("Alice").await;
+    let (bob, _) = app.make_user("Bob").await;
+    let (carol, _) = app.make_user("Carol").await;
+    let private = app.make_private_chat(alice, bob).await;
+    let group = make_group(&app, alice, &[bob, carol]).await;
+    send_three(&app, &at, &[private, group]).await;
+    // Second pages need the first page's cursor.
+    let next = |body: &Value| {
+        body["meta"]["next_cursor"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let (_, users) = get(&app, &at, "/api/users?limit=1").await;
+    let (_, history) = get(&app, &at, &format!("/api/chats/{group}/messages?limit=1")).await;
+    let paths = [
+        "/api/user/current".to_string(),
+        format!("/api/users/{bob}"),
+        "/api/users?limit=1".to_string(),
+        format!("/api/users?limit=1&cursor={}", next(&users)),
+        "/api/users?query=bo".to_string(),
+        "/api/users/blocked".to_string(),
+        "/api/chats/group/public".to_string(),
+        format!("/api/chats/group/{group}/members"),
+        format!(
+            "/api/chats/{group}/messages?limit=1&cursor={}",
+            next(&history)
+        ),
+        "/api/messages/search?q=hello".to_string(),
+        format!("/api/chats/{group}/messages/search?q=number"),
+    ];
+    for _ in 0..8 {
+        for path in &paths {
+            let (s, body) = get(&app, &at, path).await;
+            assert_eq!(s, 200, "{path}: {body}");
+        }
+    }
+    let stats = statements_run_8_times(&app).await;
+    assert!(stats.len() >= 6, "{stats:?}");
+    let replanned: Vec<_> = stats.iter().filter(|s| s.2 > 5).collect();
+    assert!(
+        replanned.is_empty(),
+        "planned on every execution: {replanned:#?}"
+    );
 }
