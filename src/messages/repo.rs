@@ -87,18 +87,12 @@ pub async fn load_rows(
         let sql = message_json_sql("m.id = $1");
         sqlx::query_scalar(&sql).bind(id).fetch_all(conn).await?
     } else {
-        // A generic plan of `= ANY($1)` assumes ten elements, so a custom
-        // plan for fewer looked cheaper and was made on every call (search
-        // results, pins). Padded to ten with a repeated id (a row matches
-        // once however often its id is listed), the custom plans cost the
-        // same and PostgreSQL keeps the generic one.
-        let mut padded = ids.to_vec();
-        padded.resize(ids.len().max(10), ids[0]);
+        // Planned on every call (a generic plan of `= ANY($1)` assumes ten
+        // ids, so a custom plan for fewer looks cheaper). Padding the array
+        // to ten kept the generic plan but made search slower (global p50
+        // 11 → 18 ms, `bench/README.md`): the custom plans stay.
         let sql = message_json_sql("m.id = ANY($1)");
-        sqlx::query_scalar(&sql)
-            .bind(&padded)
-            .fetch_all(conn)
-            .await?
+        sqlx::query_scalar(&sql).bind(ids).fetch_all(conn).await?
     };
     decode_rows(values)
 }

@@ -374,7 +374,12 @@ async fn browsing_reuses_every_statement_plan() {
     }
     let stats = statements_run_8_times(&app).await;
     assert!(stats.len() >= 6, "{stats:?}");
-    let replanned: Vec<_> = stats.iter().filter(|s| s.2 > 5).collect();
+    // Except the rendering of several messages by id (`= ANY($1)`): its
+    // generic plan is slower than planning each call (messages/repo.rs).
+    let replanned: Vec<_> = stats
+        .iter()
+        .filter(|s| s.2 > 5 && !s.0.contains("WHERE m.id = ANY($1)"))
+        .collect();
     assert!(
         replanned.is_empty(),
         "planned on every execution: {replanned:#?}"
