@@ -876,7 +876,7 @@ async fn paging(args: &Args, messages: u32, chats: u32, requests: u32) -> anyhow
     ))
     .bind(viewer)
     .bind(None::<chrono::DateTime<chrono::Utc>>)
-    .bind(None::<Uuid>)
+    .bind(Uuid::max())
     .fetch_all(&db)
     .await?;
     eprintln!(

@@ -44,9 +44,10 @@ pub struct UserFilter<'a> {
 }
 
 /// The statement of [`list_users`]: `$1` role, `$2` cursor, `$3` text,
-/// `$4` limit. Keyset bounds here and in the other admin lists are
-/// COALESCEs with a sentinel, not `$n IS NULL OR …`, so a generic plan
-/// starts its index walk at the cursor instead of filtering its way there.
+/// `$4` limit. Keyset bounds here and in the other admin lists get a
+/// sentinel on the first page (`Uuid::max()`, a COALESCE for times), not
+/// `$n IS NULL OR …`, so a generic plan starts its index walk at the
+/// cursor instead of filtering its way there.
 pub fn list_users_sql() -> String {
     format!(
         "SELECT u.id, u.username, u.email, u.full_name, u.role, {ACTIVE_BAN} AS is_banned, \
@@ -54,7 +55,7 @@ pub fn list_users_sql() -> String {
          FROM users u \
          WHERE u.deleted_at IS NULL \
            AND ($1::text IS NULL OR u.role = $1) \
-           AND u.id < COALESCE($2::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') \
+           AND u.id < $2 \
            AND ($3::text IS NULL \
                 OR u.username ILIKE '%' || $3 || '%' \
                 OR u.email ILIKE '%' || $3 || '%' \
@@ -70,7 +71,7 @@ pub async fn list_users(
 ) -> Result<Vec<UserListRow>, sqlx::Error> {
     sqlx::query_as(&list_users_sql())
         .bind(f.role)
-        .bind(f.before)
+        .bind(f.before.unwrap_or(Uuid::max()))
         .bind(f.query)
         .bind(f.limit + 1)
         .fetch_all(db)

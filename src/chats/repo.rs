@@ -110,9 +110,10 @@ fn side_joins(v: &str) -> String {
     )
 }
 
-/// The keyset condition of a chat-list page (`$2`/`$3`, NULL on the first).
+/// The keyset condition of a chat-list page (`$2`/`$3`: NULL and
+/// `Uuid::max()` on the first).
 const CURSOR: &str = "(c.last_message_at, c.id) \
-    < (COALESCE($2::timestamptz, 'infinity'), COALESCE($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))";
+    < (COALESCE($2::timestamptz, 'infinity'), $3)";
 /// A viewer in at least this many chats has their first page looked for
 /// among everyone's newest chats first ...
 const WALK_FOR: i64 = 200;
@@ -120,7 +121,7 @@ const WALK_FOR: i64 = 200;
 const WALK_LIMIT: i64 = 2000;
 
 /// The statement of [`list_page`]: `$1` viewer, `$2`/`$3` keyset cursor
-/// (NULL for the first page), and with `search` `$4` the ILIKE pattern.
+/// (see [`CURSOR`]), and with `search` `$4` the ILIKE pattern.
 /// The newest `limit` chats are picked from narrow keys first; the
 /// viewer's side is read for those rows only.
 ///
@@ -129,8 +130,8 @@ const WALK_LIMIT: i64 = 2000;
 /// the custom ones, and both a `$n IS NULL OR …` branch and a `LIMIT $n`
 /// (estimated as a tenth of the rows, so the rendering looked 16 times
 /// dearer) do that. So: one text with and one without search, the cursor
-/// as a COALESCE, and the limit (a validated integer) in the text; a
-/// client uses one page size, so each connection caches a few texts.
+/// with first-page sentinels, and the limit (a validated integer) in the
+/// text; a client uses one page size, so each connection caches a few.
 pub fn list_page_sql(search: bool, limit: i64) -> String {
     let filter = if search {
         "AND CASE WHEN mine.group_id IS NULL THEN EXISTS ( \
@@ -221,7 +222,7 @@ pub async fn list_page(
     let q = sqlx::query_as(&sql)
         .bind(viewer)
         .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1));
+        .bind(cursor.map_or(Uuid::max(), |c| c.1));
     match like {
         Some(like) => q.bind(like),
         None => q,

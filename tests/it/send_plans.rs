@@ -302,7 +302,10 @@ async fn a_deep_page_of_the_user_directory_starts_at_its_cursor() {
     let sql = atoitalk::users::repo::search_sql(false, false, 21);
     let types = "uuid, text, text, text, uuid, uuid, boolean";
     for (cursor, page) in [
-        ("NULL, NULL".to_string(), "first"),
+        (
+            "NULL, '00000000-0000-0000-0000-000000000000'".to_string(),
+            "first",
+        ),
         (format!("'{name}', '{id}'"), "deep"),
     ] {
         let args = format!("'{alice}', NULL, NULL, {cursor}, NULL, true");
@@ -324,7 +327,13 @@ async fn a_deep_page_of_the_admin_user_list_starts_at_its_cursor() {
     .await
     .unwrap();
     let sql = atoitalk::admin::repo::list_users_sql();
-    for (cursor, page) in [("NULL".to_string(), "first"), (format!("'{deep}'"), "deep")] {
+    for (cursor, page) in [
+        (
+            "'ffffffff-ffff-ffff-ffff-ffffffffffff'".to_string(),
+            "first",
+        ),
+        (format!("'{deep}'"), "deep"),
+    ] {
         let args = format!("NULL, {cursor}, NULL, 21");
         let types = "text, uuid, text, bigint";
         let (rows, plan) = most_rows_scanned(&app, "users", &sql, types, &args).await;

@@ -62,7 +62,7 @@ pub async fn list(db: &PgPool, f: &AuditFilter<'_>) -> Result<Vec<AuditRow>, sql
            AND ($3::uuid IS NULL OR target_id = $3) \
            AND created_at >= COALESCE($4::timestamptz, '-infinity') \
            AND created_at < COALESCE($5::timestamptz, 'infinity') \
-           AND id < COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') \
+           AND id < $6 \
          ORDER BY id DESC LIMIT $7",
     )
     .bind(f.admin_id)
@@ -70,7 +70,7 @@ pub async fn list(db: &PgPool, f: &AuditFilter<'_>) -> Result<Vec<AuditRow>, sql
     .bind(f.target_id)
     .bind(f.since)
     .bind(f.until)
-    .bind(f.before)
+    .bind(f.before.unwrap_or(Uuid::max()))
     .bind(f.limit + 1)
     .fetch_all(db)
     .await

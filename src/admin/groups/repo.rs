@@ -32,11 +32,11 @@ pub async fn list(
         "SELECT g.id, g.chat_id, g.name, {MEMBER_COUNT} AS member_count, g.is_public, c.created_at \
          FROM group_chats g JOIN chats c ON c.id = g.chat_id \
          WHERE c.deleted_at IS NULL \
-           AND g.id > COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000') \
+           AND g.id > $1 \
            AND ($2::text IS NULL OR g.name ILIKE '%' || $2 || '%') \
          ORDER BY g.id ASC LIMIT $3"
     ))
-    .bind(after)
+    .bind(after.unwrap_or(Uuid::nil()))
     .bind(query)
     .bind(limit + 1)
     .fetch_all(db)
@@ -116,13 +116,13 @@ pub async fn members(
          FROM group_members gm JOIN users u ON u.id = gm.user_id \
          LEFT JOIN media a ON a.id = u.avatar_id \
          WHERE gm.group_chat_id = $1 AND u.deleted_at IS NULL \
-           AND (gm.joined_at, gm.id) > (COALESCE($2::timestamptz, '-infinity'), COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000')) \
+           AND (gm.joined_at, gm.id) > (COALESCE($2::timestamptz, '-infinity'), $3) \
            AND ($4::text IS NULL OR u.username ILIKE $4 || '%' OR u.full_name ILIKE $4 || '%') \
          ORDER BY gm.joined_at, gm.id LIMIT $5",
     )
     .bind(group)
     .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
+    .bind(after.map_or(Uuid::nil(), |a| a.1))
     .bind(prefix)
     .bind(limit + 1)
     .fetch_all(db)
