@@ -149,6 +149,15 @@ impl Caller {
         }
     }
 
+    /// The session whose liveness the handler's statement must read: a
+    /// deferred token's (a verified caller's was read already).
+    pub fn unread_session(&self) -> Option<Uuid> {
+        match self {
+            Caller::Deferred(t) => t.session_id(),
+            Caller::Verified(_) => None,
+        }
+    }
+
     /// The account's verdict now, for answers that come before the
     /// handler's own statement (a bad request, a retried send).
     pub async fn verify(self, db: &PgPool) -> Result<Principal, AppError> {

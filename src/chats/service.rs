@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
 use crate::infra::redis::CountErrors;
 use crate::messages::dto::{format_ts, MessageResponse, MessageRow, RenderOpts};
+use crate::messages::ordering::ChatOrderGuard;
 use crate::messages::repo::chat_context;
 use crate::realtime::event::{kinds, Event};
 use crate::state::AppState;
@@ -172,8 +173,39 @@ pub async fn detail(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<Chat
 /// messages still moves `last_read_at` (and tells the others) when newer
 /// messages exist than the last read, e.g. after a hide zeroed the counter.
 pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
-    let mut conn = crate::infra::db::acquire(&state.db).await?;
-    let mut tx = conn.begin().await?;
+    // Under the chat's ordering lock, as every writer of read positions:
+    // the one-statement send reads them from its snapshot (plain_send), and
+    // `chat.read` takes its place among the chat's `message.new` events in
+    // the order of the changes, so a client's counter follows them exactly.
+    let mut guard = ChatOrderGuard::acquire_deferred(&state.db, chat_id).await?;
+    let res = match record_read(&mut guard, me, chat_id).await {
+        Ok(Some(members)) => {
+            let event = Event::new(
+                kinds::CHAT_READ,
+                ChatReadPayload {
+                    chat_id,
+                    user_id: me,
+                },
+                Some(chat_id),
+                Some(me),
+            );
+            state.bus.to_users(&members, &event).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    guard.release().await;
+    res
+}
+
+/// The read itself; returns who hears `chat.read` (None: nobody).
+async fn record_read(
+    guard: &mut ChatOrderGuard,
+    me: Uuid,
+    chat_id: Uuid,
+) -> AppResult<Option<Vec<Uuid>>> {
+    let mut tx = guard.begin_locked().await?;
     let ctx = chat_context(&mut tx, chat_id, me, true)
         .await?
         .filter(|c| !c.deleted)
@@ -193,30 +225,35 @@ pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<(
         (None, _) => false,
     };
     if ctx.unread == 0 && (silent || !stale) {
-        return Ok(());
+        return Ok(None);
     }
     repo::mark_read(&mut tx, chat_id, ctx.group_id, me, silent).await?;
     tx.commit().await?;
-    if !silent {
-        let members = repo::members(&mut conn, chat_id).await?;
-        let event = Event::new(
-            kinds::CHAT_READ,
-            ChatReadPayload {
-                chat_id,
-                user_id: me,
-            },
-            Some(chat_id),
-            Some(me),
-        );
-        state.bus.to_users(&members, &event).await;
+    if silent {
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(repo::members(guard.conn(), chat_id).await?))
 }
 
 /// `POST /api/chats/{id}/hide`.
 pub async fn hide(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
-    let mut conn = crate::infra::db::acquire(&state.db).await?;
-    let mut tx = conn.begin().await?;
+    // Under the chat's ordering lock, as mark-read.
+    let mut guard = ChatOrderGuard::acquire_deferred(&state.db, chat_id).await?;
+    let res = record_hide(&mut guard, me, chat_id).await;
+    guard.release().await;
+    res?;
+    let event = Event::new(
+        kinds::CHAT_HIDE,
+        ChatIdPayload { chat_id },
+        Some(chat_id),
+        Some(me),
+    );
+    state.bus.to_user(me, &event).await;
+    Ok(())
+}
+
+async fn record_hide(guard: &mut ChatOrderGuard, me: Uuid, chat_id: Uuid) -> AppResult<()> {
+    let mut tx = guard.begin_locked().await?;
     let ctx = chat_context(&mut tx, chat_id, me, true)
         .await?
         .filter(|c| !c.deleted)
@@ -229,13 +266,6 @@ pub async fn hide(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<()> {
     }
     repo::hide(&mut tx, chat_id, me).await?;
     tx.commit().await?;
-    let event = Event::new(
-        kinds::CHAT_HIDE,
-        ChatIdPayload { chat_id },
-        Some(chat_id),
-        Some(me),
-    );
-    state.bus.to_user(me, &event).await;
     Ok(())
 }
 

@@ -3,6 +3,9 @@
 //! until its events are published. So message ids (UUIDv7, forced to grow
 //! within a chat) are committed in id order, AND their events reach Redis in
 //! that order: what a client receives live is in the order the history lists.
+//! Mark-read and hide run inside it too: the one-statement send
+//! (`plain_send`) reads read positions from its snapshot, and `chat.read`
+//! then keeps its place among the chat's `message.new` events.
 //!
 //! The guard is a Postgres session advisory lock (so several API instances
 //! serialise too), taken after an in-process per-chat mutex (so one instance
@@ -37,6 +40,8 @@ fn lock_key(chat_id: Uuid) -> i32 {
 pub struct ChatOrderGuard {
     conn: Option<PoolConnection<Postgres>>,
     key: i32,
+    /// The advisory lock is held (taken by `lock` or `begin_locked`).
+    locked: bool,
     _local: OwnedMutexGuard<()>,
 }
 
@@ -54,13 +59,15 @@ impl ChatOrderGuard {
         Ok(Self {
             conn: Some(conn),
             key,
+            locked: true,
             _local: local,
         })
     }
 
     /// As [`ChatOrderGuard::acquire`], but the advisory lock is taken by
     /// [`ChatOrderGuard::begin_locked`] in the same round trip as `BEGIN`
-    /// (the send path). Until then the guard orders this instance only.
+    /// (the send, mark-read, hide), or by [`ChatOrderGuard::lock`] on its
+    /// own. Until then the guard orders this instance only.
     pub async fn acquire_deferred(db: &PgPool, chat_id: Uuid) -> Result<Self, sqlx::Error> {
         let local = LOCAL_LOCKS.lock(chat_id).await;
         // The send's first connection (its account is read on it): taken
@@ -69,6 +76,7 @@ impl ChatOrderGuard {
         Ok(Self {
             conn: Some(conn),
             key: lock_key(chat_id),
+            locked: false,
             _local: local,
         })
     }
@@ -77,13 +85,36 @@ impl ChatOrderGuard {
     /// round trip. The lock comes first, so in READ COMMITTED every later
     /// statement of the transaction sees what the previous holder committed.
     /// It is a session lock: it outlives the transaction until `release`.
+    /// A guard already locked (by `lock`) just begins.
     pub async fn begin_locked(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        if self.locked {
+            return self.conn().begin().await;
+        }
+        self.locked = true;
         // Both values are integers of ours: nothing to escape.
         let sql = format!(
             "SELECT pg_advisory_lock({LOCK_NAMESPACE}, {}); BEGIN",
             self.key
         );
         self.conn().begin_with(sql).await
+    }
+
+    /// Takes a deferred guard's advisory lock on its own (the one-statement
+    /// send runs no transaction). A no-op when held already.
+    pub async fn lock(&mut self) -> Result<(), sqlx::Error> {
+        if self.locked {
+            return Ok(());
+        }
+        // Set first: after an error the lock may be held all the same, and
+        // `release` unlocks (a lock not held only makes PostgreSQL warn).
+        self.locked = true;
+        let key = self.key;
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(LOCK_NAMESPACE)
+            .bind(key)
+            .execute(self.conn())
+            .await?;
+        Ok(())
     }
 
     /// The connection holding the lock: run the transaction and the
@@ -99,6 +130,10 @@ impl ChatOrderGuard {
     /// Unlocks and returns the connection to the pool.
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
+            if !self.locked {
+                // A deferred guard that never locked (refused before).
+                return;
+            }
             let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
                 .bind(LOCK_NAMESPACE)
                 .bind(self.key)

@@ -255,8 +255,8 @@ pub async fn chat_context(
     me: Uuid,
     lock: bool,
 ) -> Result<Option<ChatContext>, sqlx::Error> {
-    static PLAIN: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", false));
-    static LOCKED: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", true));
+    static PLAIN: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", ""));
+    static LOCKED: LazyLock<String> = LazyLock::new(|| chat_context_sql("", "", LOCK_CHAT));
     sqlx::query_as(if lock { &LOCKED } else { &PLAIN })
         .bind(chat_id)
         .bind(me)
@@ -307,28 +307,10 @@ pub async fn send_context(
     me: Uuid,
     sid: Option<Uuid>,
 ) -> Result<Option<SendContext>, sqlx::Error> {
-    fn sql(session_live: &str) -> String {
-        chat_context_sql(
-            &format!(
-                ", COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
-                   su.full_name AS sender_name, sav.file_name AS sender_avatar, \
-                   (su.id IS NOT NULL AND su.deleted_at IS NULL) AS account_live, \
-                   su.role AS account_role, su.is_banned AS account_banned, \
-                   su.banned_until AS account_banned_until, {session_live} AS account_session_live"
-            ),
-            "LEFT JOIN users su ON su.id = $2 LEFT JOIN media sav ON sav.id = su.avatar_id",
-            true,
-        )
-    }
     // One text per case, not `$3 IS NULL OR …`, which PostgreSQL would
     // re-plan on every send (see `record_new_message`).
-    static WITHOUT_SESSION: LazyLock<String> = LazyLock::new(|| sql("true"));
-    static WITH_SESSION: LazyLock<String> = LazyLock::new(|| {
-        sql(
-            "EXISTS (SELECT 1 FROM sessions s WHERE s.id = $3 AND s.user_id = $2 \
-                       AND s.revoked_at IS NULL)",
-        )
-    });
+    static WITHOUT_SESSION: LazyLock<String> = LazyLock::new(|| send_context_sql(None, LOCK_CHAT));
+    static WITH_SESSION: LazyLock<String> = LazyLock::new(|| send_context_sql(Some(3), LOCK_CHAT));
     match sid {
         None => sqlx::query_as(&WITHOUT_SESSION).bind(chat_id).bind(me),
         Some(sid) => sqlx::query_as(&WITH_SESSION)
@@ -340,9 +322,36 @@ pub async fn send_context(
     .await
 }
 
+/// The row lock of [`chat_context`]'s `lock`.
+pub const LOCK_CHAT: &str = "FOR UPDATE OF c";
+
+/// The text of [`send_context`] (`$1` chat, `$2` sender) with the token's
+/// session as parameter `session` (None: a token without one) and `lock`
+/// as its row-locking clause.
+pub fn send_context_sql(session: Option<u8>, lock: &str) -> String {
+    let session_live = match session {
+        None => "true".to_string(),
+        Some(n) => format!(
+            "EXISTS (SELECT 1 FROM sessions s WHERE s.id = ${n} AND s.user_id = $2 \
+                       AND s.revoked_at IS NULL)"
+        ),
+    };
+    chat_context_sql(
+        &format!(
+            ", COALESCE(su.deleted_at IS NOT NULL, false) AS sender_deleted, \
+               su.full_name AS sender_name, sav.file_name AS sender_avatar, \
+               (su.id IS NOT NULL AND su.deleted_at IS NULL) AS account_live, \
+               su.role AS account_role, su.is_banned AS account_banned, \
+               su.banned_until AS account_banned_until, {session_live} AS account_session_live"
+        ),
+        "LEFT JOIN users su ON su.id = $2 LEFT JOIN media sav ON sav.id = su.avatar_id",
+        lock,
+    )
+}
+
 /// The chat-context statement (`$1` chat, `$2` viewer) with extra columns
-/// and joins.
-fn chat_context_sql(columns: &str, joins: &str, lock: bool) -> String {
+/// and joins, and `lock` (empty, or a row-locking clause) at its end.
+fn chat_context_sql(columns: &str, joins: &str, lock: &str) -> String {
     format!(
         "SELECT c.type AS chat_type, c.deleted_at IS NOT NULL AS deleted, \
                 c.last_message_id, c.last_message_at, clock_timestamp() AS now, \
@@ -374,8 +383,7 @@ fn chat_context_sql(columns: &str, joins: &str, lock: bool) -> String {
                                           WHEN p.user2_id = $2 THEN p.user1_id END AS other_id) o ON true \
            LEFT JOIN users ou ON ou.id = o.other_id \
            {joins} \
-          WHERE c.id = $1 {lock}",
-        lock = if lock { "FOR UPDATE OF c" } else { "" }
+          WHERE c.id = $1 {lock}"
     )
 }
 

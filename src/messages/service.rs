@@ -19,6 +19,7 @@ use super::idempotency::{self, Claim};
 use super::ordering::{next_message_id, ChatOrderGuard};
 use super::reactions::service as reactions;
 use super::repo::{self, NewMessage};
+use super::sent::{self, Sender};
 use crate::auth::principal::Caller;
 use crate::error::{AppError, AppResult};
 use crate::http::response::{Page, PageMeta};
@@ -240,9 +241,32 @@ pub async fn send(
         }
     }
     let mut guard = ChatOrderGuard::acquire_deferred(&state.db, input.chat_id).await?;
-    let res = send_locked(state, &mut guard, caller, &input, claim.as_ref()).await;
+    let res = send_ordered(state, &mut guard, caller, &input, claim.as_ref()).await;
     guard.release().await;
     res
+}
+
+/// The send under the chat's ordering guard: a plain text message in one
+/// statement when it can be, else the general path.
+async fn send_ordered(
+    state: &AppState,
+    guard: &mut ChatOrderGuard,
+    caller: Caller,
+    input: &SendInput,
+    claim: Option<&Claim>,
+) -> AppResult<MessageResponse> {
+    let plain = claim.is_none() && input.attachment_ids.is_empty() && input.reply_to_id.is_none();
+    let caller = if plain {
+        match super::plain_send::service::send(state, guard, caller, input.chat_id, &input.content)
+            .await?
+        {
+            Ok(msg) => return Ok(msg),
+            Err(caller) => caller,
+        }
+    } else {
+        caller
+    };
+    send_locked(state, guard, caller, input, claim).await
 }
 
 async fn send_locked(
@@ -254,10 +278,7 @@ async fn send_locked(
 ) -> AppResult<MessageResponse> {
     let chat_id = input.chat_id;
     let me = caller.user_id();
-    let sid = match &caller {
-        Caller::Deferred(t) => t.session_id(),
-        Caller::Verified(_) => None,
-    };
+    let sid = caller.unread_session();
     let mut tx = guard.begin_locked().await?;
     let sctx = repo::send_context(&mut tx, chat_id, me, sid).await?;
     // The authentication's account read rides on this statement; its
@@ -326,64 +347,22 @@ async fn send_locked(
     let recipients = rows.into_iter().map(|(user, unread, _)| (user, unread));
     let msg = match stamped {
         Some(created_at) if input.attachment_ids.is_empty() && input.reply_to_id.is_none() => {
-            render_sent(state, &sctx, me, id, input, created_at).await
+            let sender = Sender {
+                deleted: sctx.sender_deleted,
+                name: sctx.sender_name.clone(),
+                avatar: sctx.sender_avatar.clone(),
+                // The rendering query's role is the sender's member row in
+                // the chat's group: exactly the context's `my_role`.
+                role: sctx.chat.my_role.clone(),
+            };
+            let content = input.content.as_str();
+            sent::render_plain(state, id, chat_id, me, content, created_at, sender).await
         }
         // Attachments and reply previews are read back with the message.
         _ => load_one(conn, state, id, RenderOpts::FULL).await?,
     };
-    let event = Event::new(kinds::MESSAGE_NEW, &msg, Some(chat_id), Some(me));
-    // Only the sender's own sockets learn the key (to match their
-    // optimistic copy); it is nobody else's business.
-    let keyed = claim.map(|claim| {
-        let mut e = event.clone();
-        if let Some(obj) = e.payload.as_object_mut() {
-            obj.insert("idempotency_key".into(), claim.key.as_str().into());
-        }
-        e
-    });
-    let (mine, others): (Vec<_>, Vec<_>) =
-        recipients.partition(|(user, _)| *user == me && keyed.is_some());
-    let mut groups = vec![(&event, others)];
-    if let Some(keyed) = &keyed {
-        groups.push((keyed, mine));
-    }
-    state.bus.to_counted(groups).await;
+    sent::publish_new(state, &msg, chat_id, me, recipients, claim).await;
     Ok(msg)
-}
-
-/// The response to a plain text send, from what the send read and wrote:
-/// the same rendering as [`load_one`] of the stored row, without reading it
-/// back (no attachments, no reply; a new message has no edits or deletion).
-async fn render_sent(
-    state: &AppState,
-    sctx: &repo::SendContext,
-    me: Uuid,
-    id: Uuid,
-    input: &SendInput,
-    created_at: chrono::DateTime<chrono::Utc>,
-) -> MessageResponse {
-    let row = super::dto::MessageRow {
-        id,
-        chat_id: input.chat_id,
-        sender_id: Some(me),
-        sender_deleted: sctx.sender_deleted,
-        sender_name: sctx.sender_name.clone(),
-        sender_avatar: sctx.sender_avatar.clone(),
-        // The rendering query's role is the sender's member row in the
-        // chat's group: exactly the context's `my_role`.
-        sender_role: sctx.chat.my_role.clone(),
-        kind: "regular".into(),
-        content: Some(input.content.clone()),
-        action_data: None,
-        created_at,
-        deleted_at: None,
-        edited_at: None,
-        attachments: None,
-        reply: None,
-        target: None,
-        actor: None,
-    };
-    MessageResponse::render(row, state.storage.as_ref(), RenderOpts::FULL).await
 }
 
 async fn load_one(

@@ -13,7 +13,7 @@ use crate::harness::{json as body_of, make_group, TestApp, WsClient, WsRead};
 
 const QUIET: Duration = Duration::from_millis(600);
 
-async fn send_keyed(
+pub async fn send_keyed(
     app: &TestApp,
     token: &str,
     key: Option<&[u8]>,

@@ -25,6 +25,7 @@ mod multipart;
 mod multipart_avatars;
 mod ops;
 mod pins;
+mod plain_send;
 mod posture;
 mod presence;
 mod reactions;
