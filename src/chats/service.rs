@@ -178,25 +178,17 @@ pub async fn mark_read(state: &AppState, me: Uuid, chat_id: Uuid) -> AppResult<(
     // `chat.read` takes its place among the chat's `message.new` events in
     // the order of the changes, so a client's counter follows them exactly.
     let mut guard = ChatOrderGuard::acquire_deferred(&state.db, chat_id).await?;
-    let res = match record_read(&mut guard, me, chat_id).await {
-        Ok(Some(members)) => {
-            let event = Event::new(
-                kinds::CHAT_READ,
-                ChatReadPayload {
-                    chat_id,
-                    user_id: me,
-                },
-                Some(chat_id),
-                Some(me),
-            );
-            state.bus.to_users(&members, &event).await;
-            Ok(())
-        }
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
-    };
+    let res = record_read(&mut guard, me, chat_id).await;
+    if let Ok(Some(members)) = &res {
+        let payload = ChatReadPayload {
+            chat_id,
+            user_id: me,
+        };
+        let event = Event::new(kinds::CHAT_READ, payload, Some(chat_id), Some(me));
+        state.bus.to_users(members, &event).await;
+    }
     guard.release().await;
-    res
+    res.map(|_| ())
 }
 
 /// The read itself; returns who hears `chat.read` (None: nobody).

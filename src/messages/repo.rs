@@ -452,6 +452,31 @@ macro_rules! block_partners {
     };
 }
 
+pub(crate) use block_partners;
+
+/// A new message's `private_chats` update (`SET` list): the participant
+/// other than sender `$N` gets one more unread, the sender reads up to it
+/// (at `t.at`). Shared by both sends of a private chat.
+macro_rules! private_counters {
+    ($n:literal) => {
+        concat!(
+            "user1_unread_count = CASE WHEN user1_id = $",
+            $n,
+            " THEN 0 ELSE user1_unread_count + 1 END, \
+             user1_last_read_at = CASE WHEN user1_id = $",
+            $n,
+            " THEN t.at ELSE user1_last_read_at END, \
+             user2_unread_count = CASE WHEN user2_id = $",
+            $n,
+            " THEN 0 ELSE user2_unread_count + 1 END, \
+             user2_last_read_at = CASE WHEN user2_id = $",
+            $n,
+            " THEN t.at ELSE user2_last_read_at END "
+        )
+    };
+}
+pub(crate) use private_counters;
+
 /// Whether the message being recorded (`$1` at `t.at`) is newer than the
 /// chat's last message: the pointer only moves forward.
 macro_rules! forward {
@@ -539,13 +564,9 @@ macro_rules! record_head {
 /// Private chat: the other participant's counter goes up, the sender's to 0.
 const RECORD_PRIVATE: &str = concat!(
     record_head!(),
-    "pc AS ( \
-       UPDATE private_chats SET \
-         user1_unread_count = CASE WHEN user1_id = $8 THEN 0 ELSE user1_unread_count + 1 END, \
-         user1_last_read_at = CASE WHEN user1_id = $8 THEN t.at ELSE user1_last_read_at END, \
-         user2_unread_count = CASE WHEN user2_id = $8 THEN 0 ELSE user2_unread_count + 1 END, \
-         user2_last_read_at = CASE WHEN user2_id = $8 THEN t.at ELSE user2_last_read_at END \
-         FROM t \
+    "pc AS (UPDATE private_chats SET ",
+    private_counters!("8"),
+    "FROM t \
         WHERE chat_id = $6 \
        RETURNING user1_id, user1_unread_count, user2_id, user2_unread_count) \
      SELECT v.u, v.n::bigint, t.at FROM t, pc \

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::messages::repo::send_context_sql;
+use crate::messages::repo::{block_partners, private_counters, send_context_sql};
 
 /// One recipient of the new message with their counter. The sender's own
 /// row (always present when the message was stored) also carries what the
@@ -60,8 +60,9 @@ pub async fn record_plain_send(
 
 /// `$1` chat, `$2` sender, `$3` the new id, `$4` content, `$5` session.
 ///
-/// `ok` is the general path's verdicts, all passed: a live account with a
-/// live session and no ban (an expired one is lifted by the general path),
+/// `ctx` keeps its row only when the general path's verdicts all pass: a
+/// live account with a live session and no ban (an expired one is lifted
+/// by the general path),
 /// a live chat the sender is in, and in a private chat a live, unbanned,
 /// unblocked other participant. It also requires `$3` to be newer than the
 /// chat's last message, so the pointer and `created_at` simply move
@@ -93,11 +94,7 @@ fn statement(session: Option<u8>) -> String {
              FROM t WHERE id = $1 \
            RETURNING message_seq), \
          pc AS ( \
-           UPDATE private_chats SET \
-             user1_unread_count = CASE WHEN user1_id = $2 THEN 0 ELSE user1_unread_count + 1 END, \
-             user1_last_read_at = CASE WHEN user1_id = $2 THEN t.at ELSE user1_last_read_at END, \
-             user2_unread_count = CASE WHEN user2_id = $2 THEN 0 ELSE user2_unread_count + 1 END, \
-             user2_last_read_at = CASE WHEN user2_id = $2 THEN t.at ELSE user2_last_read_at END \
+           UPDATE private_chats SET {counters} \
              FROM t WHERE chat_id = $1 \
            RETURNING CASE WHEN user1_id = $2 THEN user2_id ELSE user1_id END AS other, \
                      CASE WHEN user1_id = $2 THEN user2_unread_count ELSE user1_unread_count END AS n), \
@@ -115,8 +112,8 @@ fn statement(session: Option<u8>) -> String {
          SELECT gm.user_id, adv.message_seq - gm.read_seq, t.at, NULL, NULL, NULL, NULL \
            FROM t, adv, group_members gm \
           WHERE gm.group_chat_id = (SELECT group_id FROM ctx) AND gm.user_id <> $2 \
-            AND gm.user_id NOT IN (\
-              SELECT b.blocked_id FROM user_blocks b WHERE b.blocker_id = $2 \
-              UNION ALL SELECT b.blocker_id FROM user_blocks b WHERE b.blocked_id = $2)"
+            AND gm.user_id NOT IN ({blocks})",
+        counters = private_counters!("2"),
+        blocks = block_partners!("2"),
     )
 }
