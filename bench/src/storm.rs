@@ -170,25 +170,23 @@ async fn redis_pid() -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Bytes per stored event over a sample of users' stream + meta keys.
+/// Bytes per stored event over a sample of users' streams.
 async fn bytes_per_event(users: &[Uuid]) -> anyhow::Result<(f64, u64)> {
     let mut cmds = String::new();
     for u in users {
         let tag = format!("{}rt:{{u:{u}}}", redis_prefix());
-        cmds.push_str(&format!(
-            "MEMORY USAGE {tag}:s SAMPLES 0\nMEMORY USAGE {tag}:m\nXLEN {tag}:s\n"
-        ));
+        cmds.push_str(&format!("MEMORY USAGE {tag}:e SAMPLES 0\nXLEN {tag}:e\n"));
     }
     let lines = redis_cli(cmds).await?;
     let (mut bytes, mut events) = (0u64, 0u64);
-    for c in lines.chunks(3) {
+    for c in lines.chunks(2) {
         let n = |i: usize| {
             c.get(i)
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        bytes += n(0) + n(1);
-        events += n(2);
+        bytes += n(0);
+        events += n(1);
     }
     Ok((bytes as f64 / events.max(1) as f64, events))
 }

@@ -182,17 +182,20 @@ impl EventBus {
         if batches.iter().all(|b| b.targets.is_empty()) {
             return;
         }
-        let seqs = self.store_all(&batches).await;
+        let (seqs, due) = self.store_all(&batches).await;
         if self.batched {
             self.publish_batches(batches, seqs).await;
         } else {
             self.publish_many(batches, seqs).await;
         }
+        // After publishing: the trim's round trip never delays delivery.
+        self.store.trim(&due).await;
     }
 
     /// Appends the stored batches to their recipients' resume stores; one
-    /// position (or None) per target of each batch.
-    async fn store_all(&self, batches: &[Batch]) -> Vec<Vec<Option<Pos>>> {
+    /// position (or None) per target of each batch, and the users whose
+    /// stores are due a trim.
+    async fn store_all(&self, batches: &[Batch]) -> (Vec<Vec<Option<Pos>>>, Vec<Uuid>) {
         let bodies: Vec<&str> = batches.iter().map(|b| b.json.as_str()).collect();
         let targets: Vec<Target> = batches
             .iter()
@@ -206,8 +209,9 @@ impl EventBus {
                 })
             })
             .collect();
-        let mut positions = self.store.append(&bodies, &targets).await.into_iter();
-        batches
+        let appended = self.store.append(&bodies, &targets).await;
+        let mut positions = appended.positions.into_iter();
+        let seqs = batches
             .iter()
             .map(|b| {
                 b.targets
@@ -221,7 +225,8 @@ impl EventBus {
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        (seqs, appended.due)
     }
 
     async fn publish_batches(&self, batches: Vec<Batch>, seqs: Vec<Vec<Option<Pos>>>) {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::event::{frame, kinds, Event};
 use super::hub::CloseReason;
-use super::store::{EventStore, Pos, Range, PAGE};
+use super::store::{EventStore, Pos, Range, GEN, PAGE};
 use super::ws::send;
 
 /// Store reads a fill retries (250 ms apart) before closing with 4010.
@@ -23,9 +23,8 @@ const FILL_RETRIES: u32 = 4;
 /// Where a socket stands in its user's store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    /// The store epoch the numbers refer to (None: nothing was stored yet).
-    epoch: Option<u64>,
-    /// Every event up to this number was sent, or predates the socket.
+    /// Every event up to this number was sent, or predates the socket; 0:
+    /// the store was empty when the socket started.
     last: u64,
     /// True once `last` was sent by this socket: an event at or below it is
     /// a duplicate. False right after connecting without `since`, where
@@ -42,9 +41,9 @@ pub struct Cursor {
 pub enum Step {
     Deliver,
     Skip,
-    /// Send the stored events `after+1 ..= upto` first, then this one.
+    /// Send the stored events `after+1 ..= upto` first (after 0: whatever
+    /// the stream holds before `upto`), then this one.
     Fill {
-        epoch: u64,
         after: u64,
         upto: u64,
     },
@@ -62,7 +61,6 @@ pub enum Stop {
 impl Cursor {
     fn fresh(head: Option<Pos>) -> Self {
         Self {
-            epoch: head.map(|p| p.epoch),
             last: head.map_or(0, |p| p.n),
             exact: false,
             blind: false,
@@ -71,7 +69,6 @@ impl Cursor {
 
     fn blind() -> Self {
         Self {
-            epoch: None,
             last: 0,
             exact: false,
             blind: true,
@@ -80,7 +77,6 @@ impl Cursor {
 
     fn at(pos: Pos) -> Self {
         Self {
-            epoch: Some(pos.epoch),
             last: pos.n,
             exact: true,
             blind: false,
@@ -89,18 +85,14 @@ impl Cursor {
 
     /// Decides about one live event (its position, if it was stored).
     pub fn on_live(&mut self, pos: Option<Pos>) -> Step {
-        let Some(p) = pos else {
+        // A position of another layout (an instance of the previous release
+        // during a rolling deploy) is not in this store: just deliver.
+        let Some(p) = pos.filter(|p| p.epoch == GEN) else {
             return Step::Deliver;
         };
         if self.blind {
             *self = Self::at(p);
             return Step::Deliver;
-        }
-        if self.epoch != Some(p.epoch) {
-            // The store began a new epoch (flushed or lost) after this
-            // socket's position: follow the new one from its first event.
-            *self = Self::fresh(None);
-            self.epoch = Some(p.epoch);
         }
         if p.n <= self.last {
             return if self.exact {
@@ -115,7 +107,6 @@ impl Cursor {
             Step::Deliver
         } else {
             Step::Fill {
-                epoch: p.epoch,
                 after,
                 upto: p.n - 1,
             }
@@ -140,18 +131,18 @@ pub async fn open(
     let Some(pos) = Pos::parse(raw) else {
         return reset(store, user, "invalid_position", socket).await;
     };
+    if pos.epoch != GEN {
+        // A position of the earlier store layout: that store is gone.
+        return reset(store, user, "store_reset", socket).await;
+    }
     let mut last = pos;
     let mut first = true;
     let mut sent = 0;
     loop {
-        let page = store
-            .range(user, Some(pos.epoch), last.n, None, first.then_some(pos))
-            .await;
+        let page = store.range(user, last.n, None, first.then_some(pos)).await;
         let entries = match page {
             Ok(Range::Entries(v)) => v,
-            Ok(Range::EpochChanged) if first => {
-                return reset(store, user, "store_reset", socket).await
-            }
+            Ok(Range::Reset) if first => return reset(store, user, "store_reset", socket).await,
             Ok(Range::Expired) if first => return reset(store, user, "expired", socket).await,
             Err(e) if first => {
                 tracing::warn!(error = %e, %user, "resume store unreachable");
@@ -184,21 +175,23 @@ pub async fn fill(
     store: &EventStore,
     user: Uuid,
     cursor: &mut Cursor,
-    gap: Option<(u64, u64, u64)>,
+    gap: Option<(u64, u64)>,
     socket: &mut WebSocket,
 ) -> Result<(), Stop> {
     if !store.enabled() {
         return Ok(()); // nothing is stored, so there is nothing to fill
     }
-    let (epoch, mut next, upto) = match gap {
-        Some((epoch, after, upto)) => (Some(epoch), after, Some(upto)),
+    let (mut next, upto) = match gap {
+        Some((after, upto)) => (after, Some(upto)),
         None if cursor.blind => return Err(Stop::Close(CloseReason::ResumeRequired)),
-        None => (cursor.epoch, cursor.last, None),
+        None => (cursor.last, None),
     };
-    let mut seen_epoch = epoch;
+    // From 0 the socket started before its stream existed: whatever the
+    // stream holds first is the next event, and it may hold nothing yet.
+    let from_start = next == 0;
     let mut sent = 0;
     loop {
-        let entries = match range_retrying(store, user, epoch, next, upto).await {
+        let entries = match range_retrying(store, user, next, upto).await {
             Ok(Range::Entries(v)) => v,
             Ok(_) => return Err(Stop::Close(CloseReason::ResumeRequired)),
             Err(e) => {
@@ -208,28 +201,30 @@ pub async fn fill(
         };
         let full = entries.len() == PAGE;
         for s in entries {
-            if s.pos.n != next + 1 {
+            if s.pos.n != next + 1 && !(from_start && sent == 0) {
                 return Err(Stop::Close(CloseReason::ResumeRequired));
             }
             push(socket, frame(&s.json, s.unread, Some(s.pos))).await?;
             next = s.pos.n;
-            seen_epoch = Some(s.pos.epoch);
             sent += 1;
         }
         if !full || upto.is_some_and(|u| next >= u) {
             break;
         }
     }
-    if upto.is_some_and(|u| next < u) {
+    if !from_start && upto.is_some_and(|u| next < u) {
         return Err(Stop::Close(CloseReason::ResumeRequired));
     }
     if gap.is_none() && next > cursor.last {
         // Catch-up: the socket is now exactly where the store ends.
-        cursor.epoch = seen_epoch;
         cursor.last = next;
         cursor.exact = true;
     }
-    crate::infra::metrics::ws_replay("fill", sent);
+    // A read from the start that found nothing before the live event was
+    // no gap, just a socket meeting its stream's first event.
+    if !(from_start && sent == 0) {
+        crate::infra::metrics::ws_replay("fill", sent);
+    }
     Ok(())
 }
 
@@ -238,13 +233,12 @@ pub async fn fill(
 async fn range_retrying(
     store: &EventStore,
     user: Uuid,
-    epoch: Option<u64>,
     after: u64,
     upto: Option<u64>,
 ) -> redis::RedisResult<Range> {
     let mut attempt = 0;
     loop {
-        match store.range(user, epoch, after, upto, None).await {
+        match store.range(user, after, upto, None).await {
             Err(e) if attempt < FILL_RETRIES => {
                 tracing::debug!(error = %e, attempt, "store read failed; retrying");
                 attempt += 1;
@@ -308,61 +302,88 @@ async fn push(socket: &mut WebSocket, json: String) -> Result<(), Stop> {
 mod tests {
     use super::*;
 
-    fn p(epoch: u64, n: u64) -> Option<Pos> {
-        Some(Pos { epoch, n, ms: 1 })
+    fn p(n: u64) -> Option<Pos> {
+        Some(Pos {
+            epoch: GEN,
+            n,
+            ms: 1,
+        })
     }
 
     #[test]
     fn resumed_cursor_drops_duplicates_and_fills_gaps() {
-        let mut c = Cursor::at(p(7, 10).unwrap());
-        assert_eq!(c.on_live(p(7, 9)), Step::Skip);
-        assert_eq!(c.on_live(p(7, 10)), Step::Skip);
-        assert_eq!(c.on_live(p(7, 11)), Step::Deliver);
+        let mut c = Cursor::at(p(10).unwrap());
+        assert_eq!(c.on_live(p(9)), Step::Skip);
+        assert_eq!(c.on_live(p(10)), Step::Skip);
+        assert_eq!(c.on_live(p(11)), Step::Deliver);
         assert_eq!(
-            c.on_live(p(7, 14)),
+            c.on_live(p(14)),
             Step::Fill {
-                epoch: 7,
                 after: 11,
                 upto: 13
             }
         );
         // The overtaken ones arrive late: already sent by the fill.
-        assert_eq!(c.on_live(p(7, 12)), Step::Skip);
+        assert_eq!(c.on_live(p(12)), Step::Skip);
         assert_eq!(c.on_live(None), Step::Deliver);
     }
 
     #[test]
     fn fresh_cursor_delivers_what_was_stored_just_before_it() {
-        let mut c = Cursor::fresh(p(3, 5));
-        assert_eq!(c.on_live(p(3, 5)), Step::Deliver);
-        assert_eq!(c.on_live(p(3, 4)), Step::Deliver);
-        assert_eq!(c.on_live(p(3, 6)), Step::Deliver);
-        assert_eq!(c.on_live(p(3, 6)), Step::Skip);
+        let mut c = Cursor::fresh(p(5));
+        assert_eq!(c.on_live(p(5)), Step::Deliver);
+        assert_eq!(c.on_live(p(4)), Step::Deliver);
+        assert_eq!(c.on_live(p(6)), Step::Deliver);
+        assert_eq!(c.on_live(p(6)), Step::Skip);
     }
 
     #[test]
-    fn a_new_epoch_is_followed_from_its_first_event() {
-        let mut c = Cursor::at(p(3, 50).unwrap());
-        assert_eq!(c.on_live(p(4, 1)), Step::Deliver);
-        let mut c = Cursor::at(p(3, 50).unwrap());
+    fn a_store_made_after_the_socket_is_read_from_its_start() {
+        // A new stream's first number is its creation ms × 1000.
+        let first = 1_767_400_000_123_000;
+        let mut c = Cursor::fresh(None);
         assert_eq!(
-            c.on_live(p(4, 3)),
+            c.on_live(p(first + 1)),
             Step::Fill {
-                epoch: 4,
                 after: 0,
-                upto: 2
+                upto: first
             }
         );
-        let mut c = Cursor::fresh(None);
-        assert_eq!(c.on_live(p(9, 1)), Step::Deliver);
-        assert_eq!(c.on_live(p(9, 2)), Step::Deliver);
+        assert_eq!(c.on_live(p(first)), Step::Skip);
+        assert_eq!(c.on_live(p(first + 2)), Step::Deliver);
+    }
+
+    #[test]
+    fn a_store_made_anew_under_a_socket_is_a_gap() {
+        // The old stream ended at 50; the new one starts far above it.
+        let mut c = Cursor::at(p(50).unwrap());
+        let first = 1_767_400_000_123_000;
+        assert_eq!(
+            c.on_live(p(first)),
+            Step::Fill {
+                after: 50,
+                upto: first - 1
+            }
+        );
+    }
+
+    #[test]
+    fn positions_of_another_layout_are_delivered_and_not_followed() {
+        let mut c = Cursor::at(p(7).unwrap());
+        let old = Some(Pos {
+            epoch: 1_767_400_000_123_456,
+            n: 3,
+            ms: 9,
+        });
+        assert_eq!(c.on_live(old), Step::Deliver);
+        assert_eq!(c.on_live(p(8)), Step::Deliver);
     }
 
     #[test]
     fn blind_cursor_trusts_the_first_event() {
         let mut c = Cursor::blind();
-        assert_eq!(c.on_live(p(3, 40)), Step::Deliver);
-        assert_eq!(c.on_live(p(3, 40)), Step::Skip);
-        assert_eq!(c.on_live(p(3, 41)), Step::Deliver);
+        assert_eq!(c.on_live(p(40)), Step::Deliver);
+        assert_eq!(c.on_live(p(40)), Step::Skip);
+        assert_eq!(c.on_live(p(41)), Step::Deliver);
     }
 }

@@ -1,23 +1,33 @@
 //! The resume store: one Redis Stream per user holding the events that
-//! user's sockets were sent, plus a small meta hash (epoch + counter), both
-//! under the hash tag `{u:<uuid>}` so a user's keys share one Redis Cluster
-//! slot. Every Redis command of the store is in this module; it runs on the
-//! main Redis (a node, or the `REDIS_CLUSTER_NODES` cluster) or, with only
-//! `RESUME_REDIS_CLUSTER_NODES`, on a Redis Cluster of its own.
+//! user's sockets were sent, under the hash tag `{u:<uuid>}` so it sits in
+//! one Redis Cluster slot. Every Redis command of the store is in this
+//! module; it runs on the main Redis (a node, or the `REDIS_CLUSTER_NODES`
+//! cluster) or, with only `RESUME_REDIS_CLUSTER_NODES`, on a Redis Cluster
+//! of its own.
 //!
-//! - `<prefix>rt:{u:<id>}:m` hash: `e` epoch (made when the hash is created
-//!   or the stream was found missing), `n` last event number.
-//! - `<prefix>rt:{u:<id>}:s` stream: entry id `<n>-<unix ms>`, fields
-//!   `d` (event JSON, `meta.unread_count` 0, no `meta.seq`) and `u` (unread).
+//! - `<prefix>rt:{u:<id>}:e` stream: entry id `1-<n>`, fields `d` (event
+//!   JSON, `meta.unread_count` 0, no `meta.seq`), `u` (unread) and `t` (the
+//!   publisher's clock in ms when it was written).
 //!
-//! `n` is dense (1, 2, 3, ... per epoch), so a socket sees a gap in what
-//! reaches it live and fills it from here; the ms half of the id drives the
-//! time part of the retention and lets a position prove it names the entry
-//! it was made for (a failover that lost writes reuses `n` with other ms).
-//! A position (`meta.seq`) is `<epoch>.<n>-<ms>`; clients treat it as opaque.
+//! Redis numbers the entries itself: `XADD <key> 1-*` gives the next `n`
+//! after the stream's last one, so an append is two plain commands per user
+//! (XADD, PEXPIRE) in one pipeline, no script, no counter key. A 10,000-
+//! member group is 20,000 such commands per message; the script this
+//! replaced (counter hash + stream, four calls inside Lua) cost Redis about
+//! three times as much per member (bench/README, ninth session).
+//!
+//! `n` is dense within a stream, so a socket sees a gap in what reaches it
+//! live and fills it from here. A stream that has to be created (first
+//! event, or the old one expired, was evicted or flushed) starts at its
+//! creation ms × 1000 (`lua/create.lua`), above anything the user had, so a
+//! lost store shows as a gap that cannot be filled, never as old numbers.
+//! A position (`meta.seq`) is `1.<n>-<t>`; the `t` half lets it prove that
+//! it names the entry it was made for (a failover that lost writes reuses
+//! `n` with another `t`). Clients treat it as opaque.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, Script, Value};
 use uuid::Uuid;
@@ -25,30 +35,31 @@ use uuid::Uuid;
 use crate::config::ResumeConfig;
 use crate::infra::redis::{CountErrors, Redis, RedisConn as Conn};
 
-/// Appends events for many users; keys are (meta, stream) pairs.
-/// ARGV: retention ms, min events, ttl ms, body count K, K bodies, then per
-/// user (body index, unread). Returns epoch, id per user. Trims every 8th
-/// event and refreshes TTLs once 1/16 of them has run down (fewer commands
-/// per user: see the script).
-const APPEND: &str = include_str!("lua/append.lua");
+/// A user's first entry, or the first after their stream was lost.
+/// KEYS[1] stream; ARGV body, unread, write ms, ttl ms; returns the id.
+const CREATE: &str = include_str!("lua/create.lua");
 
-/// Entries after event `ARGV[2]` up to `ARGV[4]` (`+` = the end), at most
-/// `ARGV[5]`, when the epoch is `ARGV[1]` (empty: any) and, if `ARGV[3]` is
-/// an id, that exact entry is still kept.
+/// Entries from `ARGV[3]` to `ARGV[4]` (`+` = the end), at most `ARGV[5]`,
+/// if the position `ARGV[1]`/`ARGV[2]` (none: '') is still kept.
 const RANGE: &str = include_str!("lua/range.lua");
 
-/// The newest position of a user, if any.
-const HEAD: &str = include_str!("lua/head.lua");
+/// Drops what both retention rules let go, for each stream in KEYS.
+const TRIM: &str = include_str!("lua/trim.lua");
 
-/// Users per append script call: bounds how long one call blocks Redis.
-const APPEND_CHUNK: usize = 128;
+/// The ms half of every entry id (`1-<n>`): one fixed value, so that
+/// `XADD <key> 1-*` numbers a stream's entries 1 apart. Positions of the
+/// earlier layout (`<epoch>.<n>-<ms>` with a time-made epoch) name another
+/// value here and get `sync.reset` `store_reset`.
+pub const GEN: u64 = 1;
+/// Streams per trim script call: bounds how long one call blocks Redis.
+const TRIM_CHUNK: usize = 128;
 /// Entries per range read (a replay pages through them).
 pub const PAGE: usize = 256;
 /// Longest `since` accepted.
 const MAX_POSITION_LEN: usize = 64;
 
-/// A resume position: the epoch of the user's store, the event number and
-/// the ms half of its stream id.
+/// A resume position: the ms half of the entry id ([`GEN`] for every
+/// position this layout makes), the event number and the write ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
     pub epoch: u64,
@@ -73,10 +84,6 @@ impl Pos {
         }
         let (epoch, id) = s.split_once('.')?;
         Self::from_parts(epoch, id).filter(|p| p.n > 0)
-    }
-
-    fn id(&self) -> String {
-        format!("{}-{}", self.n, self.ms)
     }
 }
 
@@ -106,8 +113,9 @@ pub struct Stored {
 pub enum Range {
     /// Entries in order (possibly none).
     Entries(Vec<Stored>),
-    /// The store has another epoch than asked for (flushed, lost, expired).
-    EpochChanged,
+    /// The position's stream is gone or began after it (flushed, lost,
+    /// expired), or the position is of the earlier layout.
+    Reset,
     /// The position's entry is no longer kept.
     Expired,
 }
@@ -117,6 +125,13 @@ pub struct Target {
     pub user: Uuid,
     pub body: usize,
     pub unread: i64,
+}
+
+/// What an append stored: one position per target (None where it failed)
+/// and the users whose streams are due a trim ([`EventStore::trim`]).
+pub struct Appended {
+    pub positions: Vec<Option<Pos>>,
+    pub due: Vec<Uuid>,
 }
 
 /// Handle to the store. Cheap to clone.
@@ -151,7 +166,7 @@ impl EventStore {
             conn,
             prefix: redis.key(""),
             cfg: Arc::new(cfg),
-            scripts: Arc::new([Script::new(APPEND), Script::new(RANGE), Script::new(HEAD)]),
+            scripts: Arc::new([Script::new(CREATE), Script::new(RANGE), Script::new(TRIM)]),
         })
     }
 
@@ -159,130 +174,248 @@ impl EventStore {
         self.cfg.enabled
     }
 
-    fn keys(&self, user: Uuid) -> (String, String) {
-        let tag = format!("{}rt:{{u:{user}}}", self.prefix);
-        (format!("{tag}:m"), format!("{tag}:s"))
+    fn key(&self, user: Uuid) -> String {
+        format!("{}rt:{{u:{user}}}:e", self.prefix)
     }
 
-    /// Stores one event per target in one round trip; the result has one
-    /// position per target (None for all of them when Redis failed).
-    pub async fn append(&self, bodies: &[&str], targets: &[Target]) -> Vec<Option<Pos>> {
-        if !self.cfg.enabled || targets.is_empty() {
-            return vec![None; targets.len()];
-        }
-        // One script call per chunk of users. On a cluster a call may only
-        // touch one slot, so each user is its own call there.
-        let chunk = match self.conn {
-            Conn::Single(_) => APPEND_CHUNK,
-            Conn::Cluster(_) => 1,
+    /// A stream is trimmed when its number is a multiple of this: every
+    /// event for a tiny `min_events`, every 64th for the default 1,000, so
+    /// the trim's reads cost a fraction of a command per append.
+    fn trim_every(&self) -> u64 {
+        (self.cfg.min_events / 8).clamp(1, 64)
+    }
+
+    /// Stores one event per target in one round trip (a second one for
+    /// users whose stream must be created).
+    pub async fn append(&self, bodies: &[&str], targets: &[Target]) -> Appended {
+        let none = || Appended {
+            positions: vec![None; targets.len()],
+            due: Vec::new(),
         };
-        let cmds: Vec<Cmd> = targets
-            .chunks(chunk)
-            .map(|c| self.append_cmd(bodies, c))
-            .collect();
-        let mut res = self.run_all(&cmds).await;
-        if matches!(&res, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
-            // Redis restarted (or SCRIPT FLUSH): load once, retry once.
-            let mut conn = self.conn.clone();
-            if let Err(e) = self.scripts[0].prepare_invoke().load_async(&mut conn).await {
-                tracing::error!(error = %e, "event store script load failed");
-            }
-            res = self.run_all(&cmds).await;
+        if !self.cfg.enabled || targets.is_empty() {
+            return none();
         }
-        match res {
-            Ok(chunks) => {
-                let flat: Vec<String> = chunks.into_iter().flatten().collect();
-                let mut out: Vec<Option<Pos>> = flat
-                    .chunks(2)
-                    .map(|p| Pos::from_parts(&p[0], p.get(1).map_or("", String::as_str)))
-                    .collect();
-                out.resize(targets.len(), None);
-                out
-            }
+        let written = now_ms();
+        let cmds: Vec<Vec<Cmd>> = targets
+            .iter()
+            .map(|t| self.append_cmds(t.user, body_of(bodies, t), t.unread, written))
+            .collect();
+        let ids = match self.run(&cmds).await {
+            Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "event store append failed; events go out without meta.seq");
-                vec![None; targets.len()]
+                return none();
+            }
+        };
+        let mut positions: Vec<Option<Pos>> = ids
+            .iter()
+            .map(|id| id.as_deref().and_then(|id| entry_pos(id, written)))
+            .collect();
+        positions.resize(targets.len(), None);
+        // NOMKSTREAM answered nil: the stream does not exist (yet).
+        let missing: Vec<usize> = (0..targets.len())
+            .filter(|&i| ids.get(i).is_some_and(Option::is_none))
+            .collect();
+        if !missing.is_empty() {
+            let created = self.create(&missing, targets, bodies, written).await;
+            for (i, pos) in missing.into_iter().zip(created) {
+                positions[i] = pos;
+            }
+        }
+        let every = self.trim_every();
+        let due = targets
+            .iter()
+            .zip(&positions)
+            .filter(|(_, p)| p.is_some_and(|p| p.n % every == 0))
+            .map(|(t, _)| t.user)
+            .collect();
+        Appended { positions, due }
+    }
+
+    /// One user's append: `XADD NOMKSTREAM` (nil if the stream is missing)
+    /// and, when stores expire, `PEXPIRE` (its reply ignored).
+    fn append_cmds(&self, user: Uuid, body: &str, unread: i64, written: u64) -> Vec<Cmd> {
+        let key = self.key(user);
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&key)
+            .arg("NOMKSTREAM")
+            .arg(format!("{GEN}-*"))
+            .arg("d")
+            .arg(body)
+            .arg("u")
+            .arg(unread)
+            .arg("t")
+            .arg(written);
+        let mut cmds = vec![xadd];
+        let ttl = self.cfg.idle_ttl.as_millis() as u64;
+        if ttl > 0 {
+            let mut exp = redis::cmd("PEXPIRE");
+            exp.arg(&key).arg(ttl);
+            cmds.push(exp);
+        }
+        cmds
+    }
+
+    /// Creates the missing streams (one script call each; rare).
+    async fn create(
+        &self,
+        missing: &[usize],
+        targets: &[Target],
+        bodies: &[&str],
+        written: u64,
+    ) -> Vec<Option<Pos>> {
+        let cmds: Vec<Vec<Cmd>> = missing
+            .iter()
+            .map(|&i| {
+                let t = &targets[i];
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.scripts[0].get_hash())
+                    .arg(1)
+                    .arg(self.key(t.user))
+                    .arg(body_of(bodies, t))
+                    .arg(t.unread)
+                    .arg(written)
+                    .arg(self.cfg.idle_ttl.as_millis() as u64);
+                vec![cmd]
+            })
+            .collect();
+        match self.run_script(0, &cmds).await {
+            Ok(ids) => ids
+                .iter()
+                .map(|id| id.as_deref().and_then(|id| entry_pos(id, written)))
+                .chain(std::iter::repeat(None))
+                .take(missing.len())
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "event store could not create a stream; events go out without meta.seq");
+                vec![None; missing.len()]
             }
         }
     }
 
-    /// The append script call for one chunk of users.
-    fn append_cmd(&self, bodies: &[&str], chunk: &[Target]) -> Cmd {
-        // Only the bodies this chunk uses, renumbered from 1.
-        let mut used: Vec<usize> = chunk.iter().map(|t| t.body).collect();
-        used.sort_unstable();
-        used.dedup();
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.scripts[0].get_hash()).arg(chunk.len() * 2);
-        for t in chunk {
-            let (m, s) = self.keys(t.user);
-            cmd.arg(m).arg(s);
+    /// [`Self::run`] for `EVALSHA` calls of `scripts[script]`: if Redis
+    /// lost its scripts (restart, SCRIPT FLUSH), loads it once and retries once.
+    async fn run_script(
+        &self,
+        script: usize,
+        cmds: &[Vec<Cmd>],
+    ) -> redis::RedisResult<Vec<Option<String>>> {
+        let res = self.run(cmds).await;
+        if !matches!(&res, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+            return res;
         }
-        cmd.arg(self.cfg.retention.as_millis() as u64)
-            .arg(self.cfg.min_events)
-            .arg(self.cfg.idle_ttl.as_millis() as u64)
-            .arg(used.len());
-        for b in &used {
-            cmd.arg(bodies.get(*b).copied().unwrap_or("{}"));
+        let mut conn = self.conn.clone();
+        if let Err(e) = self.scripts[script]
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+        {
+            tracing::error!(error = %e, "event store script load failed");
         }
-        for t in chunk {
-            let idx = used.binary_search(&t.body).unwrap_or(0) + 1;
-            cmd.arg(idx).arg(t.unread);
-        }
-        cmd
+        self.run(cmds).await
     }
 
-    /// Runs the calls in one round trip: a pipeline on one node; on a
-    /// cluster, concurrent requests that the client routes to their slots.
-    async fn run_all(&self, cmds: &[Cmd]) -> redis::RedisResult<Vec<Vec<String>>> {
+    /// Runs each user's commands, all in one round trip: one pipeline on a
+    /// node; on a cluster, one pipeline per user (its keys share a slot),
+    /// concurrently. The first reply of each user's commands is theirs.
+    async fn run(&self, per_user: &[Vec<Cmd>]) -> redis::RedisResult<Vec<Option<String>>> {
         match &self.conn {
             Conn::Single(c) => {
                 let mut pipe = redis::pipe();
-                for cmd in cmds {
-                    pipe.add_command(cmd.clone());
+                for cmds in per_user {
+                    for (i, cmd) in cmds.iter().enumerate() {
+                        pipe.add_command(cmd.clone());
+                        if i > 0 {
+                            pipe.ignore();
+                        }
+                    }
                 }
                 pipe.query_async(&mut c.clone()).await.counted("resume")
             }
-            Conn::Cluster(c) => futures::future::try_join_all(cmds.iter().map(|cmd| {
-                let mut c = c.clone();
-                async move { cmd.query_async::<Vec<String>>(&mut c).await }
-            }))
-            .await
-            .counted("resume"),
+            Conn::Cluster(c) => {
+                let replies = futures::future::try_join_all(per_user.iter().map(|cmds| {
+                    let mut c = c.clone();
+                    let mut pipe = redis::pipe();
+                    for (i, cmd) in cmds.iter().enumerate() {
+                        pipe.add_command(cmd.clone());
+                        if i > 0 {
+                            pipe.ignore();
+                        }
+                    }
+                    async move { pipe.query_async::<Vec<Option<String>>>(&mut c).await }
+                }))
+                .await
+                .counted("resume")?;
+                Ok(replies
+                    .into_iter()
+                    .map(|r| r.into_iter().next().flatten())
+                    .collect())
+            }
         }
     }
 
-    /// Drops a user's store (their positions then get `sync.reset`).
+    /// Trims the streams an append said were due (after the event went
+    /// out, so delivery never waits for it).
+    pub async fn trim(&self, due: &[Uuid]) {
+        if due.is_empty() {
+            return;
+        }
+        // On a cluster a call may only touch one slot: one user per call.
+        let chunk = match self.conn {
+            Conn::Single(_) => TRIM_CHUNK,
+            Conn::Cluster(_) => 1,
+        };
+        let cmds: Vec<Vec<Cmd>> = due
+            .chunks(chunk)
+            .map(|users| {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.scripts[2].get_hash()).arg(users.len());
+                for u in users {
+                    cmd.arg(self.key(*u));
+                }
+                cmd.arg(self.cfg.retention.as_millis() as u64)
+                    .arg(self.cfg.min_events)
+                    .arg(2 * self.trim_every());
+                vec![cmd]
+            })
+            .collect();
+        if let Err(e) = self.run_script(2, &cmds).await {
+            // Harmless: the next due append trims again.
+            tracing::warn!(error = %e, "event store trim failed");
+        }
+    }
+
+    /// Drops a user's store (their positions then get `sync.reset`). The
+    /// keys of the earlier layout go too.
     pub async fn forget(&self, user: Uuid) -> redis::RedisResult<()> {
-        let (m, s) = self.keys(user);
+        let tag = format!("{}rt:{{u:{user}}}", self.prefix);
         redis::cmd("DEL")
-            .arg(m)
-            .arg(s)
+            .arg(self.key(user))
+            .arg(format!("{tag}:m"))
+            .arg(format!("{tag}:s"))
             .query_async(&mut self.conn.clone())
             .await
             .counted("resume")
     }
 
     /// Entries after event `after` (exclusive) up to `upto` (inclusive;
-    /// None = the end), at most [`PAGE`]. `epoch` None accepts any epoch;
-    /// `exact` asks that this position's own entry still be kept.
+    /// None = the end), at most [`PAGE`]; `exact` asks that this
+    /// position's own entry still be kept.
     pub async fn range(
         &self,
         user: Uuid,
-        epoch: Option<u64>,
         after: u64,
         upto: Option<u64>,
         exact: Option<Pos>,
     ) -> redis::RedisResult<Range> {
-        let (m, s) = self.keys(user);
         let mut conn = self.conn.clone();
+        // Bounds as ids built here: n + 1 would pass through a Lua double.
         let reply: Vec<Value> = self.scripts[1]
-            .key(m)
-            .key(s)
-            .arg(epoch.map(|e| e.to_string()).unwrap_or_default())
-            .arg(after)
-            .arg(exact.map(|p| p.id()).unwrap_or_default())
-            .arg(upto.map_or_else(|| "+".to_string(), |u| u.to_string()))
+            .key(self.key(user))
+            .arg(exact.map(|p| p.n.to_string()).unwrap_or_default())
+            .arg(exact.map(|p| p.ms.to_string()).unwrap_or_default())
+            .arg(format!("{GEN}-{}", after.saturating_add(1)))
+            .arg(upto.map_or_else(|| "+".to_string(), |u| format!("{GEN}-{u}")))
             .arg(PAGE)
             .invoke_async(&mut conn)
             .await
@@ -293,22 +426,17 @@ impl EventStore {
             .transpose()?
             .unwrap_or_default();
         match status.as_str() {
-            "reset" => Ok(Range::EpochChanged),
+            "reset" => Ok(Range::Reset),
             "expired" => Ok(Range::Expired),
             _ => {
-                let epoch: String = reply
-                    .get(1)
-                    .map(redis::from_redis_value)
-                    .transpose()?
-                    .unwrap_or_default();
                 let rows: Vec<(String, Vec<String>)> = reply
-                    .get(2)
+                    .get(1)
                     .map(redis::from_redis_value)
                     .transpose()?
                     .unwrap_or_default();
                 Ok(Range::Entries(
                     rows.into_iter()
-                        .filter_map(|(id, fields)| decode(&epoch, &id, fields))
+                        .filter_map(|(id, fields)| decode(&id, fields))
                         .collect(),
                 ))
             }
@@ -317,34 +445,56 @@ impl EventStore {
 
     /// The user's newest position (None: nothing stored).
     pub async fn head(&self, user: Uuid) -> redis::RedisResult<Option<Pos>> {
-        let (m, s) = self.keys(user);
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = self.scripts[2]
-            .key(m)
-            .key(s)
-            .invoke_async(&mut conn)
+        let rows: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.key(user))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
             .await
             .counted("resume")?;
-        Ok(match reply.as_slice() {
-            [epoch, id] => Pos::from_parts(epoch, id),
-            _ => None,
-        })
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|(id, fields)| decode(&id, fields))
+            .map(|s| s.pos))
     }
 }
 
-fn decode(epoch: &str, id: &str, fields: Vec<String>) -> Option<Stored> {
-    let pos = Pos::from_parts(epoch, id)?;
-    let (mut json, mut unread) = (None, 0);
+fn body_of<'a>(bodies: &[&'a str], t: &Target) -> &'a str {
+    bodies.get(t.body).copied().unwrap_or("{}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The position of entry `<GEN>-<n>` written at `ms`.
+fn entry_pos(id: &str, ms: u64) -> Option<Pos> {
+    let (generation, n) = id.split_once('-')?;
+    Some(Pos {
+        epoch: parse_digits(generation)?,
+        n: parse_digits(n)?,
+        ms,
+    })
+}
+
+fn decode(id: &str, fields: Vec<String>) -> Option<Stored> {
+    let (mut json, mut unread, mut written) = (None, 0, None);
     let mut it = fields.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         match k.as_str() {
             "d" => json = Some(v),
             "u" => unread = v.parse().unwrap_or(0),
+            "t" => written = parse_digits(&v),
             _ => {}
         }
     }
     Some(Stored {
-        pos,
+        pos: entry_pos(id, written?)?,
         json: json?,
         unread,
     })

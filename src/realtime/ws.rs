@@ -328,8 +328,8 @@ async fn live(
     match cursor.on_live(msg.pos) {
         Step::Skip => return Ok(()),
         Step::Deliver => {}
-        Step::Fill { epoch, after, upto } => {
-            resume::fill(store, user_id, cursor, Some((epoch, after, upto)), socket).await?;
+        Step::Fill { after, upto } => {
+            resume::fill(store, user_id, cursor, Some((after, upto)), socket).await?;
         }
     }
     if send(socket, Message::Text(msg.data.as_ref().into())).await {

@@ -365,13 +365,12 @@ pub async fn flushed_store(cluster: Option<&str>) {
     if cluster.is_none() {
         let tag = app.state.redis.key(&format!("rt:{{u:{alice}}}"));
         let mut c = app.state.redis.conn();
-        let found: i64 = redis::cmd("EXISTS")
-            .arg(format!("{tag}:m"))
-            .arg(format!("{tag}:s"))
+        let found: i64 = redis::cmd("XLEN")
+            .arg(format!("{tag}:e"))
             .query_async(&mut c)
             .await
             .unwrap();
-        assert_eq!(found, 2, "the store keys are where docs/realtime.md says");
+        assert_eq!(found, 1, "the store is where docs/realtime.md says");
     }
     // Only this user's keys: the Redis is shared with other tests.
     app.state.bus.store().forget(alice).await.unwrap();
@@ -549,15 +548,53 @@ async fn a_bus_gap_the_store_cannot_fill_closes_with_4010_resume_required() {
     // The store loses the user's keys while A is away.
     b.state.bus.store().forget(alice).await.unwrap();
     proxy.restore();
+    // Resuming says what happened.
+    closed_4010_then_store_reset(&mut dev, &ws_base(&b), &at, &since).await;
+}
+
+/// The socket is closed with 4010 (no event delivered as if nothing
+/// happened), and a resume from `since` answers `store_reset`; returns the
+/// reset's position (None when nothing is stored).
+async fn closed_4010_then_store_reset(
+    dev: &mut WsClient,
+    base: &str,
+    token: &str,
+    since: &str,
+) -> Option<String> {
     let code = match dev.read(Duration::from_secs(15)).await {
         WsRead::Closed(code) => code,
         WsRead::Event(e) => panic!("no silent partial delivery: {e}"),
         WsRead::Timeout => panic!("the socket stayed open as if nothing happened"),
     };
     assert_eq!(code, Some(4010));
-    // Resuming says what happened.
-    let mut back = ws_at(&ws_base(&b), &at, Some(&since)).await;
+    let mut back = ws_at(base, token, Some(since)).await;
     let first = next_event(&mut back).await;
     assert_eq!(first["type"], "sync.reset", "{first}");
     assert_eq!(first["payload"]["reason"], "store_reset");
+    first["meta"]["seq"].as_str().map(String::from)
+}
+
+#[tokio::test]
+async fn a_store_lost_under_a_connected_socket_asks_it_to_resume() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let (alice, at) = (w.alice.0, w.alice.1.clone());
+    let mut dev = connect(&app, alice, &at).await;
+    send(&app, &w.bob.1, w.private, "before").await;
+    let since = seq(&next_event(&mut dev).await);
+    // The stream goes (evicted, expired, flushed) while the socket is up;
+    // the next event makes a new one, numbered above the old.
+    app.state.bus.store().forget(alice).await.unwrap();
+    send(&app, &w.bob.1, w.private, "after the loss").await;
+    // It cannot know what the lost store held.
+    let head = closed_4010_then_store_reset(&mut dev, &ws_base(&app), &at, &since)
+        .await
+        .expect("the new stream's head");
+    // The reset names the new stream's head: resuming from it is exact.
+    wait_gone(&app, alice).await;
+    send(&app, &w.bob.1, w.private, "next").await;
+    let mut again = ws_at(&ws_base(&app), &at, Some(&head)).await;
+    let got = drain(&mut again, QUIET).await;
+    assert_eq!(kinds(&got), ["message.new"], "{got:?}");
+    assert_eq!(got[0]["payload"]["content"], "next");
 }
