@@ -200,7 +200,7 @@ impl EventStore {
             .iter()
             .map(|t| self.append_cmds(t.user, body_of(bodies, t), t.unread, written))
             .collect();
-        let ids = match self.run(&cmds).await {
+        let ids = match self.run(&self.pipes(cmds)).await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "event store append failed; events go out without meta.seq");
@@ -279,7 +279,7 @@ impl EventStore {
                 vec![cmd]
             })
             .collect();
-        match self.run_script(0, &cmds).await {
+        match self.run_script(0, cmds).await {
             Ok(ids) => ids
                 .iter()
                 .map(|id| id.as_deref().and_then(|id| entry_pos(id, written)))
@@ -298,9 +298,10 @@ impl EventStore {
     async fn run_script(
         &self,
         script: usize,
-        cmds: &[Vec<Cmd>],
+        cmds: Vec<Vec<Cmd>>,
     ) -> redis::RedisResult<Vec<Option<String>>> {
-        let res = self.run(cmds).await;
+        let pipes = self.pipes(cmds);
+        let res = self.run(&pipes).await;
         if !matches!(&res, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
             return res;
         }
@@ -312,36 +313,53 @@ impl EventStore {
         {
             tracing::error!(error = %e, "event store script load failed");
         }
-        self.run(cmds).await
+        self.run(&pipes).await
     }
 
-    /// Runs each user's commands, all in one round trip: one pipeline on a
-    /// node; on a cluster, one pipeline per user (its keys share a slot),
-    /// concurrently. The first reply of each user's commands is theirs.
-    async fn run(&self, per_user: &[Vec<Cmd>]) -> redis::RedisResult<Vec<Option<String>>> {
-        match &self.conn {
-            Conn::Single(c) => {
+    /// Packs each user's commands for [`Self::run`]: one pipeline on a
+    /// node; on a cluster, one pipeline per user (its keys share a slot).
+    /// Only the first reply of each user's commands is kept. The commands
+    /// are moved, not copied: an append to 10,000 users carries 10,000
+    /// copies of the event body.
+    fn pipes(&self, per_user: Vec<Vec<Cmd>>) -> Vec<redis::Pipeline> {
+        let add = |pipe: &mut redis::Pipeline, cmds: Vec<Cmd>| {
+            for (i, cmd) in cmds.into_iter().enumerate() {
+                pipe.add_command(cmd);
+                if i > 0 {
+                    pipe.ignore();
+                }
+            }
+        };
+        match self.conn {
+            Conn::Single(_) => {
                 let mut pipe = redis::pipe();
                 for cmds in per_user {
-                    for (i, cmd) in cmds.iter().enumerate() {
-                        pipe.add_command(cmd.clone());
-                        if i > 0 {
-                            pipe.ignore();
-                        }
-                    }
+                    add(&mut pipe, cmds);
                 }
-                pipe.query_async(&mut c.clone()).await.counted("resume")
+                vec![pipe]
             }
-            Conn::Cluster(c) => {
-                let replies = futures::future::try_join_all(per_user.iter().map(|cmds| {
-                    let mut c = c.clone();
+            Conn::Cluster(_) => per_user
+                .into_iter()
+                .map(|cmds| {
                     let mut pipe = redis::pipe();
-                    for (i, cmd) in cmds.iter().enumerate() {
-                        pipe.add_command(cmd.clone());
-                        if i > 0 {
-                            pipe.ignore();
-                        }
-                    }
+                    add(&mut pipe, cmds);
+                    pipe
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs [`Self::pipes`] in one round trip (on a cluster concurrently);
+    /// one reply per user.
+    async fn run(&self, pipes: &[redis::Pipeline]) -> redis::RedisResult<Vec<Option<String>>> {
+        match &self.conn {
+            Conn::Single(c) => match pipes {
+                [pipe] => pipe.query_async(&mut c.clone()).await.counted("resume"),
+                _ => Ok(Vec::new()),
+            },
+            Conn::Cluster(c) => {
+                let replies = futures::future::try_join_all(pipes.iter().map(|pipe| {
+                    let mut c = c.clone();
                     async move { pipe.query_async::<Vec<Option<String>>>(&mut c).await }
                 }))
                 .await
@@ -379,7 +397,7 @@ impl EventStore {
                 vec![cmd]
             })
             .collect();
-        if let Err(e) = self.run_script(2, &cmds).await {
+        if let Err(e) = self.run_script(2, cmds).await {
             // Harmless: the next due append trims again.
             tracing::warn!(error = %e, "event store trim failed");
         }
