@@ -456,7 +456,7 @@ pub async fn storm(
             value: format!("{bytes:.0} bytes"),
             goal: "—".into(),
             note: format!(
-                "MEMORY USAGE of stream + meta over {} users, {sampled} events",
+                "MEMORY USAGE of the streams of {} users, {sampled} events",
                 sample.len()
             ),
         },
