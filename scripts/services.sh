@@ -286,7 +286,7 @@ svc_ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         svc_log "installing redis-server (apt)"
         _svc_apt_install redis-server || {
-            svc_err "install Redis 6+ or set REDIS_HOST/REDIS_PORT to a reachable server"; return 1; }
+            svc_err "install Redis 7+ (the resume store uses XADD <ms>-*) or set REDIS_HOST/REDIS_PORT to a reachable server"; return 1; }
         # the package may have started its own server on 6379
         if _svc_redis_ready; then svc_log "redis is up on $host:$port"; return 0; fi
     fi

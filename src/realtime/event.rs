@@ -205,7 +205,7 @@ mod tests {
     fn frames_carry_counter_and_position() {
         let e = Event::new(kinds::CHAT_READ, serde_json::json!({}), None, None);
         let pos = Pos {
-            epoch: 5,
+            generation: 5,
             n: 2,
             ms: 9,
         };

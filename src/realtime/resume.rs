@@ -87,7 +87,7 @@ impl Cursor {
     pub fn on_live(&mut self, pos: Option<Pos>) -> Step {
         // A position of another layout (an instance of the previous release
         // during a rolling deploy) is not in this store: just deliver.
-        let Some(p) = pos.filter(|p| p.epoch == GEN) else {
+        let Some(p) = pos.filter(|p| p.generation == GEN) else {
             return Step::Deliver;
         };
         if self.blind {
@@ -131,7 +131,7 @@ pub async fn open(
     let Some(pos) = Pos::parse(raw) else {
         return reset(store, user, "invalid_position", socket).await;
     };
-    if pos.epoch != GEN {
+    if pos.generation != GEN {
         // A position of the earlier store layout: that store is gone.
         return reset(store, user, "store_reset", socket).await;
     }
@@ -304,7 +304,7 @@ mod tests {
 
     fn p(n: u64) -> Option<Pos> {
         Some(Pos {
-            epoch: GEN,
+            generation: GEN,
             n,
             ms: 1,
         })
@@ -371,7 +371,7 @@ mod tests {
     fn positions_of_another_layout_are_delivered_and_not_followed() {
         let mut c = Cursor::at(p(7).unwrap());
         let old = Some(Pos {
-            epoch: 1_767_400_000_123_456,
+            generation: 1_767_400_000_123_456,
             n: 3,
             ms: 9,
         });

@@ -51,6 +51,8 @@ const TRIM: &str = include_str!("lua/trim.lua");
 /// earlier layout (`<epoch>.<n>-<ms>` with a time-made epoch) name another
 /// value here and get `sync.reset` `store_reset`.
 pub const GEN: u64 = 1;
+/// `XADD`'s "next number after the last" id under [`GEN`].
+const NEXT_ID: &str = "1-*";
 /// Streams per trim script call: bounds how long one call blocks Redis.
 const TRIM_CHUNK: usize = 128;
 /// Entries per range read (a replay pages through them).
@@ -62,16 +64,16 @@ const MAX_POSITION_LEN: usize = 64;
 /// position this layout makes), the event number and the write ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
-    pub epoch: u64,
+    pub generation: u64,
     pub n: u64,
     pub ms: u64,
 }
 
 impl Pos {
-    fn from_parts(epoch: &str, id: &str) -> Option<Self> {
+    fn from_parts(generation: &str, id: &str) -> Option<Self> {
         let (n, ms) = id.split_once('-')?;
         Some(Self {
-            epoch: parse_digits(epoch)?,
+            generation: parse_digits(generation)?,
             n: parse_digits(n)?,
             ms: parse_digits(ms)?,
         })
@@ -82,14 +84,14 @@ impl Pos {
         if s.len() > MAX_POSITION_LEN {
             return None;
         }
-        let (epoch, id) = s.split_once('.')?;
-        Self::from_parts(epoch, id).filter(|p| p.n > 0)
+        let (generation, id) = s.split_once('.')?;
+        Self::from_parts(generation, id).filter(|p| p.n > 0)
     }
 }
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}-{}", self.epoch, self.n, self.ms)
+        write!(f, "{}.{}-{}", self.generation, self.n, self.ms)
     }
 }
 
@@ -134,6 +136,12 @@ pub struct Appended {
     pub due: Vec<Uuid>,
 }
 
+/// Each user's commands, packed for the connection ([`EventStore::pipes`]).
+enum Pipes {
+    One(redis::Pipeline),
+    PerUser(Vec<redis::Pipeline>),
+}
+
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
@@ -162,6 +170,9 @@ impl EventStore {
                 crate::infra::redis::cluster_connection(&client, &cfg.cluster_nodes).await?,
             )
         };
+        if cfg.enabled {
+            check_version(&conn).await?;
+        }
         Ok(Self {
             conn,
             prefix: redis.key(""),
@@ -239,7 +250,7 @@ impl EventStore {
         let mut xadd = redis::cmd("XADD");
         xadd.arg(&key)
             .arg("NOMKSTREAM")
-            .arg(format!("{GEN}-*"))
+            .arg(NEXT_ID)
             .arg("d")
             .arg(body)
             .arg("u")
@@ -321,7 +332,7 @@ impl EventStore {
     /// Only the first reply of each user's commands is kept. The commands
     /// are moved, not copied: an append to 10,000 users carries 10,000
     /// copies of the event body.
-    fn pipes(&self, per_user: Vec<Vec<Cmd>>) -> Vec<redis::Pipeline> {
+    fn pipes(&self, per_user: Vec<Vec<Cmd>>) -> Pipes {
         let add = |pipe: &mut redis::Pipeline, cmds: Vec<Cmd>| {
             for (i, cmd) in cmds.into_iter().enumerate() {
                 pipe.add_command(cmd);
@@ -336,28 +347,26 @@ impl EventStore {
                 for cmds in per_user {
                     add(&mut pipe, cmds);
                 }
-                vec![pipe]
+                Pipes::One(pipe)
             }
-            Conn::Cluster(_) => per_user
-                .into_iter()
-                .map(|cmds| {
-                    let mut pipe = redis::pipe();
-                    add(&mut pipe, cmds);
-                    pipe
-                })
-                .collect(),
+            Conn::Cluster(_) => Pipes::PerUser(
+                per_user
+                    .into_iter()
+                    .map(|cmds| {
+                        let mut pipe = redis::pipe();
+                        add(&mut pipe, cmds);
+                        pipe
+                    })
+                    .collect(),
+            ),
         }
     }
 
     /// Runs [`Self::pipes`] in one round trip (on a cluster concurrently);
     /// one reply per user.
-    async fn run(&self, pipes: &[redis::Pipeline]) -> redis::RedisResult<Vec<Option<String>>> {
-        match &self.conn {
-            Conn::Single(c) => match pipes {
-                [pipe] => pipe.query_async(&mut c.clone()).await.counted("resume"),
-                _ => Ok(Vec::new()),
-            },
-            Conn::Cluster(c) => {
+    async fn run(&self, pipes: &Pipes) -> redis::RedisResult<Vec<Option<String>>> {
+        match (&self.conn, pipes) {
+            (Conn::Cluster(c), Pipes::PerUser(pipes)) => {
                 let replies = futures::future::try_join_all(pipes.iter().map(|pipe| {
                     let mut c = c.clone();
                     async move { pipe.query_async::<Vec<Option<String>>>(&mut c).await }
@@ -369,6 +378,9 @@ impl EventStore {
                     .map(|r| r.into_iter().next().flatten())
                     .collect())
             }
+            (conn, Pipes::One(pipe)) => pipe.query_async(&mut conn.clone()).await.counted("resume"),
+            // Packed by `pipes` for the other kind of connection: cannot happen.
+            (Conn::Single(_), Pipes::PerUser(_)) => Ok(Vec::new()),
         }
     }
 
@@ -480,6 +492,52 @@ impl EventStore {
     }
 }
 
+/// `XADD <key> 1-*` (an explicit ms half with a generated sequence) came
+/// with Redis 7.0; older servers would refuse every append.
+async fn check_version(conn: &Conn) -> anyhow::Result<()> {
+    // On a cluster the client asks every node and answers with a map.
+    let info: Value = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn.clone())
+        .await?;
+    let mut texts = Vec::new();
+    collect_texts(&info, &mut texts);
+    if let Some(old) = too_old(&texts) {
+        anyhow::bail!(
+            "the resume store needs Redis 7.0 or newer, found {old:?}: upgrade Redis, \
+             or set RESUME_ENABLED=false to run without resume after reconnect"
+        );
+    }
+    Ok(())
+}
+
+/// The first `redis_version` below 7 in `INFO server` texts.
+fn too_old(texts: &[String]) -> Option<&str> {
+    let major = |v: &str| -> u32 {
+        v.split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    };
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.strip_prefix("redis_version:"))
+        .map(str::trim)
+        .find(|v| major(v) < 7)
+}
+
+fn collect_texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|i| collect_texts(i, out)),
+        Value::Map(pairs) => pairs.iter().for_each(|(_, i)| collect_texts(i, out)),
+        _ => {}
+    }
+}
+
 fn body_of<'a>(bodies: &[&'a str], t: &Target) -> &'a str {
     bodies.get(t.body).copied().unwrap_or("{}")
 }
@@ -494,7 +552,7 @@ fn now_ms() -> u64 {
 fn entry_pos(id: &str, ms: u64) -> Option<Pos> {
     let (generation, n) = id.split_once('-')?;
     Some(Pos {
-        epoch: parse_digits(generation)?,
+        generation: parse_digits(generation)?,
         n: parse_digits(n)?,
         ms,
     })
@@ -523,13 +581,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redis_before_7_is_named() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(too_old(&[info("7.0.15")]), None);
+        assert_eq!(too_old(&[info("7.0.15"), info("8.2.1")]), None);
+        assert_eq!(too_old(&[info("7.0.15"), info("6.2.14")]), Some("6.2.14"));
+        assert_eq!(too_old(&[info("garbage")]), Some("garbage"));
+    }
+
+    #[test]
     fn positions_round_trip_and_reject_garbage() {
         let p = Pos {
-            epoch: 1767400000123456,
+            generation: 1767400000123456,
             n: 42,
             ms: 1767400000999,
         };
         assert_eq!(Pos::parse(&p.to_string()), Some(p));
+        assert_eq!(NEXT_ID, format!("{GEN}-*"));
         for bad in [
             "",
             "x",
