@@ -2,7 +2,7 @@
 # One pass over every figure of bench/README.md's tables (issue 21: "re-run
 # everything in one final pass on an idle machine"), one scenario after the
 # other, each table and its start time appended to a log. Needs the release
-# build and an idle machine; takes about 30 minutes on 2 cores. The peer
+# build and an idle machine; takes about 32 minutes on 2 cores. The peer
 # comparison (about 35 minutes more, and Synapse set up by hand) is not in it.
 #
 #   bench/final-pass.sh [log]        # default: /tmp/atoitalk-final-pass.md
@@ -36,4 +36,9 @@ run "search" $bench search --messages 1000000 --chats 10000 --mine 500 --request
 run "fan-out, 10,000 members" $bench scale fanout --members 10000 --rate 10 --secs 10 --instances 2
 BENCH_RESUME_ENABLED=false run "fan-out, 10,000 members, resume store off" \
     $bench scale fanout --members 10000 --rate 10 --secs 10 --instances 2
+# The machine's own floor for that delivery (no database, Redis or store).
+run "floor, 10,000 members, task per socket" \
+    $bench scale floor --members 10000 --rate 10 --secs 10 --instances 2
+run "floor, 10,000 members, one writer thread" \
+    $bench scale floor --raw --members 10000 --rate 10 --secs 10 --instances 2
 echo "==> done: $log" >&2

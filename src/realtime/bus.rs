@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use base64::Engine;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -267,7 +268,7 @@ impl EventBus {
         targets: &[(Uuid, i64)],
         seq: impl Fn(usize) -> Option<Pos>,
     ) {
-        let base: Arc<str> = Arc::from(json);
+        let base = Utf8Bytes::from(json);
         for (i, (user, unread)) in targets.iter().enumerate() {
             self.hub.deliver_with(*user, || {
                 let pos = seq(i);
@@ -275,7 +276,7 @@ impl EventBus {
                     data: if *unread == 0 && pos.is_none() {
                         base.clone()
                     } else {
-                        Arc::from(frame(json, *unread, pos))
+                        Utf8Bytes::from(frame(json, *unread, pos))
                     },
                     pos,
                 }
@@ -311,7 +312,7 @@ impl EventBus {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (user, json, pos) in items {
                 self.hub.deliver_with(user, || Outbound {
-                    data: Arc::from(json),
+                    data: Utf8Bytes::from(json),
                     pos,
                 });
             }
@@ -474,7 +475,7 @@ impl EventBus {
                 crate::infra::metrics::bus_received("reference", Some(&json));
                 let pos = seq_of(&json);
                 self.hub.deliver_with(user, || Outbound {
-                    data: Arc::from(json),
+                    data: Utf8Bytes::from(json),
                     pos,
                 });
             }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
@@ -75,10 +76,11 @@ impl CloseReason {
 }
 
 /// One queued frame and, for stored events, its resume position (the
-/// socket uses it to drop duplicates and fill gaps).
+/// socket uses it to drop duplicates and fill gaps). The bytes go into the
+/// WebSocket message as they are: a clone shares them, no copy per socket.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub data: Arc<str>,
+    pub data: Utf8Bytes,
     pub pos: Option<Pos>,
 }
 
@@ -173,7 +175,7 @@ impl Hub {
 
     /// Queues an event for every local connection of `user_id`. A connection
     /// whose queue is full is told to close (it is too slow to keep up).
-    pub fn deliver(&self, user_id: Uuid, data: Arc<str>) {
+    pub fn deliver(&self, user_id: Uuid, data: Utf8Bytes) {
         self.deliver_with(user_id, || Outbound { data, pos: None });
     }
 
@@ -287,10 +289,10 @@ mod tests {
         let u = Uuid::now_v7();
         let slow = hub.register(u, 1);
         for _ in 0..SEND_QUEUE {
-            hub.deliver(u, Arc::from("x"));
+            hub.deliver(u, Utf8Bytes::from("x"));
         }
         assert!(slow.close.borrow().is_none());
-        hub.deliver(u, Arc::from("overflow"));
+        hub.deliver(u, Utf8Bytes::from("overflow"));
         assert_eq!(*slow.close.borrow(), Some(CloseReason::SlowConsumer));
     }
 }

@@ -247,8 +247,11 @@ impl EventStore {
     /// and, when stores expire, `PEXPIRE` (its reply ignored).
     fn append_cmds(&self, user: Uuid, body: &str, unread: i64, written: u64) -> Vec<Cmd> {
         let key = self.key(user);
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(&key)
+        // Sized up front: growing each command's buffer to the body's size
+        // was a chain of reallocations per member (10,000 per message).
+        let mut xadd = Cmd::with_capacity(10, key.len() + body.len() + 64);
+        xadd.arg("XADD")
+            .arg(&key)
             .arg("NOMKSTREAM")
             .arg(NEXT_ID)
             .arg("d")

@@ -225,7 +225,14 @@ async fn run_connection(
         Err(stop) => return close_for(socket, stop).await,
     };
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    let mut read_deadline = Instant::now() + READ_DEADLINE;
+    // One timer and one catch-up waiter for the socket's life, moved or
+    // renewed when they fire: a fresh `sleep_until`/`notified()` per loop
+    // turn cost a timer-wheel and a waiter-list insert and removal for
+    // every frame sent.
+    let read_deadline = sleep_until(Instant::now() + READ_DEADLINE);
+    tokio::pin!(read_deadline);
+    let catch_up = reg.catch_up.clone();
+    let mut caught_up = std::pin::pin!(catch_up.notified());
     // A token without `exp` never expires (the reference accepts those).
     let token_expiry =
         sleep_until(expires_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30)));
@@ -242,7 +249,7 @@ async fn run_connection(
                     if reason != CloseReason::SlowConsumer {
                         while let Ok(msg) = reg.rx.try_recv() {
                             if cursor.on_live(msg.pos) == Step::Skip { continue; }
-                            if !send(&mut socket, Message::Text(msg.data.as_ref().into())).await { break; }
+                            if !send(&mut socket, Message::Text(msg.data.clone())).await { break; }
                             crate::infra::metrics::ws_event_delivered(&msg.data);
                         }
                     }
@@ -257,7 +264,8 @@ async fn run_connection(
                 }
                 None => break None,
             },
-            _ = reg.catch_up.notified() => {
+            _ = caught_up.as_mut() => {
+                caught_up.set(catch_up.notified());
                 if let Err(stop) = resume::fill(store, user_id, &mut cursor, None, &mut socket).await {
                     break stop_frame(stop);
                 }
@@ -267,7 +275,7 @@ async fn run_connection(
                     break None;
                 }
             }
-            _ = sleep_until(read_deadline) => {
+            _ = &mut read_deadline => {
                 tracing::debug!(%user_id, "websocket read deadline passed");
                 break None;
             }
@@ -297,7 +305,7 @@ async fn run_connection(
                     break None;
                 }
                 Some(Ok(Message::Pong(_))) => {
-                    read_deadline = Instant::now() + READ_DEADLINE;
+                    read_deadline.as_mut().reset(Instant::now() + READ_DEADLINE);
                     if presence_at.elapsed() >= PRESENCE_EVERY {
                         presence_at = Instant::now();
                         state.presence.refresh(user_id).await;
@@ -332,7 +340,7 @@ async fn live(
             resume::fill(store, user_id, cursor, Some((after, upto)), socket).await?;
         }
     }
-    if send(socket, Message::Text(msg.data.as_ref().into())).await {
+    if send(socket, Message::Text(msg.data.clone())).await {
         crate::infra::metrics::ws_event_delivered(&msg.data);
         Ok(())
     } else {
@@ -368,9 +376,15 @@ async fn send_close(mut socket: WebSocket, close_with: Option<(u16, &'static str
     }
 }
 
+/// Sends one frame within [`WRITE_DEADLINE`]. Most writes complete at
+/// once; only one that has to wait for the socket arms the deadline's timer.
 pub(super) async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    let mut sending = std::pin::pin!(socket.send(msg));
+    if let std::task::Poll::Ready(sent) = futures::poll!(sending.as_mut()) {
+        return sent.is_ok();
+    }
     matches!(
-        tokio::time::timeout(WRITE_DEADLINE, socket.send(msg)).await,
+        tokio::time::timeout(WRITE_DEADLINE, sending).await,
         Ok(Ok(()))
     )
 }

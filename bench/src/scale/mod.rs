@@ -1,6 +1,8 @@
 //! Issue 21 §3, larger scale targets: `scale idle` (many idle authenticated
 //! sockets on one instance, memory per connection) and `scale fanout` (a
-//! large group over two instances, time to the last member).
+//! large group over two instances, time to the last member) and `scale
+//! floor` (the same delivery from plain WebSocket servers: the machine's
+//! own floor for it).
 //!
 //! Both need many client sockets from one machine, so clients bind to
 //! loopback source addresses from 127.0.0.2 on ([`Spread`]): a few hundred
@@ -19,7 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::net::WsStream;
 
 mod fanout;
+mod floor;
 mod idle;
+mod track;
 
 #[derive(clap::Subcommand, Clone)]
 pub enum Which {
@@ -52,6 +56,38 @@ pub enum Which {
         #[arg(long, default_value_t = 250)]
         per_address: u32,
     },
+    /// `fanout`'s delivery with nothing of AtoiTalk in it: plain WebSocket
+    /// servers sending one frame to every member per trigger (the machine's
+    /// own floor for the same driver, sockets and rate).
+    Floor {
+        #[arg(long, default_value_t = 10_000)]
+        members: u32,
+        #[arg(long, default_value_t = 10)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        instances: u16,
+        /// Frame size; `scale fanout` reports what a real `message.new` weighs.
+        #[arg(long, default_value_t = 534)]
+        bytes: usize,
+        /// One thread per instance writes the encoded frame to each socket
+        /// in turn (no task per socket, no runtime): the system calls alone.
+        #[arg(long)]
+        raw: bool,
+        #[arg(long, default_value_t = 250)]
+        per_address: u32,
+    },
+    /// One `floor` instance (started by `floor` itself).
+    #[command(hide = true)]
+    FloorServe {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        bytes: usize,
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 pub async fn run(args: &super::Args, which: Which) -> anyhow::Result<Vec<super::Row>> {
@@ -78,6 +114,26 @@ pub async fn run(args: &super::Args, which: Which) -> anyhow::Result<Vec<super::
             };
             fanout::run(args, cfg, Spread::new(per_address)).await
         }
+        Which::Floor {
+            members,
+            rate,
+            secs,
+            instances,
+            bytes,
+            raw,
+            per_address,
+        } => {
+            let cfg = floor::Cfg {
+                members,
+                rate: rate.max(1),
+                secs,
+                instances: instances.max(1),
+                bytes,
+                raw,
+            };
+            floor::run(args, cfg, Spread::new(per_address)).await
+        }
+        Which::FloorServe { port, bytes, raw } => floor::serve(port, bytes, raw).await,
     }
 }
 
