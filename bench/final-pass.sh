@@ -2,7 +2,7 @@
 # One pass over every figure of bench/README.md's tables (issue 21: "re-run
 # everything in one final pass on an idle machine"), one scenario after the
 # other, each table and its start time appended to a log. Needs the release
-# build and an idle machine; takes about 32 minutes on 2 cores. The peer
+# build and an idle machine; takes about 10 minutes on 2 cores. The peer
 # comparison (about 35 minutes more, and Synapse set up by hand) is not in it.
 #
 #   bench/final-pass.sh [log]        # default: /tmp/atoitalk-final-pass.md
