@@ -10,11 +10,12 @@
 //!   publisher's clock in ms when it was written).
 //!
 //! Redis numbers the entries itself: `XADD <key> 1-*` gives the next `n`
-//! after the stream's last one, so an append is two plain commands per user
-//! (XADD, PEXPIRE) in one pipeline, no script, no counter key. A 10,000-
-//! member group is 20,000 such commands per message; the script this
-//! replaced (counter hash + stream, four calls inside Lua) cost Redis about
-//! three times as much per member (bench/README, ninth session).
+//! after the stream's last one, so an append is one plain command per user
+//! in one pipeline, no script, no counter key, plus a `PEXPIRE` when this
+//! instance has not refreshed that stream's expiry for a minute (1 % of
+//! the TTL; [`ttl`]). The script this replaced (counter hash + stream,
+//! four calls inside Lua) cost Redis about three times as much per member
+//! (bench/README, ninth session).
 //!
 //! `n` is dense within a stream, so a socket sees a gap in what reaches it
 //! live and fills it from here. A stream that has to be created (first
@@ -34,6 +35,8 @@ use uuid::Uuid;
 
 use crate::config::ResumeConfig;
 use crate::infra::redis::{CountErrors, Redis, RedisConn as Conn};
+
+mod ttl;
 
 /// A user's first entry, or the first after their stream was lost.
 /// KEYS[1] stream; ARGV body, unread, write ms, ttl ms; returns the id.
@@ -149,6 +152,7 @@ pub struct EventStore {
     prefix: String,
     cfg: Arc<ResumeConfig>,
     scripts: Arc<[Script; 3]>,
+    refreshed: Arc<ttl::Refreshed>,
 }
 
 impl EventStore {
@@ -176,6 +180,7 @@ impl EventStore {
         Ok(Self {
             conn,
             prefix: redis.key(""),
+            refreshed: Arc::new(ttl::Refreshed::new(cfg.idle_ttl)),
             cfg: Arc::new(cfg),
             scripts: Arc::new([Script::new(CREATE), Script::new(RANGE), Script::new(TRIM)]),
         })
@@ -207,9 +212,16 @@ impl EventStore {
             return none();
         }
         let written = now_ms();
+        let sent_at = std::time::Instant::now();
+        let expiring = self.cfg.idle_ttl > std::time::Duration::ZERO;
+        let refresh = self.refreshed.due(targets.iter().map(|t| &t.user), sent_at);
         let cmds: Vec<Vec<Cmd>> = targets
             .iter()
-            .map(|t| self.append_cmds(t.user, body_of(bodies, t), t.unread, written))
+            .zip(&refresh)
+            .map(|(t, refresh)| {
+                let expire = expiring && *refresh;
+                self.append_cmds(t.user, body_of(bodies, t), t.unread, written, expire)
+            })
             .collect();
         let ids = match self.run(&self.pipes(cmds)).await {
             Ok(ids) => ids,
@@ -233,6 +245,18 @@ impl EventStore {
                 positions[i] = pos;
             }
         }
+        // Stored with a refresh: not due again for a while.
+        if expiring {
+            self.refreshed.done(
+                targets
+                    .iter()
+                    .zip(&refresh)
+                    .zip(&positions)
+                    .filter(|((_, refresh), pos)| **refresh && pos.is_some())
+                    .map(|((t, _), _)| &t.user),
+                sent_at,
+            );
+        }
         let every = self.trim_every();
         let due = targets
             .iter()
@@ -244,8 +268,16 @@ impl EventStore {
     }
 
     /// One user's append: `XADD NOMKSTREAM` (nil if the stream is missing)
-    /// and, when stores expire, `PEXPIRE` (its reply ignored).
-    fn append_cmds(&self, user: Uuid, body: &str, unread: i64, written: u64) -> Vec<Cmd> {
+    /// and, when its expiry is due a refresh ([`ttl`]), `PEXPIRE` (its
+    /// reply ignored).
+    fn append_cmds(
+        &self,
+        user: Uuid,
+        body: &str,
+        unread: i64,
+        written: u64,
+        expire: bool,
+    ) -> Vec<Cmd> {
         let key = self.key(user);
         // Sized up front: growing each command's buffer to the body's size
         // was a chain of reallocations per member (10,000 per message).
@@ -261,10 +293,9 @@ impl EventStore {
             .arg("t")
             .arg(written);
         let mut cmds = vec![xadd];
-        let ttl = self.cfg.idle_ttl.as_millis() as u64;
-        if ttl > 0 {
+        if expire {
             let mut exp = redis::cmd("PEXPIRE");
-            exp.arg(&key).arg(ttl);
+            exp.arg(&key).arg(self.cfg.idle_ttl.as_millis() as u64);
             cmds.push(exp);
         }
         cmds

@@ -598,3 +598,64 @@ async fn a_store_lost_under_a_connected_socket_asks_it_to_resume() {
     assert_eq!(kinds(&got), ["message.new"], "{got:?}");
     assert_eq!(got[0]["payload"]["content"], "next");
 }
+
+/// One instance refreshes a stream's expiry at most once per 1 % of the
+/// TTL (here 3 s of 300 s): an append inside that sends no `PEXPIRE`, the
+/// first after it does, so the store never lapses more than 1 % early.
+#[tokio::test]
+async fn a_streams_expiry_is_refreshed_once_a_period_and_never_lapses_early() {
+    let app = spawn(None, &[("RESUME_IDLE_TTL_SECONDS", "300")]).await;
+    let w = world(&app).await;
+    let alice = w.alice.0;
+    let key = app.state.redis.key(&format!("rt:{{u:{alice}}}:e"));
+    let pttl = || async {
+        let mut c = app.state.redis.conn();
+        redis::cmd("PTTL")
+            .arg(&key)
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap()
+    };
+    let mut dev = connect(&app, alice, &w.alice.1).await;
+    // Whatever setting up the chat stored is a period behind.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    send(&app, &w.bob.1, w.private, "one").await;
+    let first = pttl().await;
+    assert!(first > 299_000, "the append set the full TTL: {first} ms");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send(&app, &w.bob.1, w.private, "two").await;
+    let second = pttl().await;
+    assert!(
+        second <= first - 800,
+        "within the period the expiry is left alone: {first} → {second} ms"
+    );
+    assert!(
+        second >= 297_000,
+        "never less than TTL − period: {second} ms"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    send(&app, &w.bob.1, w.private, "three").await;
+    let third = pttl().await;
+    assert!(
+        third > 299_000,
+        "past the period it is refreshed: {third} ms"
+    );
+
+    // Delivered and stamped in order whether or not the append refreshed.
+    let got = take(&mut dev, 3).await;
+    let contents: Vec<&str> = got
+        .iter()
+        .filter_map(|e| e["payload"]["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["one", "two", "three"]);
+    let positions: Vec<String> = got.iter().map(seq).collect();
+    let mut sorted = positions.clone();
+    sorted.sort_by_key(|p| {
+        let n = p.split('.').nth(1).and_then(|r| r.split('-').next());
+        n.and_then(|n| n.parse::<u64>().ok())
+    });
+    assert_eq!(positions, sorted);
+    assert!(positions.windows(2).all(|w| w[0] != w[1]), "{positions:?}");
+}
