@@ -98,6 +98,11 @@ impl fmt::Display for Pos {
     }
 }
 
+/// `user`'s turn among every `every` numbers (its UUID's random low half).
+fn trim_turn(user: Uuid, n: u64, every: u64) -> bool {
+    n % every == user.as_u64_pair().1 % every
+}
+
 fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -194,11 +199,20 @@ impl EventStore {
         format!("{}rt:{{u:{user}}}:e", self.prefix)
     }
 
-    /// A stream is trimmed when its number is a multiple of this: every
-    /// event for a tiny `min_events`, every 64th for the default 1,000, so
-    /// the trim's reads cost a fraction of a command per append.
+    /// A stream is trimmed once per this many numbers: every event for a
+    /// tiny `min_events`, every 64th for the default 1,000, so the trim's
+    /// reads cost a fraction of a command per append.
     fn trim_every(&self) -> u64 {
         (self.cfg.min_events / 8).clamp(1, 64)
+    }
+
+    /// Whether `user`'s append numbered `n` is its stream's turn to be
+    /// trimmed. The turn is offset per user: the members of one group
+    /// get their events in step, and a plain `n % every` made all 10,000
+    /// of a big group's streams due on the same message (a burst of trim
+    /// calls every 64th message instead of a 64th of them on each).
+    fn trim_due(&self, user: Uuid, n: u64) -> bool {
+        trim_turn(user, n, self.trim_every())
     }
 
     /// Stores one event per target in one round trip (a second one for
@@ -257,11 +271,10 @@ impl EventStore {
                 sent_at,
             );
         }
-        let every = self.trim_every();
         let due = targets
             .iter()
             .zip(&positions)
-            .filter(|(_, p)| p.is_some_and(|p| p.n % every == 0))
+            .filter(|(t, p)| p.is_some_and(|p| self.trim_due(t.user, p.n)))
             .map(|(t, _)| t.user)
             .collect();
         Appended { positions, due }
@@ -613,6 +626,24 @@ fn decode(id: &str, fields: Vec<String>) -> Option<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_stream_has_one_trim_turn_per_period_and_a_groups_turns_are_spread() {
+        let users: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
+        let mut per_turn = [0u32; 64];
+        for u in &users {
+            let turns: Vec<u64> = (1..=64).filter(|n| trim_turn(*u, *n, 64)).collect();
+            assert_eq!(turns.len(), 1, "{u}: {turns:?}");
+            per_turn[(turns[0] % 64) as usize] += 1;
+        }
+        // 1,000 streams over 64 turns: about 16 each, never all at once.
+        let busiest = per_turn.iter().max().copied().unwrap_or(0);
+        assert!(busiest < 60, "{per_turn:?}");
+        assert!(
+            (1..=5).all(|n| trim_turn(users[0], n, 1)),
+            "every = 1 trims each time"
+        );
+    }
 
     #[test]
     fn redis_before_7_is_named() {
