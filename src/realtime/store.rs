@@ -227,14 +227,12 @@ impl EventStore {
         }
         let written = now_ms();
         let sent_at = std::time::Instant::now();
-        let expiring = self.cfg.idle_ttl > std::time::Duration::ZERO;
         let refresh = self.refreshed.due(targets.iter().map(|t| &t.user), sent_at);
         let cmds: Vec<Vec<Cmd>> = targets
             .iter()
             .zip(&refresh)
-            .map(|(t, refresh)| {
-                let expire = expiring && *refresh;
-                self.append_cmds(t.user, body_of(bodies, t), t.unread, written, expire)
+            .map(|(t, expire)| {
+                self.append_cmds(t.user, body_of(bodies, t), t.unread, written, *expire)
             })
             .collect();
         let ids = match self.run(&self.pipes(cmds)).await {
@@ -260,17 +258,15 @@ impl EventStore {
             }
         }
         // Stored with a refresh: not due again for a while.
-        if expiring {
-            self.refreshed.done(
-                targets
-                    .iter()
-                    .zip(&refresh)
-                    .zip(&positions)
-                    .filter(|((_, refresh), pos)| **refresh && pos.is_some())
-                    .map(|((t, _), _)| &t.user),
-                sent_at,
-            );
-        }
+        self.refreshed.done(
+            targets
+                .iter()
+                .zip(&refresh)
+                .zip(&positions)
+                .filter(|((_, refresh), pos)| **refresh && pos.is_some())
+                .map(|((t, _), _)| &t.user),
+            sent_at,
+        );
         let due = targets
             .iter()
             .zip(&positions)

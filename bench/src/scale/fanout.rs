@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::super::{fresh_db, ms, percentile, seed_group, seed_users, token, Row, ServerProc};
 use super::track::{Track, MARK};
-use super::{connect_all, fd_limit, Spread};
+use super::{fd_limit, Spread};
 
 pub struct Cfg {
     pub members: u32,
@@ -53,12 +53,7 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
         servers.len(),
         spread.addresses(cfg.members)
     );
-    let mut readers = Vec::new();
-    let failed = connect_all(jobs, 64, |i, ws| readers.push(track.reader(i, ws))).await;
-    if failed > 0 {
-        anyhow::bail!("{failed} members could not connect");
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let readers = track.connect(jobs).await?;
 
     eprintln!("==> fanout: {total} messages at {}/s", cfg.rate);
     // Each sender task has its own client and sends one post at a time, so

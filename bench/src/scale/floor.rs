@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::super::Row;
 use super::track::{Track, MARK};
-use super::{connect_all, fd_limit, Spread};
+use super::{fd_limit, Spread};
 
 pub struct Cfg {
     pub members: u32,
@@ -72,12 +72,7 @@ pub async fn run(args: &super::super::Args, cfg: Cfg, spread: Spread) -> anyhow:
         "==> floor: connecting {} members over {} plain WebSocket instances",
         cfg.members, cfg.instances
     );
-    let mut readers = Vec::new();
-    let failed = connect_all(jobs, 64, |i, ws| readers.push(track.reader(i, ws))).await;
-    if failed > 0 {
-        anyhow::bail!("{failed} members could not connect");
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let readers = track.connect(jobs).await?;
     eprintln!("==> floor: {total} messages at {}/s", cfg.rate);
     let every = Duration::from_secs_f64(1.0 / cfg.rate as f64);
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
@@ -194,7 +189,8 @@ fn serve_raw(port: u16, bytes: usize) -> anyhow::Result<Vec<Row>> {
     use std::sync::{Arc, Mutex};
     let members = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let triggers = std::net::TcpListener::bind(("127.0.0.1", port + CONTROL_OFFSET))?;
-    let socks: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    type Ws = tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>;
+    let socks: Arc<Mutex<Vec<Ws>>> = Arc::default();
     let to = socks.clone();
     std::thread::spawn(move || {
         for stream in triggers.incoming().flatten() {
@@ -209,7 +205,7 @@ fn serve_raw(port: u16, bytes: usize) -> anyhow::Result<Vec<Row>> {
                 wire.extend_from_slice(text.as_bytes());
                 let mut lost = 0;
                 for s in to.lock().expect("sockets").iter_mut() {
-                    if !matches!(s.write(&wire), Ok(n) if n == wire.len()) {
+                    if !matches!(s.get_mut().write(&wire), Ok(n) if n == wire.len()) {
                         lost += 1;
                     }
                 }
@@ -224,11 +220,8 @@ fn serve_raw(port: u16, bytes: usize) -> anyhow::Result<Vec<Row>> {
         let Ok(ws) = tokio_tungstenite::tungstenite::accept(stream) else {
             continue;
         };
-        let s = ws.get_ref().try_clone()?;
-        s.set_nonblocking(true)?;
-        socks.lock().expect("sockets").push(s);
-        // The handshake's object keeps its descriptor open beside the clone.
-        std::mem::forget(ws);
+        ws.get_ref().set_nonblocking(true)?;
+        socks.lock().expect("sockets").push(ws);
     }
     Ok(Vec::new())
 }

@@ -61,6 +61,22 @@ impl Track {
         digits.parse().ok()
     }
 
+    /// Opens every member's socket (`(port, source address, token)`, see
+    /// [`super::connect_all`]) with a [`Self::reader`] on it, then lets
+    /// the handshakes' aftermath settle for a second.
+    pub async fn connect(
+        self: &Arc<Self>,
+        jobs: Vec<(u16, std::net::Ipv4Addr, String)>,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut readers = Vec::new();
+        let failed = super::connect_all(jobs, 64, |i, ws| readers.push(self.reader(i, ws))).await;
+        if failed > 0 {
+            anyhow::bail!("{failed} members could not connect");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(readers)
+    }
+
     /// Reads member `i`'s socket until it closes, recording our frames in
     /// fixed counters (no allocation or JSON parse per frame).
     pub fn reader(self: &Arc<Self>, i: usize, mut ws: WsStream) -> JoinHandle<()> {

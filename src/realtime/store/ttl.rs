@@ -22,6 +22,8 @@ use uuid::Uuid;
 const CAP: usize = 100_000;
 
 pub struct Refreshed {
+    /// False for a TTL of 0: streams never expire, nothing is refreshed.
+    expiring: bool,
     every: Duration,
     at: Mutex<HashMap<Uuid, Instant>>,
 }
@@ -29,6 +31,7 @@ pub struct Refreshed {
 impl Refreshed {
     pub fn new(idle_ttl: Duration) -> Self {
         Self {
+            expiring: !idle_ttl.is_zero(),
             every: (idle_ttl / 100).min(Duration::from_secs(60)),
             at: Mutex::new(HashMap::new()),
         }
@@ -36,6 +39,9 @@ impl Refreshed {
 
     /// For each user, whether an append at `now` must refresh the expiry.
     pub fn due<'a>(&self, users: impl Iterator<Item = &'a Uuid>, now: Instant) -> Vec<bool> {
+        if !self.expiring {
+            return users.map(|_| false).collect();
+        }
         let at = self.lock();
         users
             .map(|u| {
@@ -47,6 +53,9 @@ impl Refreshed {
 
     /// Records refreshes sent at `now` (taken before they were sent).
     pub fn done<'a>(&self, users: impl Iterator<Item = &'a Uuid>, now: Instant) {
+        if !self.expiring {
+            return;
+        }
         let mut at = self.lock();
         at.extend(users.map(|u| (*u, now)));
         if at.len() > CAP {
@@ -80,6 +89,15 @@ mod tests {
             vec![false, true]
         );
         assert_eq!(r.due([a].iter(), t0 + Duration::from_secs(2)), vec![true]);
+    }
+
+    #[test]
+    fn streams_that_never_expire_are_never_refreshed() {
+        let r = Refreshed::new(Duration::ZERO);
+        let u = Uuid::new_v4();
+        assert_eq!(r.due([u].iter(), Instant::now()), vec![false]);
+        r.done([u].iter(), Instant::now());
+        assert_eq!(r.lock().len(), 0);
     }
 
     #[test]
