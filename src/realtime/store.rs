@@ -6,8 +6,10 @@
 //! of its own.
 //!
 //! - `<prefix>rt:{u:<id>}:e` stream: entry id `1-<n>`, fields `d` (event
-//!   JSON, `meta.unread_count` 0, no `meta.seq`), `u` (unread) and `t` (the
-//!   publisher's clock in ms when it was written).
+//!   JSON, `meta.unread_count` 0, no `meta.seq`) or, for an event with
+//!   many recipients, `r` (the id of its body, stored once: [`shared`]),
+//!   `u` (unread) and `t` (the publisher's clock in ms when it was written).
+//! - `<prefix>rt:b:<id>` string: a shared body.
 //!
 //! Redis numbers the entries itself: `XADD <key> 1-*` gives the next `n`
 //! after the stream's last one, so an append is one plain command per user
@@ -26,6 +28,7 @@
 //! it names the entry it was made for (a failover that lost writes reuses
 //! `n` with another `t`). Clients treat it as opaque.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,10 +39,14 @@ use uuid::Uuid;
 use crate::config::ResumeConfig;
 use crate::infra::redis::{CountErrors, Redis, RedisConn as Conn};
 
+mod shared;
 mod ttl;
 
+use shared::{Body, Raw};
+
 /// A user's first entry, or the first after their stream was lost.
-/// KEYS[1] stream; ARGV body, unread, write ms, ttl ms; returns the id.
+/// KEYS[1] stream; ARGV body, unread, write ms, ttl ms, body field;
+/// returns the id.
 const CREATE: &str = include_str!("lua/create.lua");
 
 /// Entries from `ARGV[3]` to `ARGV[4]` (`+` = the end), at most `ARGV[5]`,
@@ -216,7 +223,8 @@ impl EventStore {
     }
 
     /// Stores one event per target in one round trip (a second one for
-    /// users whose stream must be created).
+    /// users whose stream must be created; on a cluster, one before it for
+    /// the shared bodies).
     pub async fn append(&self, bodies: &[&str], targets: &[Target]) -> Appended {
         let none = || Appended {
             positions: vec![None; targets.len()],
@@ -228,14 +236,28 @@ impl EventStore {
         let written = now_ms();
         let sent_at = std::time::Instant::now();
         let refresh = self.refreshed.due(targets.iter().map(|t| &t.user), sent_at);
+        let plan = shared::plan(bodies.len(), targets);
+        let held = Held::new(bodies, &plan);
         let cmds: Vec<Vec<Cmd>> = targets
             .iter()
             .zip(&refresh)
-            .map(|(t, expire)| {
-                self.append_cmds(t.user, body_of(bodies, t), t.unread, written, *expire)
-            })
+            .map(|(t, expire)| self.append_cmds(t.user, held.of(t), t.unread, written, *expire))
             .collect();
-        let ids = match self.run(&self.pipes(cmds)).await {
+        let sets = self.body_sets(bodies, &plan);
+        // Every body must be readable before an entry names it: on a node
+        // its SET leads the append's pipeline; a cluster puts the keys on
+        // other nodes, so the SETs go first in a round trip of their own.
+        let lead = match (&self.conn, sets.is_empty()) {
+            (Conn::Cluster(_), false) => {
+                if let Err(e) = self.run_each(sets).await {
+                    tracing::error!(error = %e, "event store could not store a shared body; events go out without meta.seq");
+                    return none();
+                }
+                Vec::new()
+            }
+            _ => sets,
+        };
+        let ids = match self.run(&self.pipes(lead, cmds)).await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "event store append failed; events go out without meta.seq");
@@ -252,7 +274,7 @@ impl EventStore {
             .filter(|&i| ids.get(i).is_some_and(Option::is_none))
             .collect();
         if !missing.is_empty() {
-            let created = self.create(&missing, targets, bodies, written).await;
+            let created = self.create(&missing, targets, &held, written).await;
             for (i, pos) in missing.into_iter().zip(created) {
                 positions[i] = pos;
             }
@@ -282,7 +304,7 @@ impl EventStore {
     fn append_cmds(
         &self,
         user: Uuid,
-        body: &str,
+        (field, body): (&str, &str),
         unread: i64,
         written: u64,
         expire: bool,
@@ -295,7 +317,7 @@ impl EventStore {
             .arg(&key)
             .arg("NOMKSTREAM")
             .arg(NEXT_ID)
-            .arg("d")
+            .arg(field)
             .arg(body)
             .arg("u")
             .arg(unread)
@@ -310,26 +332,48 @@ impl EventStore {
         cmds
     }
 
+    /// The `SET`s of the bodies `plan` shares.
+    fn body_sets(&self, bodies: &[&str], plan: &[Option<String>]) -> Vec<Cmd> {
+        let ttl = shared::ttl(&self.cfg).as_millis() as u64;
+        plan.iter()
+            .zip(bodies)
+            .filter_map(|(id, body)| {
+                let mut set = redis::cmd("SET");
+                set.arg(self.body_key(id.as_deref()?))
+                    .arg(*body)
+                    .arg("PX")
+                    .arg(ttl);
+                Some(set)
+            })
+            .collect()
+    }
+
+    fn body_key(&self, id: &str) -> String {
+        format!("{}rt:b:{id}", self.prefix)
+    }
+
     /// Creates the missing streams (one script call each; rare).
     async fn create(
         &self,
         missing: &[usize],
         targets: &[Target],
-        bodies: &[&str],
+        held: &Held<'_>,
         written: u64,
     ) -> Vec<Option<Pos>> {
         let cmds: Vec<Vec<Cmd>> = missing
             .iter()
             .map(|&i| {
                 let t = &targets[i];
+                let (field, body) = held.of(t);
                 let mut cmd = redis::cmd("EVALSHA");
                 cmd.arg(self.scripts[0].get_hash())
                     .arg(1)
                     .arg(self.key(t.user))
-                    .arg(body_of(bodies, t))
+                    .arg(body)
                     .arg(t.unread)
                     .arg(written)
-                    .arg(self.cfg.idle_ttl.as_millis() as u64);
+                    .arg(self.cfg.idle_ttl.as_millis() as u64)
+                    .arg(field);
                 vec![cmd]
             })
             .collect();
@@ -354,7 +398,7 @@ impl EventStore {
         script: usize,
         cmds: Vec<Vec<Cmd>>,
     ) -> redis::RedisResult<Vec<Option<String>>> {
-        let pipes = self.pipes(cmds);
+        let pipes = self.pipes(Vec::new(), cmds);
         let res = self.run(&pipes).await;
         if !matches!(&res, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
             return res;
@@ -371,11 +415,11 @@ impl EventStore {
     }
 
     /// Packs each user's commands for [`Self::run`]: one pipeline on a
-    /// node; on a cluster, one pipeline per user (its keys share a slot).
+    /// node, after the `lead` commands (replies ignored; a cluster gets
+    /// none); on a cluster, one pipeline per user (its keys share a slot).
     /// Only the first reply of each user's commands is kept. The commands
-    /// are moved, not copied: an append to 10,000 users carries 10,000
-    /// copies of the event body.
-    fn pipes(&self, per_user: Vec<Vec<Cmd>>) -> Pipes {
+    /// are moved, not copied: an inline body is in every user's command.
+    fn pipes(&self, lead: Vec<Cmd>, per_user: Vec<Vec<Cmd>>) -> Pipes {
         let add = |pipe: &mut redis::Pipeline, cmds: Vec<Cmd>| {
             for (i, cmd) in cmds.into_iter().enumerate() {
                 pipe.add_command(cmd);
@@ -387,6 +431,9 @@ impl EventStore {
         match self.conn {
             Conn::Single(_) => {
                 let mut pipe = redis::pipe();
+                for cmd in lead {
+                    pipe.add_command(cmd).ignore();
+                }
                 for cmds in per_user {
                     add(&mut pipe, cmds);
                 }
@@ -425,6 +472,45 @@ impl EventStore {
             // Packed by `pipes` for the other kind of connection: cannot happen.
             (Conn::Single(_), Pipes::PerUser(_)) => Ok(Vec::new()),
         }
+    }
+
+    /// Runs single-key commands concurrently on the cluster (each to its
+    /// slot's node); their replies are ignored.
+    async fn run_each(&self, cmds: Vec<Cmd>) -> redis::RedisResult<()> {
+        futures::future::try_join_all(cmds.iter().map(|cmd| {
+            let mut c = self.conn.clone();
+            async move { cmd.query_async::<Value>(&mut c).await }
+        }))
+        .await
+        .counted("resume")?;
+        Ok(())
+    }
+
+    /// The shared bodies `ids` names that are still kept.
+    async fn bodies(&self, ids: &[&str]) -> redis::RedisResult<HashMap<String, String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.body_key(id)).collect();
+        let found: Vec<Option<String>> = match &self.conn {
+            Conn::Single(_) => redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut self.conn.clone())
+                .await
+                .counted("resume")?,
+            // Keys on many slots: one GET each, concurrently.
+            Conn::Cluster(_) => futures::future::try_join_all(keys.iter().map(|k| {
+                let mut c = self.conn.clone();
+                async move { redis::cmd("GET").arg(k).query_async(&mut c).await }
+            }))
+            .await
+            .counted("resume")?,
+        };
+        Ok(ids
+            .iter()
+            .zip(found)
+            .filter_map(|(id, body)| Some((id.to_string(), body?)))
+            .collect())
     }
 
     /// Trims the streams an append said were due (after the event went
@@ -507,11 +593,13 @@ impl EventStore {
                     .map(redis::from_redis_value)
                     .transpose()?
                     .unwrap_or_default();
-                Ok(Range::Entries(
-                    rows.into_iter()
-                        .filter_map(|(id, fields)| decode(&id, fields))
-                        .collect(),
-                ))
+                let raws: Vec<Raw> = rows
+                    .into_iter()
+                    .filter_map(|(id, fields)| decode(&id, fields))
+                    .collect();
+                let found = self.bodies(&shared::ids(&raws)).await?;
+                // A shared body outlived by its entry: as if trimmed.
+                Ok(shared::resolve(raws, &found).map_or(Range::Expired, Range::Entries))
             }
         }
     }
@@ -581,8 +669,24 @@ fn collect_texts(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn body_of<'a>(bodies: &[&'a str], t: &Target) -> &'a str {
-    bodies.get(t.body).copied().unwrap_or("{}")
+/// What a target's entry holds: its body inline or its shared body's id.
+struct Held<'a> {
+    bodies: &'a [&'a str],
+    plan: &'a [Option<String>],
+}
+
+impl<'a> Held<'a> {
+    fn new(bodies: &'a [&'a str], plan: &'a [Option<String>]) -> Self {
+        Self { bodies, plan }
+    }
+
+    /// The field and its value.
+    fn of(&self, t: &Target) -> (&'static str, &'a str) {
+        match self.plan.get(t.body).and_then(Option::as_deref) {
+            Some(id) => ("r", id),
+            None => ("d", self.bodies.get(t.body).copied().unwrap_or("{}")),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -601,20 +705,21 @@ fn entry_pos(id: &str, ms: u64) -> Option<Pos> {
     })
 }
 
-fn decode(id: &str, fields: Vec<String>) -> Option<Stored> {
-    let (mut json, mut unread, mut written) = (None, 0, None);
+fn decode(id: &str, fields: Vec<String>) -> Option<Raw> {
+    let (mut body, mut unread, mut written) = (None, 0, None);
     let mut it = fields.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         match k.as_str() {
-            "d" => json = Some(v),
+            "d" => body = Some(Body::Inline(v)),
+            "r" => body = Some(Body::Shared(v)),
             "u" => unread = v.parse().unwrap_or(0),
             "t" => written = parse_digits(&v),
             _ => {}
         }
     }
-    Some(Stored {
+    Some(Raw {
         pos: entry_pos(id, written?)?,
-        json: json?,
+        body: body?,
         unread,
     })
 }

@@ -458,6 +458,180 @@ pub async fn retention_and_garbage(cluster: Option<&str>) {
 }
 
 #[tokio::test]
+async fn events_younger_than_the_retention_are_kept_beyond_the_count_and_dropped_exactly_after() {
+    time_retention(None).await;
+}
+
+/// The time half of the retention rule, at the trim's real sizes: with 64
+/// events kept (a trim every 8th event, at most 16 dropped per trim), 100
+/// events sent within the window are all kept; once they are older than
+/// it, the trims drop exactly them and keep every newer event, however
+/// many trims it takes and wherever the boundary falls in a trim's range.
+pub async fn time_retention(cluster: Option<&str>) {
+    const WINDOW: Duration = Duration::from_secs(6);
+    let app = spawn(
+        cluster,
+        &[
+            ("RESUME_RETENTION_EVENTS", "64"),
+            ("RESUME_RETENTION_SECONDS", "6"),
+        ],
+    )
+    .await;
+    let w = world(&app).await;
+    let (alice, at) = (w.alice.0, w.alice.1.clone());
+    let mut dev = connect(&app, alice, &at).await;
+    // Two senders (a private chat and the group) keep each one well inside
+    // the per-user request limit.
+    let burst = |n: usize, tag: &'static str| {
+        let (app, w) = (&app, &w);
+        async move {
+            for i in 0..n {
+                let (token, chat) = if i % 2 == 0 {
+                    (&w.bob.1, w.private)
+                } else {
+                    (&w.dave.1, w.group)
+                };
+                send(app, token, chat, &format!("{tag} {i}")).await;
+            }
+        }
+    };
+    let t0 = Instant::now();
+    burst(100, "old").await;
+    let old = take(&mut dev, 100).await;
+    assert!(
+        t0.elapsed() < WINDOW / 2,
+        "the burst must fit the window to test it"
+    );
+    // All 100 are younger than the window: kept, though 64 is the count.
+    let mut back = ws_at(&ws_base(&app), &at, Some(&seq(&old[0]))).await;
+    assert_eq!(take(&mut back, 99).await, old[1..].to_vec());
+    expect_silence(&mut back, QUIET).await;
+    drop(back);
+
+    tokio::time::sleep(WINDOW + Duration::from_millis(500)).await;
+    burst(80, "new").await;
+    let new = take(&mut dev, 80).await;
+    // Wait for the trim after the last append (it runs after delivery).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for gone in [&old[0], &old[99]] {
+        let mut back = ws_at(&ws_base(&app), &at, Some(&seq(gone))).await;
+        let first = next_event(&mut back).await;
+        assert_eq!(first["type"], "sync.reset", "{first}");
+        assert_eq!(first["payload"]["reason"], "expired", "{first}");
+        assert_eq!(seq(&first), seq(&new[79]));
+        drop(back);
+    }
+    // The oldest young event is still there, and everything after it.
+    let mut back = ws_at(&ws_base(&app), &at, Some(&seq(&new[0]))).await;
+    assert_eq!(take(&mut back, 79).await, new[1..].to_vec());
+    expect_silence(&mut back, QUIET).await;
+}
+
+/// The Redis the store is on: the app's own, or the cluster named.
+async fn store_conn(app: &TestApp, cluster: Option<&str>) -> atoitalk::infra::redis::RedisConn {
+    match cluster {
+        None => app.state.redis.conn(),
+        Some(seeds) => {
+            let nodes: Vec<String> = seeds.split(',').map(|s| format!("redis://{s}")).collect();
+            let client = redis::cluster::ClusterClient::new(nodes).expect("cluster client");
+            atoitalk::infra::redis::RedisConn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .expect("cluster connection"),
+            )
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_big_groups_event_is_stored_once_and_replays_like_an_inline_one() {
+    shared_bodies(None).await;
+}
+
+/// An event for 8 or more users keeps its body in one key that every
+/// recipient's entry names; a private chat's stays inline. Replays are
+/// the same bytes as live, and a body that is gone stops a replay the way
+/// a trimmed entry does.
+pub async fn shared_bodies(cluster: Option<&str>) {
+    let app = spawn(cluster, &[]).await;
+    let w = world(&app).await;
+    let mut members = vec![w.alice.0, w.dave.0];
+    for i in 0..6 {
+        members.push(app.make_user(&format!("Member {i}")).await.0);
+    }
+    let big = app.make_group(w.bob.0, &members).await;
+    let (alice, at) = (w.alice.0, w.alice.1.clone());
+    let mut dev = connect(&app, alice, &at).await;
+    send(&app, &w.bob.1, w.private, "before").await;
+    let before = next_event(&mut dev).await;
+    send(&app, &w.bob.1, big, "to the nine").await;
+    let many = next_event(&mut dev).await;
+    send(&app, &w.bob.1, w.private, "after").await;
+    let after = next_event(&mut dev).await;
+    assert_eq!(many["payload"]["content"], "to the nine");
+
+    let mut conn = store_conn(&app, cluster).await;
+    let stream = app.state.redis.key(&format!("rt:{{u:{alice}}}:e"));
+    let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(&stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(3)
+        .query_async(&mut conn)
+        .await
+        .expect("read alice's stream");
+    let field = |i: usize| last[i].1.first().cloned().unwrap_or_default();
+    assert_eq!(
+        [field(2), field(1), field(0)],
+        ["d", "r", "d"],
+        "only the group's event is shared: {last:?}"
+    );
+    let body = app.state.redis.key(&format!("rt:b:{}", last[1].1[1]));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&body)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert!(
+        ttl > 86_000_000 && ttl <= 86_400_000,
+        "kept the idle TTL: {ttl}"
+    );
+    let stored: String = redis::cmd("GET")
+        .arg(&body)
+        .query_async(&mut conn)
+        .await
+        .expect("GET the body");
+    assert!(stored.contains("to the nine"), "{stored}");
+    assert!(!stored.contains("\"seq\""), "no position in it: {stored}");
+
+    // A replay gives exactly the live events.
+    let mut back = ws_at(&ws_base(&app), &at, Some(&seq(&before))).await;
+    assert_eq!(take(&mut back, 2).await, vec![many.clone(), after.clone()]);
+    expect_silence(&mut back, QUIET).await;
+    drop(back);
+
+    // Without its body, a replay through the event cannot be made whole.
+    let _: i64 = redis::cmd("DEL")
+        .arg(&body)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let mut back = ws_at(&ws_base(&app), &at, Some(&seq(&before))).await;
+    let first = next_event(&mut back).await;
+    assert_eq!(first["type"], "sync.reset", "{first}");
+    assert_eq!(first["payload"]["reason"], "expired", "{first}");
+    assert_eq!(seq(&first), seq(&after), "the reset names the newest");
+    expect_silence(&mut back, QUIET).await;
+    drop(back);
+    // From the event itself on, nothing is missing.
+    let mut back = ws_at(&ws_base(&app), &at, Some(&seq(&many))).await;
+    assert_eq!(take(&mut back, 1).await, vec![after]);
+    expect_silence(&mut back, QUIET).await;
+}
+
+#[tokio::test]
 async fn typing_is_neither_stamped_nor_replayed() {
     let app = TestApp::spawn().await;
     let w = world(&app).await;

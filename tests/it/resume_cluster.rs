@@ -14,4 +14,6 @@ async fn resume_works_with_the_store_on_a_redis_cluster() {
     crate::resume::replay_across_instances(seeds).await;
     crate::resume::flushed_store(seeds).await;
     crate::resume::retention_and_garbage(seeds).await;
+    crate::resume::time_retention(seeds).await;
+    crate::resume::shared_bodies(seeds).await;
 }
