@@ -215,7 +215,11 @@ pub fn ws_closed(code: Option<u16>) {
 
 /// An event written to a socket.
 pub fn ws_event_delivered(json: &str) {
-    counter!("ws_events_delivered_total", "type" => event_type(json)).increment(1);
+    ws_event_delivered_kind(event_kind(json));
+}
+
+pub fn ws_event_delivered_kind(kind: &'static str) {
+    counter!("ws_events_delivered_total", "type" => kind).increment(1);
 }
 
 pub fn ws_queue_drop() {
@@ -361,7 +365,8 @@ pub fn job_run(job: &'static str, outcome: Option<(bool, u64, u64)>, elapsed: Du
 
 /// The `type` of a serialised event (`{"type":"…",…}`, the first field):
 /// the server's own type names only, so the label set stays bounded.
-fn event_type(json: &str) -> &'static str {
+/// The `type` label an event's JSON is counted under.
+pub fn event_kind(json: &str) -> &'static str {
     // Runs once per delivered frame: a lookup in the fixed list, no allocation.
     let t = json
         .strip_prefix("{\"type\":\"")
@@ -397,10 +402,10 @@ mod tests {
             None,
         );
         let json = e.to_json();
-        assert_eq!(event_type(&json), "message.new");
+        assert_eq!(event_kind(&json), "message.new");
         assert_eq!(event_timestamp_ms(&json), Some(e.meta.timestamp));
-        assert_eq!(event_type("{\"type\":\"0190a1b2-c3d4\"}"), "other");
-        assert_eq!(event_type("garbage"), "other");
+        assert_eq!(event_kind("{\"type\":\"0190a1b2-c3d4\"}"), "other");
+        assert_eq!(event_kind("garbage"), "other");
     }
 
     #[test]

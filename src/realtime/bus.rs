@@ -21,6 +21,7 @@
 //! the positions travel in the bus message, so any instance can stamp
 //! `meta.seq` and a reconnect anywhere can replay (see `store`, `resume`).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,12 +49,56 @@ struct BroadcastMessage {
 /// One event for many users: `event_data` is the event JSON with
 /// `meta.unread_count` 0; each target carries its own counter and, when the
 /// event was stored, `seqs` its resume position (same order; "" = none).
-#[derive(Serialize, Deserialize)]
-struct BatchMessage {
-    event_data: String,
+/// Written from borrowed parts and read into borrowed ones: a message to
+/// a 10,000-member group was 10,000 position strings built on the
+/// publisher and 10,000 more on every instance that read it.
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    event_data: &'a str,
+    targets: &'a [(Uuid, i64)],
+    #[serde(skip_serializing_if = "Seqs::is_empty")]
+    seqs: Seqs<'a>,
+}
+
+#[derive(Deserialize)]
+struct BatchIn<'a> {
+    #[serde(borrow)]
+    event_data: Cow<'a, str>,
     targets: Vec<(Uuid, i64)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    seqs: Vec<String>,
+    #[serde(default, borrow)]
+    seqs: Vec<SeqIn<'a>>,
+}
+
+/// One position as read: borrowed from the message unless it was escaped
+/// (serde's `Cow` borrows only as a field of its own, not inside a `Vec`).
+#[derive(Deserialize)]
+struct SeqIn<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The positions of a batch's targets, serialised as strings straight
+/// into the message ("" for none); empty when none was stored.
+struct Seqs<'a>(&'a [Option<Pos>]);
+
+impl Seqs<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+}
+
+impl Serialize for Seqs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|p| SeqStr(*p)))
+    }
+}
+
+struct SeqStr(Option<Pos>);
+
+impl Serialize for SeqStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(p) => s.collect_str(&p),
+            None => s.serialize_str(""),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -233,16 +278,10 @@ impl EventBus {
     async fn publish_batches(&self, batches: Vec<Batch>, seqs: Vec<Vec<Option<Pos>>>) {
         let mut pipe = redis::pipe();
         for (b, seqs) in batches.iter().zip(&seqs) {
-            let msg = BatchMessage {
-                event_data: b.json.clone(),
-                targets: b.targets.clone(),
-                seqs: if seqs.iter().any(Option::is_some) {
-                    seqs.iter()
-                        .map(|p| p.map(|p| p.to_string()).unwrap_or_default())
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+            let msg = BatchOut {
+                event_data: &b.json,
+                targets: &b.targets,
+                seqs: Seqs(seqs),
             };
             pipe.cmd(self.publish_cmd())
                 .arg(&self.batch_channel)
@@ -450,11 +489,11 @@ impl EventBus {
             return;
         }
         if channel == self.batch_channel {
-            match serde_json::from_slice::<BatchMessage>(payload) {
+            match serde_json::from_slice::<BatchIn>(payload) {
                 Ok(b) => {
                     crate::infra::metrics::bus_received("batch", Some(&b.event_data));
                     self.deliver_batch(&b.event_data, &b.targets, |i| {
-                        b.seqs.get(i).and_then(|s| Pos::parse(s))
+                        b.seqs.get(i).and_then(|s| Pos::parse(&s.0))
                     })
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
@@ -481,5 +520,54 @@ impl EventBus {
             }
             None => tracing::warn!("Failed to unmarshal redis pubsub payload"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_written_and_read_in_the_shape_instances_share() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let targets = [(a, 3), (b, 0)];
+        let seqs = [
+            Some(Pos {
+                generation: 1,
+                n: 5,
+                ms: 7,
+            }),
+            None,
+        ];
+        let json = serde_json::to_string(&BatchOut {
+            event_data: "{\"type\":\"message.new\",\"x\":\"\\\"\"}",
+            targets: &targets,
+            seqs: Seqs(&seqs),
+        })
+        .unwrap_or_default();
+        assert_eq!(
+            json,
+            format!(
+                "{{\"event_data\":\"{{\\\"type\\\":\\\"message.new\\\",\\\"x\\\":\\\"\\\\\\\"\\\"}}\",\
+                 \"targets\":[[\"{a}\",3],[\"{b}\",0]],\"seqs\":[\"1.5-7\",\"\"]}}"
+            )
+        );
+        let back: BatchIn = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back.event_data, "{\"type\":\"message.new\",\"x\":\"\\\"\"}");
+        assert_eq!(back.targets, targets);
+        let read: Vec<&str> = back.seqs.iter().map(|s| s.0.as_ref()).collect();
+        assert_eq!(read, ["1.5-7", ""]);
+        assert!(matches!(back.seqs[0].0, Cow::Borrowed(_)), "not copied");
+
+        // Nothing stored: no `seqs` at all, and a reader defaults it.
+        let json = serde_json::to_string(&BatchOut {
+            event_data: "{}",
+            targets: &targets,
+            seqs: Seqs(&[None, None]),
+        })
+        .unwrap_or_default();
+        assert!(!json.contains("seqs"), "{json}");
+        let back: BatchIn = serde_json::from_str(&json).expect("reads back");
+        assert!(back.seqs.is_empty());
     }
 }

@@ -340,8 +340,11 @@ async fn live(
             resume::fill(store, user_id, cursor, Some((after, upto)), socket).await?;
         }
     }
-    if send(socket, Message::Text(msg.data.clone())).await {
-        crate::infra::metrics::ws_event_delivered(&msg.data);
+    // Counted before the bytes move into the message (a clone of them
+    // would allocate a shared header per frame).
+    let counted = crate::infra::metrics::event_kind(&msg.data);
+    if send(socket, Message::Text(msg.data)).await {
+        crate::infra::metrics::ws_event_delivered_kind(counted);
         Ok(())
     } else {
         Err(Stop::Gone)
