@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 mod cpu;
 mod fanout;
+mod limit;
 mod net;
 mod peer;
 mod scale;
@@ -224,14 +225,9 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::Result<Vec<Row>> {
     match s {
         Scenario::Limit { clients, secs } => {
-            let tps = pg_limit(clients, secs).await?;
-            *limit_tps = Some(tps);
-            Ok(vec![Row {
-                name: format!("pgbench insert+update ({clients} clients)"),
-                value: format!("{tps:.0} tx/s"),
-                goal: "machine limit".into(),
-                note: "1.00 (reference)".into(),
-            }])
+            let limit = limit::pg_limit(clients, secs).await?;
+            *limit_tps = Some(limit.tps);
+            Ok(limit.rows(clients))
         }
         Scenario::Send {
             clients,
@@ -239,18 +235,24 @@ async fn run(args: &Args, s: Scenario, limit_tps: &mut Option<f64>) -> anyhow::R
             users,
             instances,
         } => {
+            let mut rows = Vec::new();
             if limit_tps.is_none() {
-                *limit_tps = Some(pg_limit(clients, secs).await?);
+                let limit = limit::pg_limit(clients, secs).await?;
+                *limit_tps = Some(limit.tps);
+                rows = limit.rows(clients);
             }
-            send_throughput(
-                args,
-                clients,
-                secs,
-                users,
-                instances,
-                limit_tps.unwrap_or(0.0),
-            )
-            .await
+            rows.extend(
+                send_throughput(
+                    args,
+                    clients,
+                    secs,
+                    users,
+                    instances,
+                    limit_tps.unwrap_or(0.0),
+                )
+                .await?,
+            );
+            Ok(rows)
         }
         Scenario::Fanout {
             members,
@@ -532,99 +534,6 @@ fn ms(us: u64) -> String {
 /// words, so both write the same search-index entries (a different text
 /// was half the baseline's index work: 8 entries against 15).
 const SEND_TEXT: &str = "hello from the bench";
-
-async fn pg_limit(clients: u32, secs: u64) -> anyhow::Result<f64> {
-    // A separate database so the figure is the raw insert+update cost.
-    eprintln!("==> pgbench: {clients} clients for {secs} s");
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url("postgres"))
-        .await?;
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        pgbench_db()
-    ))
-    .execute(&admin)
-    .await?;
-    sqlx::query(&format!("CREATE DATABASE {}", pgbench_db()))
-        .execute(&admin)
-        .await?;
-    let db = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&admin_url(&pgbench_db()))
-        .await?;
-    atoitalk::infra::db::MIGRATOR.run(&db).await?;
-    let users = seed_users(&db, 2000).await?;
-    let pairs: Vec<(Uuid, Uuid)> = users.chunks(2).map(|c| (c[0], c[1])).collect();
-    let chats = seed_private_chats(&db, &pairs).await?;
-    sqlx::query("CREATE TABLE bench_chats (n int PRIMARY KEY, chat_id uuid, sender_id uuid)")
-        .execute(&db)
-        .await?;
-    sqlx::query(
-        "INSERT INTO bench_chats SELECT row_number() OVER (), c, s FROM unnest($1::uuid[], $2::uuid[]) AS t(c, s)",
-    )
-    .bind(&chats)
-    .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
-    .execute(&db)
-    .await?;
-    let script = std::env::temp_dir().join("atoitalk-pgbench.sql");
-    std::fs::write(
-        &script,
-        format!(
-            "\\set n random(1, {})\n\
-             BEGIN;\n\
-             WITH c AS (SELECT chat_id, sender_id FROM bench_chats WHERE n = :n), \
-             m AS (INSERT INTO messages (id, chat_id, sender_id, content) SELECT gen_random_uuid(), chat_id, sender_id, '{SEND_TEXT}' FROM c RETURNING id, chat_id, created_at) \
-             UPDATE chats SET last_message_id = m.id, last_message_at = m.created_at, updated_at = now() FROM m WHERE chats.id = m.chat_id;\n\
-             END;\n",
-            chats.len()
-        ),
-    )?;
-    let cpu0 = cpu::Snapshot::take();
-    let out = Command::new("pgbench")
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &secs.to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .args([
-            "-h",
-            &env("BENCH_DB_HOST", "127.0.0.1"),
-            "-p",
-            &env("BENCH_DB_PORT", "5432"),
-            "-U",
-            &env("BENCH_DB_USER", "postgres"),
-            &pgbench_db(),
-        ])
-        .env("PGPASSWORD", env("BENCH_DB_PASSWORD", "postgres"))
-        .output()
-        .await
-        .context("running pgbench (install postgresql-contrib / postgresql-client)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse::<f64>().ok())
-        .with_context(|| {
-            format!(
-                "pgbench output: {text} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    let cpu1 = cpu::Snapshot::take();
-    eprintln!(
-        "    {tps:.0} tx/s; {}",
-        cpu::per_op(&cpu1, &cpu0, tps * secs as f64)
-    );
-    Ok(tps)
-}
 
 async fn send_throughput(
     args: &Args,

@@ -93,17 +93,32 @@ pub fn with_unread_count(json: &str, unread: i64) -> String {
 }
 
 /// The bytes one recipient gets: `json` (unread 0, no seq) with its counter
-/// and resume position.
+/// and resume position. Built in ONE allocation of the final size: this
+/// runs once per recipient connected here (5,000 per message of a
+/// 10,000-member group on each of two instances), and the patch-by-patch
+/// version cost three allocations and their regrowth per frame.
 pub fn frame(json: &str, unread: i64, pos: Option<Pos>) -> String {
-    let counted = if unread == 0 {
-        std::borrow::Cow::Borrowed(json)
-    } else {
-        std::borrow::Cow::Owned(with_unread_count(json, unread))
+    use std::fmt::Write;
+    const TAIL: &str = "\"unread_count\":0}}";
+    let Some(head) = json.strip_suffix(TAIL) else {
+        // Not the shape we serialise; patch through a parse (never expected).
+        let counted = with_unread_count(json, unread);
+        return match pos {
+            Some(p) => with_seq(&counted, &p.to_string()),
+            None => counted,
+        };
     };
-    match pos {
-        Some(p) => with_seq(&counted, &p.to_string()),
-        None => counted.into_owned(),
+    // "unread_count": + 20 digits and a sign, ,"seq":"…" with three
+    // 20-digit numbers and two separators, "}}".
+    let mut out = String::with_capacity(head.len() + 16 + 21 + 9 + 62 + 2);
+    out.push_str(head);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "\"unread_count\":{unread}");
+    if let Some(p) = pos {
+        let _ = write!(out, ",\"seq\":\"{p}\"");
     }
+    out.push_str("}}");
+    out
 }
 
 /// The position [`with_seq`] put into `json`, if any.
@@ -215,6 +230,32 @@ mod tests {
         assert_eq!(v["meta"]["seq"], "5.2-9");
         assert_eq!(seq_of(&f), Some(pos));
         assert_eq!(seq_of(&e.to_json()), None);
+    }
+
+    #[test]
+    fn a_frame_is_the_event_serialised_with_its_counter_and_position() {
+        let mut e = Event::new(
+            kinds::MESSAGE_NEW,
+            serde_json::json!({"content": "\"unread_count\":0}}"}),
+            Some(Uuid::now_v7()),
+            Some(Uuid::now_v7()),
+        );
+        let base = e.to_json();
+        let pos = Pos {
+            generation: u64::MAX,
+            n: u64::MAX,
+            ms: u64::MAX,
+        };
+        for (unread, at) in [(0, None), (0, Some(pos)), (-3, None), (i64::MIN, Some(pos))] {
+            let f = frame(&base, unread, at);
+            e.meta.unread_count = unread;
+            e.meta.seq = at.map(|p| p.to_string());
+            assert_eq!(f, e.to_json(), "unread {unread}, pos {at:?}");
+            assert!(
+                f.capacity() == f.len() || f.capacity() - f.len() < 128,
+                "one allocation"
+            );
+        }
     }
 
     #[test]

@@ -240,7 +240,16 @@ async fn run_connection(
     let mut allowance = Allowance::new();
     let mut presence_at = Instant::now();
     let close_with = loop {
+        // Polled in this order, not at random: a wake-up for a queued frame
+        // (the common one: every event of every group) reaches the queue
+        // second and polls nothing after it, where a random start polled
+        // on average half of the socket read, the timers and the catch-up
+        // waiter first (~10 % of a 10,000-member fan-out's CPU, perf). The
+        // queue is bounded (SEND_QUEUE), so the branches after it wait at
+        // most one drained queue; the read comes before its deadline, so a
+        // pong waiting behind a burst still renews it.
         tokio::select! {
+            biased;
             changed = reg.close.changed() => {
                 if changed.is_err() { break None; }
                 let reason = *reg.close.borrow();
@@ -270,16 +279,6 @@ async fn run_connection(
                     break stop_frame(stop);
                 }
             }
-            _ = ping.tick() => {
-                if !send(&mut socket, Message::Ping(Vec::new().into())).await {
-                    break None;
-                }
-            }
-            _ = &mut read_deadline => {
-                tracing::debug!(%user_id, "websocket read deadline passed");
-                break None;
-            }
-            _ = &mut token_expiry => break Some(TOKEN_EXPIRED),
             incoming = socket.recv() => {
                 if let Some(Ok(msg)) = &incoming {
                     if !matches!(msg, Message::Close(_)) {
@@ -320,6 +319,16 @@ async fn run_connection(
                 Some(Ok(Message::Close(_))) => break None,
                 }
             },
+            _ = ping.tick() => {
+                if !send(&mut socket, Message::Ping(Vec::new().into())).await {
+                    break None;
+                }
+            }
+            _ = &mut read_deadline => {
+                tracing::debug!(%user_id, "websocket read deadline passed");
+                break None;
+            }
+            _ = &mut token_expiry => break Some(TOKEN_EXPIRED),
         }
     };
     send_close(socket, close_with).await;
