@@ -76,6 +76,12 @@ fn describe() {
         "Events written to sockets, by event type"
     );
     describe_counter!(
+        "ws_direct_writes_total",
+        "Live frames offered to a socket: written straight to it (`written`), \
+         accepted but left for its task to flush (`unflushed`), or queued for its task \
+         (`queued`: it was busy, had frames waiting, or the frame revealed a gap)"
+    );
+    describe_counter!(
         "ws_send_queue_drops_total",
         "Events dropped because a socket's send queue was full"
     );
@@ -220,6 +226,11 @@ pub fn ws_event_delivered(json: &str) {
 
 pub fn ws_event_delivered_kind(kind: &'static str) {
     counter!("ws_events_delivered_total", "type" => kind).increment(1);
+}
+
+/// `outcome`: `written`, `unflushed` or `queued` (see the description).
+pub fn ws_direct(outcome: &'static str) {
+    counter!("ws_direct_writes_total", "outcome" => outcome).increment(1);
 }
 
 pub fn ws_queue_drop() {

@@ -294,33 +294,36 @@ impl EventBus {
         if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (b, seqs) in batches.iter().zip(&seqs) {
-                self.deliver_batch(&b.json, &b.targets, |i| seqs.get(i).copied().flatten());
+                self.deliver_batch(&b.json, &b.targets, |i| seqs.get(i).copied().flatten())
+                    .await;
             }
         }
     }
 
     /// Delivers a batch to the targets connected to this instance; `seq(i)`
     /// is target i's position (only asked for targets connected here).
-    fn deliver_batch(
+    async fn deliver_batch(
         &self,
         json: &str,
         targets: &[(Uuid, i64)],
         seq: impl Fn(usize) -> Option<Pos>,
     ) {
         let base = Utf8Bytes::from(json);
-        for (i, (user, unread)) in targets.iter().enumerate() {
-            self.hub.deliver_with(*user, || {
+        let users = targets.iter().enumerate().map(|(i, (user, _))| (*user, i));
+        self.hub
+            .deliver_many(users, |i| {
+                let unread = targets.get(i).map_or(0, |t| t.1);
                 let pos = seq(i);
                 Outbound {
-                    data: if *unread == 0 && pos.is_none() {
+                    data: if unread == 0 && pos.is_none() {
                         base.clone()
                     } else {
-                        Utf8Bytes::from(frame(json, *unread, pos))
+                        Utf8Bytes::from(frame(json, unread, pos))
                     },
                     pos,
                 }
-            });
-        }
+            })
+            .await;
     }
 
     /// The reference's shape: one message per recipient, its counter and
@@ -350,10 +353,12 @@ impl EventBus {
         if let Err(e) = res {
             tracing::error!(error = %e, "event publish failed; delivering to local sockets only");
             for (user, json, pos) in items {
-                self.hub.deliver_with(user, || Outbound {
-                    data: Utf8Bytes::from(json),
-                    pos,
-                });
+                self.hub
+                    .deliver_with(user, || Outbound {
+                        data: Utf8Bytes::from(json),
+                        pos,
+                    })
+                    .await;
             }
         }
     }
@@ -449,7 +454,7 @@ impl EventBus {
                         loop {
                             tokio::select! {
                                 msg = stream.next() => match msg {
-                                    Some(msg) => self.handle(&msg),
+                                    Some(msg) => self.handle(&msg).await,
                                     None => break,
                                 },
                                 _ = shutdown.changed() => return,
@@ -470,18 +475,22 @@ impl EventBus {
         }
     }
 
-    fn handle(&self, msg: &redis::Msg) {
-        self.handle_payload(msg.get_channel_name(), msg.get_payload_bytes());
+    async fn handle(&self, msg: &redis::Msg) {
+        self.handle_payload(msg.get_channel_name(), msg.get_payload_bytes())
+            .await;
     }
 
     /// One bus message, from whichever channel it came.
-    fn handle_payload(&self, channel: &str, payload: &[u8]) {
+    async fn handle_payload(&self, channel: &str, payload: &[u8]) {
         if channel == self.control_channel {
             match serde_json::from_slice::<ControlMessage>(payload) {
                 Ok(c) => {
                     crate::infra::metrics::bus_received("control", None);
                     let reason =
                         CloseReason::from_code(c.code).unwrap_or(CloseReason::SessionRevoked);
+                    // After the frames read before it, as a task-per-socket
+                    // queue would have had them.
+                    self.hub.settle().await;
                     self.close_local(c.disconnect_user_id, c.session, reason);
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable control message skipped"),
@@ -495,6 +504,7 @@ impl EventBus {
                     self.deliver_batch(&b.event_data, &b.targets, |i| {
                         b.seqs.get(i).and_then(|s| Pos::parse(&s.0))
                     })
+                    .await;
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable batch message skipped"),
             }
@@ -513,10 +523,12 @@ impl EventBus {
             Some((user, json)) => {
                 crate::infra::metrics::bus_received("reference", Some(&json));
                 let pos = seq_of(&json);
-                self.hub.deliver_with(user, || Outbound {
-                    data: Utf8Bytes::from(json),
-                    pos,
-                });
+                self.hub
+                    .deliver_with(user, || Outbound {
+                        data: Utf8Bytes::from(json),
+                        pos,
+                    })
+                    .await;
             }
             None => tracing::warn!("Failed to unmarshal redis pubsub payload"),
         }

@@ -10,7 +10,10 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
+use super::direct::Direct;
 use super::store::Pos;
+
+mod delivery;
 
 /// Outbound queue length per connection.
 pub const SEND_QUEUE: usize = 256;
@@ -86,12 +89,53 @@ pub struct Outbound {
 
 /// The hub's handle to one connection.
 struct Conn {
+    user_id: Uuid,
+    id: u64,
+    /// Where frames are written straight to the socket while its task idles.
+    direct: Arc<Direct>,
     tx: mpsc::Sender<Queued>,
     close: watch::Sender<Option<CloseReason>>,
     /// Poked when this instance may have missed bus messages.
     catch_up: Arc<Notify>,
     /// Which login session (token) opened it; see [`session_id`].
     session: u64,
+}
+
+impl Conn {
+    /// Writes the frame straight to the socket if its task idles, else
+    /// queues it. A connection whose queue is full is told to close (it is
+    /// too slow to keep up).
+    fn offer(&self, out: Outbound, now: bool) {
+        self.direct.offer(out.data, out.pos, now, |data| {
+            match self.tx.try_send(Box::new(Outbound { data, pos: out.pos })) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    crate::infra::metrics::ws_queue_drop();
+                    tracing::warn!(user_id = %self.user_id, conn_id = self.id, "send queue full; disconnecting slow client");
+                    let _ = self.close.send(Some(CloseReason::SlowConsumer));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        });
+    }
+}
+
+/// Pairs each of a user's connections with the frame. A clone of the bytes
+/// allocates their shared header, so only a user with several sockets
+/// here pays it (the last one takes the original).
+fn each_conn(
+    conns: &HashMap<u64, Arc<Conn>>,
+    data: Outbound,
+    found: &mut Vec<(Arc<Conn>, Outbound)>,
+) {
+    let last = conns.len().saturating_sub(1);
+    let mut data = Some(data);
+    for (k, conn) in conns.values().enumerate() {
+        let out = if k == last { data.take() } else { data.clone() };
+        if let Some(out) = out {
+            found.push((conn.clone(), out));
+        }
+    }
 }
 
 /// A short fingerprint of a bearer token, so a logout can close the sockets
@@ -112,6 +156,8 @@ pub struct Registration {
     pub close: watch::Receiver<Option<CloseReason>>,
     /// Notified after the bus was lost and came back: read the store.
     pub catch_up: Arc<Notify>,
+    /// Where the idle task lends its writer (write-through delivery).
+    pub direct: Arc<Direct>,
     /// True when this is the user's first connection on this instance.
     pub first_local: bool,
 }
@@ -119,8 +165,9 @@ pub struct Registration {
 /// Connection registry of this instance.
 #[derive(Default)]
 pub struct Hub {
-    users: Mutex<HashMap<Uuid, HashMap<u64, Conn>>>,
+    users: Mutex<HashMap<Uuid, HashMap<u64, Arc<Conn>>>>,
     next_id: AtomicU64,
+    writers: delivery::Writers,
 }
 
 impl Hub {
@@ -135,17 +182,21 @@ impl Hub {
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let (close_tx, close_rx) = watch::channel(None);
         let catch_up = Arc::new(Notify::new());
+        let direct = Arc::new(Direct::default());
         let mut users = self.lock();
         let conns = users.entry(user_id).or_default();
         let first_local = conns.is_empty();
         conns.insert(
             conn_id,
-            Conn {
+            Arc::new(Conn {
+                user_id,
+                id: conn_id,
+                direct: direct.clone(),
                 tx,
                 close: close_tx,
                 catch_up: catch_up.clone(),
                 session,
-            },
+            }),
         );
         Registration {
             conn_id,
@@ -153,6 +204,7 @@ impl Hub {
             rx,
             close: close_rx,
             catch_up,
+            direct,
             first_local,
         }
     }
@@ -173,31 +225,48 @@ impl Hub {
         false
     }
 
-    /// Queues an event for every local connection of `user_id`. A connection
-    /// whose queue is full is told to close (it is too slow to keep up).
-    pub fn deliver(&self, user_id: Uuid, data: Utf8Bytes) {
-        self.deliver_with(user_id, || Outbound { data, pos: None });
+    /// Sends an event to every local connection of `user_id`.
+    pub async fn deliver(&self, user_id: Uuid, data: Utf8Bytes) {
+        self.deliver_with(user_id, || Outbound { data, pos: None })
+            .await;
     }
 
     /// Like [`Hub::deliver`], but builds the bytes only when `user_id` has a
     /// connection here (most targets of a broadcast live on other instances).
-    pub fn deliver_with(&self, user_id: Uuid, build: impl FnOnce() -> Outbound) {
-        let users = self.lock();
-        let Some(conns) = users.get(&user_id) else {
-            return;
-        };
-        let data = build();
-        for (id, conn) in conns {
-            match conn.tx.try_send(Box::new(data.clone())) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    crate::infra::metrics::ws_queue_drop();
-                    tracing::warn!(%user_id, conn_id = id, "send queue full; disconnecting slow client");
-                    let _ = conn.close.send(Some(CloseReason::SlowConsumer));
+    pub async fn deliver_with(&self, user_id: Uuid, build: impl FnOnce() -> Outbound) {
+        let mut found = Vec::new();
+        if let Some(conns) = self.lock().get(&user_id) {
+            each_conn(conns, build(), &mut found);
+        }
+        self.writers.write(found).await;
+    }
+
+    /// Delivers to every local connection of each `(user, i)`, `build(i)`
+    /// making that user's frame (only for users connected here). The
+    /// connections are looked up under the lock and written after it, by
+    /// the instance's writers ([`delivery`]), so a 5,000-socket delivery
+    /// never holds up connects and disconnects.
+    pub async fn deliver_many(
+        &self,
+        targets: impl IntoIterator<Item = (Uuid, usize)>,
+        mut build: impl FnMut(usize) -> Outbound,
+    ) {
+        let mut found = Vec::new();
+        {
+            let users = self.lock();
+            for (user_id, i) in targets {
+                if let Some(conns) = users.get(&user_id) {
+                    each_conn(conns, build(i), &mut found);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+        self.writers.write(found).await;
+    }
+
+    /// Returns once every frame handed over before it was written or
+    /// queued: a close that follows a delivery must not overtake it.
+    pub async fn settle(&self) {
+        self.writers.settle().await;
     }
 
     /// Asks every local connection of `user_id` to close with `reason`.
@@ -259,7 +328,7 @@ impl Hub {
         self.lock().values().map(HashMap::len).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HashMap<u64, Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HashMap<u64, Arc<Conn>>>> {
         // A panic while holding the lock cannot leave the map half-updated
         // (every critical section is a single insert/remove), so recover.
         self.users.lock().unwrap_or_else(|p| p.into_inner())
@@ -283,16 +352,16 @@ mod tests {
         assert!(!hub.unregister(u, b.conn_id));
     }
 
-    #[test]
-    fn full_queue_closes_only_that_connection() {
+    #[tokio::test]
+    async fn full_queue_closes_only_that_connection() {
         let hub = Hub::new();
         let u = Uuid::now_v7();
         let slow = hub.register(u, 1);
         for _ in 0..SEND_QUEUE {
-            hub.deliver(u, Utf8Bytes::from("x"));
+            hub.deliver(u, Utf8Bytes::from("x")).await;
         }
         assert!(slow.close.borrow().is_none());
-        hub.deliver(u, Utf8Bytes::from("overflow"));
+        hub.deliver(u, Utf8Bytes::from("overflow")).await;
         assert_eq!(*slow.close.borrow(), Some(CloseReason::SlowConsumer));
     }
 }

@@ -3,6 +3,7 @@
 //! envelope and the `/ws` endpoint.
 
 pub mod bus;
+pub mod direct;
 pub mod docs;
 pub mod event;
 pub mod hub;

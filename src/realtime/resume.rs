@@ -9,13 +9,13 @@
 //! filled closes the socket with 4010 "resume required"; a `since` that
 //! cannot be served at all is answered by a first frame `sync.reset`.
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::Message;
 use uuid::Uuid;
 
+use super::direct::{send, SocketSink};
 use super::event::{frame, kinds, Event};
 use super::hub::CloseReason;
 use super::store::{EventStore, Pos, Range, GEN, PAGE};
-use super::ws::send;
 
 /// Store reads a fill retries (250 ms apart) before closing with 4010.
 const FILL_RETRIES: u32 = 4;
@@ -59,7 +59,7 @@ pub enum Stop {
 }
 
 impl Cursor {
-    fn fresh(head: Option<Pos>) -> Self {
+    pub(super) fn fresh(head: Option<Pos>) -> Self {
         Self {
             last: head.map_or(0, |p| p.n),
             exact: false,
@@ -75,7 +75,7 @@ impl Cursor {
         }
     }
 
-    fn at(pos: Pos) -> Self {
+    pub(super) fn at(pos: Pos) -> Self {
         Self {
             last: pos.n,
             exact: true,
@@ -120,7 +120,7 @@ pub async fn open(
     store: &EventStore,
     user: Uuid,
     since: Option<&str>,
-    socket: &mut WebSocket,
+    socket: &mut SocketSink,
 ) -> Result<Cursor, Stop> {
     let Some(raw) = since.filter(|s| !s.is_empty()) else {
         return Ok(head_cursor(store, user).await);
@@ -176,7 +176,7 @@ pub async fn fill(
     user: Uuid,
     cursor: &mut Cursor,
     gap: Option<(u64, u64)>,
-    socket: &mut WebSocket,
+    socket: &mut SocketSink,
 ) -> Result<(), Stop> {
     if !store.enabled() {
         return Ok(()); // nothing is stored, so there is nothing to fill
@@ -269,7 +269,7 @@ async fn reset(
     store: &EventStore,
     user: Uuid,
     reason: &'static str,
-    socket: &mut WebSocket,
+    socket: &mut SocketSink,
 ) -> Result<Cursor, Stop> {
     crate::infra::metrics::ws_sync_reset(reason);
     let (head, cursor) = match store.enabled() {
@@ -290,7 +290,7 @@ async fn reset(
     Ok(cursor)
 }
 
-async fn push(socket: &mut WebSocket, json: String) -> Result<(), Stop> {
+async fn push(socket: &mut SocketSink, json: String) -> Result<(), Stop> {
     if send(socket, Message::Text(json.into())).await {
         Ok(())
     } else {

@@ -14,10 +14,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use futures::{SinkExt, StreamExt};
+
+use super::direct::{flush, send, Direct, SocketSink, Writer, WRITE_DEADLINE};
 use super::hub::{CloseReason, Outbound, Registration};
 use super::inbound::{Allowance, Verdict, FLOOD_CLOSE};
 use super::presence::SocketSlot;
-use super::resume::{self, Cursor, Step, Stop};
+use super::resume::{self, Step, Stop};
 use crate::auth::principal;
 use crate::error::AppError;
 use crate::http::{rate_limit, routing};
@@ -27,8 +30,6 @@ use crate::state::AppState;
 const PING_EVERY: Duration = Duration::from_secs(54);
 /// A client that answers no ping for this long is dropped.
 const READ_DEADLINE: Duration = Duration::from_secs(60);
-/// Deadline for writing one frame.
-const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// Socket read buffer. Every socket's is zero-filled on its first read and
 /// stays resident; an inbound frame is at most `MAX_INBOUND` + 14 header
 /// bytes, so 1 KiB holds any of them (2 KiB measured 0.6-1 KiB more RSS per
@@ -206,10 +207,11 @@ fn normalise_origin(s: &str) -> Option<String> {
 }
 
 /// Drives one socket until it closes. One task does both directions, which
-/// keeps an idle connection small.
+/// keeps an idle connection small; while it idles, its writer is lent to
+/// the hub, which writes live frames straight to the socket ([`Direct`]).
 async fn run_connection(
     state: &AppState,
-    mut socket: WebSocket,
+    socket: WebSocket,
     mut reg: Registration,
     slot: Option<&SocketSlot>,
     expires_at: Option<Instant>,
@@ -217,22 +219,25 @@ async fn run_connection(
 ) {
     let user_id = reg.user_id;
     let store = state.bus.store();
+    let (mut sink, mut stream) = socket.split();
     // Counted before the resume, so every close below (send_close) pairs.
     crate::infra::metrics::ws_opened();
     // Registered already, so live events queue while the replay runs.
-    let mut cursor = match resume::open(store, user_id, since.as_deref(), &mut socket).await {
+    let cursor = match resume::open(store, user_id, since.as_deref(), &mut sink).await {
         Ok(c) => c,
-        Err(stop) => return close_for(socket, stop).await,
+        Err(stop) => return send_close(Some(&mut sink), stop_frame(stop)).await,
     };
+    let direct = reg.direct.clone();
+    let mut held = Some(Writer { sink, cursor });
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    // One timer and one catch-up waiter for the socket's life, moved or
-    // renewed when they fire: a fresh `sleep_until`/`notified()` per loop
-    // turn cost a timer-wheel and a waiter-list insert and removal for
-    // every frame sent.
+    // One timer and one waiter each for the socket's life, moved or renewed
+    // when they fire: a fresh `sleep_until`/`notified()` per loop turn cost
+    // a timer-wheel and a waiter-list insert and removal for every frame.
     let read_deadline = sleep_until(Instant::now() + READ_DEADLINE);
     tokio::pin!(read_deadline);
     let catch_up = reg.catch_up.clone();
     let mut caught_up = std::pin::pin!(catch_up.notified());
+    let mut poked = std::pin::pin!(direct.poked());
     // A token without `exp` never expires (the reference accepts those).
     let token_expiry =
         sleep_until(expires_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30)));
@@ -240,46 +245,56 @@ async fn run_connection(
     let mut allowance = Allowance::new();
     let mut presence_at = Instant::now();
     let close_with = loop {
-        // Polled in this order, not at random: a wake-up for a queued frame
-        // (the common one: every event of every group) reaches the queue
-        // second and polls nothing after it, where a random start polled
-        // on average half of the socket read, the timers and the catch-up
-        // waiter first (~10 % of a 10,000-member fan-out's CPU, perf). The
-        // queue is bounded (SEND_QUEUE), so the branches after it wait at
-        // most one drained queue; the read comes before its deadline, so a
-        // pong waiting behind a burst still renews it.
+        // Idle with nothing queued: lend the writer (else keep it and let
+        // the queue's branch below take the next frame).
+        if let Some(w) = held.take() {
+            held = direct.lend(w, || reg.rx.is_empty()).err();
+        }
+        // Polled in this order, not at random: a frame that could not be
+        // written directly (the common wake-up) reaches the queue second
+        // and polls nothing after it. The queue is bounded (SEND_QUEUE), so
+        // the branches after it wait at most one drained queue; the read
+        // comes before its deadline, so a pong behind a burst still renews it.
         tokio::select! {
             biased;
             changed = reg.close.changed() => {
                 if changed.is_err() { break None; }
                 let reason = *reg.close.borrow();
                 if let Some(reason) = reason {
+                    let Some(w) = writer(&mut held, &direct) else { break None };
                     // Flush what is already queued unless the queue is the problem.
                     if reason != CloseReason::SlowConsumer {
+                        if !flush(&mut w.sink).await { break None; }
                         while let Ok(msg) = reg.rx.try_recv() {
-                            if cursor.on_live(msg.pos) == Step::Skip { continue; }
-                            if !send(&mut socket, Message::Text(msg.data.clone())).await { break; }
+                            if w.cursor.on_live(msg.pos) == Step::Skip { continue; }
+                            if !send(&mut w.sink, Message::Text(msg.data.clone())).await { break; }
                             crate::infra::metrics::ws_event_delivered(&msg.data);
                         }
                     }
                     break Some((reason.code(), reason.text()));
                 }
             }
-            msg = reg.rx.recv() => match msg {
-                Some(msg) => {
-                    if let Err(stop) = live(store, user_id, &mut cursor, *msg, &mut socket).await {
+            msg = reg.rx.recv() => match (msg, writer(&mut held, &direct)) {
+                (Some(msg), Some(w)) => {
+                    if let Err(stop) = live(store, user_id, w, *msg).await {
                         break stop_frame(stop);
                     }
                 }
-                None => break None,
+                _ => break None,
             },
+            _ = poked.as_mut() => {
+                poked.set(direct.poked());
+                let Some(w) = writer(&mut held, &direct) else { break None };
+                if !flush(&mut w.sink).await { break None; }
+            }
             _ = caught_up.as_mut() => {
                 caught_up.set(catch_up.notified());
-                if let Err(stop) = resume::fill(store, user_id, &mut cursor, None, &mut socket).await {
+                let Some(w) = writer(&mut held, &direct) else { break None };
+                if let Err(stop) = resume::fill(store, user_id, &mut w.cursor, None, &mut w.sink).await {
                     break stop_frame(stop);
                 }
             }
-            incoming = socket.recv() => {
+            incoming = stream.next() => {
                 if let Some(Ok(msg)) = &incoming {
                     if !matches!(msg, Message::Close(_)) {
                         match allowance.frame() {
@@ -320,7 +335,8 @@ async fn run_connection(
                 }
             },
             _ = ping.tick() => {
-                if !send(&mut socket, Message::Ping(Vec::new().into())).await {
+                let Some(w) = writer(&mut held, &direct) else { break None };
+                if !send(&mut w.sink, Message::Ping(Vec::new().into())).await {
                     break None;
                 }
             }
@@ -331,28 +347,43 @@ async fn run_connection(
             _ = &mut token_expiry => break Some(TOKEN_EXPIRED),
         }
     };
-    send_close(socket, close_with).await;
+    let sink = writer(&mut held, &direct).map(|w| &mut w.sink);
+    send_close(sink, close_with).await;
+}
+
+/// The task's writer: the one it holds, or the one it lent, taken back.
+fn writer<'a>(held: &'a mut Option<Writer>, direct: &Direct) -> Option<&'a mut Writer> {
+    if held.is_none() {
+        *held = direct.reclaim();
+    }
+    held.as_mut()
 }
 
 /// Sends one live event, after the stored ones it shows were missed.
 async fn live(
     store: &super::store::EventStore,
     user_id: uuid::Uuid,
-    cursor: &mut Cursor,
+    w: &mut Writer,
     msg: Outbound,
-    socket: &mut WebSocket,
 ) -> Result<(), Stop> {
-    match cursor.on_live(msg.pos) {
+    match w.cursor.on_live(msg.pos) {
         Step::Skip => return Ok(()),
         Step::Deliver => {}
         Step::Fill { after, upto } => {
-            resume::fill(store, user_id, cursor, Some((after, upto)), socket).await?;
+            resume::fill(
+                store,
+                user_id,
+                &mut w.cursor,
+                Some((after, upto)),
+                &mut w.sink,
+            )
+            .await?;
         }
     }
     // Counted before the bytes move into the message (a clone of them
     // would allocate a shared header per frame).
     let counted = crate::infra::metrics::event_kind(&msg.data);
-    if send(socket, Message::Text(msg.data)).await {
+    if send(&mut w.sink, Message::Text(msg.data)).await {
         crate::infra::metrics::ws_event_delivered_kind(counted);
         Ok(())
     } else {
@@ -367,38 +398,22 @@ fn stop_frame(stop: Stop) -> Option<(u16, &'static str)> {
     }
 }
 
-async fn close_for(socket: WebSocket, stop: Stop) {
-    send_close(socket, stop_frame(stop)).await;
-}
-
-async fn send_close(mut socket: WebSocket, close_with: Option<(u16, &'static str)>) {
+async fn send_close(sink: Option<&mut SocketSink>, close_with: Option<(u16, &'static str)>) {
     crate::infra::metrics::ws_closed(close_with.map(|c| c.0));
-    if let Some((code, reason)) = close_with {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        // A slow consumer's socket is likely stalled: don't wait long on it.
-        let wait = if code == CloseReason::SlowConsumer.code() {
-            Duration::from_secs(1)
-        } else {
-            WRITE_DEADLINE
-        };
-        let _ = tokio::time::timeout(wait, socket.send(Message::Close(Some(frame)))).await;
-    }
-}
-
-/// Sends one frame within [`WRITE_DEADLINE`]. Most writes complete at
-/// once; only one that has to wait for the socket arms the deadline's timer.
-pub(super) async fn send(socket: &mut WebSocket, msg: Message) -> bool {
-    let mut sending = std::pin::pin!(socket.send(msg));
-    if let std::task::Poll::Ready(sent) = futures::poll!(sending.as_mut()) {
-        return sent.is_ok();
-    }
-    matches!(
-        tokio::time::timeout(WRITE_DEADLINE, sending).await,
-        Ok(Ok(()))
-    )
+    let (Some(sink), Some((code, reason))) = (sink, close_with) else {
+        return;
+    };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    // A slow consumer's socket is likely stalled: don't wait long on it.
+    let wait = if code == CloseReason::SlowConsumer.code() {
+        Duration::from_secs(1)
+    } else {
+        WRITE_DEADLINE
+    };
+    let _ = tokio::time::timeout(wait, sink.send(Message::Close(Some(frame)))).await;
 }
 
 #[cfg(test)]

@@ -182,6 +182,14 @@ async fn metrics_count_a_scripted_workload() {
     }
     let mid = server.scrape().await;
     assert_eq!(metric(&mid, "ws_open_sockets", &[]), 1.0);
+    // Every live frame was offered to the socket once and delivered; a
+    // delivery to so few sockets goes through the socket's task (only large
+    // ones are written straight to the sockets: write-through, issue 21).
+    let direct = |outcome: &str| metric(&mid, "ws_direct_writes_total", &[("outcome", outcome)]);
+    let delivered = metric(&mid, "ws_events_delivered_total", &[]);
+    assert!(delivered >= 3.0, "{mid}");
+    assert_eq!(direct("queued"), delivered, "{mid}");
+    assert_eq!(direct("written") + direct("unflushed"), 0.0, "{mid}");
     drop(ws);
 
     // A media upload asks the storage backend for one presigned PUT.

@@ -110,7 +110,8 @@ impl EventBus {
                     if let [Value::BulkString(ch), Value::BulkString(payload)] =
                         push.data.as_slice()
                     {
-                        self.handle_payload(&String::from_utf8_lossy(ch), payload);
+                        self.handle_payload(&String::from_utf8_lossy(ch), payload)
+                            .await;
                     }
                 }
                 PushKind::SUnsubscribe | PushKind::Disconnection => return Lost::Shard,
