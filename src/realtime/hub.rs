@@ -93,6 +93,10 @@ struct Conn {
     id: u64,
     /// Where frames are written straight to the socket while its task idles.
     direct: Arc<Direct>,
+    /// Frames of this connection handed to a writer lane and not yet
+    /// offered (see `delivery`: a small delivery skips the lanes only
+    /// when none are).
+    in_lane: std::sync::atomic::AtomicU32,
     tx: mpsc::Sender<Queued>,
     close: watch::Sender<Option<CloseReason>>,
     /// Poked when this instance may have missed bus messages.
@@ -192,6 +196,7 @@ impl Hub {
                 user_id,
                 id: conn_id,
                 direct: direct.clone(),
+                in_lane: Default::default(),
                 tx,
                 close: close_tx,
                 catch_up: catch_up.clone(),

@@ -11,6 +11,7 @@
 //! frames always take its one lane, in order; the subscriber only waits
 //! when a lane already holds [`BACKLOG`] batches.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -70,12 +71,27 @@ impl Writers {
         let now = frames.len() >= DIRECT_FROM;
         let lanes = self.lanes();
         if lanes.is_empty() {
-            return offer_all(frames, now).await;
+            return offer_all(frames, now, false).await;
+        }
+        let mut frames = frames;
+        if !now {
+            // Queued in place, saving the lane's hop (measured: a wider p99
+            // for a 1,000-member group at 100 msg/s), unless a lane still
+            // holds earlier frames of that connection: those go first.
+            let (free, behind): (Frames, Frames) = frames
+                .into_iter()
+                .partition(|(conn, _)| conn.in_lane.load(Ordering::Acquire) == 0);
+            offer_all(free, false, false).await;
+            frames = behind;
+            if frames.is_empty() {
+                return;
+            }
         }
         let n = lanes.len() as u64;
         let mut parts: Vec<Frames> = lanes.iter().map(|_| Vec::new()).collect();
         for (conn, out) in frames {
             if let Some(part) = parts.get_mut((conn.id % n) as usize) {
+                conn.in_lane.fetch_add(1, Ordering::AcqRel);
                 part.push((conn, out));
             }
         }
@@ -105,7 +121,7 @@ impl Writers {
 async fn lane(mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.recv().await {
         match job {
-            Job::Frames(frames, now) => offer_all(frames, now).await,
+            Job::Frames(frames, now) => offer_all(frames, now, true).await,
             Job::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -117,10 +133,13 @@ async fn lane(mut jobs: mpsc::Receiver<Job>) {
 /// and once a task's 128 units are gone each further write reports "not
 /// ready", so a 5,000-socket batch wrote 128 frames directly and handed
 /// the rest to their sockets' tasks (measured: 7,532 written, 218,030 left).
-async fn offer_all(frames: Frames, now: bool) {
+async fn offer_all(frames: Frames, now: bool, from_lane: bool) {
     tokio::task::unconstrained(async {
         for (conn, out) in frames {
             conn.offer(out, now);
+            if from_lane {
+                conn.in_lane.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     })
     .await;
