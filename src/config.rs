@@ -229,6 +229,10 @@ pub struct Config {
     pub listener: ListenerConfig,
     /// Most WebSockets one user may hold across every instance (0 = no cap).
     pub ws_max_connections_per_user: u32,
+    /// `WS_DIRECT_WRITE_MIN_SOCKETS`: a delivery to at least this many of an
+    /// instance's sockets is written straight to them (write-through,
+    /// `realtime::hub::delivery`); 0 = never.
+    pub ws_direct_write_min_sockets: usize,
     /// How long a user must be connected nowhere before contacts are told
     /// `user.offline` (a page reload within it announces nothing).
     pub presence_offline_grace: Duration,
@@ -707,6 +711,11 @@ impl Config {
                 "WS_MAX_CONNECTIONS_PER_USER",
                 20u32,
                 "a whole number (0 = no cap)",
+            )?,
+            ws_direct_write_min_sockets: src.parsed(
+                "WS_DIRECT_WRITE_MIN_SOCKETS",
+                crate::realtime::hub::DIRECT_WRITE_MIN_SOCKETS,
+                "a whole number of sockets (0 = never write directly)",
             )?,
             presence_offline_grace: Duration::from_secs(src.parsed(
                 "PRESENCE_OFFLINE_GRACE_SECONDS",

@@ -87,7 +87,7 @@ impl AppState {
             http.clone(),
         );
         let google = GoogleClient::new(cfg.google.clone(), http.clone());
-        let hub = Hub::new();
+        let hub = Hub::with_direct_writes_from(cfg.ws_direct_write_min_sockets);
         let store = EventStore::connect(&redis, cfg.resume.clone()).await?;
         let bus = EventBus::new(redis.clone(), hub.clone(), cfg.event_bus_batched, store);
         let presence = Presence::new(

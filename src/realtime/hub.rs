@@ -14,6 +14,7 @@ use super::direct::Direct;
 use super::store::Pos;
 
 mod delivery;
+pub use delivery::DIRECT_WRITE_MIN_SOCKETS;
 
 /// Outbound queue length per connection.
 pub const SEND_QUEUE: usize = 256;
@@ -176,7 +177,16 @@ pub struct Hub {
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_direct_writes_from(DIRECT_WRITE_MIN_SOCKETS)
+    }
+
+    /// A hub whose deliveries to at least `sockets` of its sockets are
+    /// written straight to them (0 = never; see [`delivery`]).
+    pub fn with_direct_writes_from(sockets: usize) -> Arc<Self> {
+        Arc::new(Self {
+            writers: delivery::Writers::new(sockets),
+            ..Self::default()
+        })
     }
 
     /// Registers a connection before its tasks start, so an early unregister

@@ -732,3 +732,67 @@ async fn status_fails_and_names_what_is_down() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unreachable: redis"), "{stderr}");
 }
+
+/// Write-through (issue 21) on a real multi-worker server: with the
+/// threshold at one socket, a live frame is written straight to an idle
+/// socket by a writer lane. Two devices of one member and another member
+/// each get every message once and in order, and the frames that went
+/// straight to the sockets are counted.
+#[tokio::test]
+async fn frames_written_through_arrive_once_and_in_order() {
+    let app = TestApp::spawn().await;
+    let server = spawn_server(&app, &[("WS_DIRECT_WRITE_MIN_SOCKETS", "1")]).await;
+    let (alice, alice_t) = app.make_user("Alice").await;
+    let (bob, bob_t) = app.make_user("Bob").await;
+    let (carol, carol_t) = app.make_user("Carol").await;
+    let group = app.make_group(alice, &[bob, carol]).await;
+    let mut sockets = vec![
+        server.ws(&bob_t, None).await,
+        server.ws(&bob_t, None).await,
+        server.ws(&carol_t, None).await,
+    ];
+    // Registered and idle before the first message.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    const N: usize = 30;
+    let sent: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    for content in &sent {
+        let r = server
+            .http
+            .post(server.url("/api/messages"))
+            .bearer_auth(&alice_t)
+            .json(&json!({"chat_id": group, "content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for ws in &mut sockets {
+        let mut got = Vec::new();
+        while got.len() < N {
+            let e = ws.expect_event("message.new").await;
+            got.push(e["payload"]["content"].as_str().unwrap_or("").to_string());
+        }
+        assert_eq!(got, sent);
+        loop {
+            match ws.read(Duration::from_millis(300)).await {
+                WsRead::Event(e) if e["type"] == "message.new" => panic!("a duplicate: {e}"),
+                WsRead::Event(_) => continue,
+                _ => break,
+            }
+        }
+    }
+    let text = server.scrape().await;
+    let direct = |outcome: &str| metric(&text, "ws_direct_writes_total", &[("outcome", outcome)]);
+    assert_eq!(
+        metric(
+            &text,
+            "ws_events_delivered_total",
+            &[("type", "message.new")]
+        ),
+        (3 * N) as f64
+    );
+    // Each socket's first event reads the store first (it started before
+    // its stream existed), and a socket still busy with one frame queues
+    // the next; the rest went straight to the sockets.
+    assert!(direct("written") >= N as f64, "{text}");
+}

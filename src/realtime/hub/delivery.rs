@@ -20,12 +20,13 @@ use super::{Conn, Outbound};
 
 type Frames = Vec<(Arc<Conn>, Outbound)>;
 
-/// A delivery to fewer sockets than this (on this instance) is queued
-/// for the sockets' tasks as before; larger ones are written directly.
+/// The default of `WS_DIRECT_WRITE_MIN_SOCKETS`: a delivery to fewer of an
+/// instance's sockets is queued for the sockets' tasks as before; larger
+/// ones are written directly.
 /// Measured: a 10,000-member group (5,000 sockets here) at 10 msg/s spent
 /// 22 % less server CPU written directly, p99 203 against 324 ms; a
 /// 1,000-member group at 100 msg/s had a wider p99 (82-301 against 69-84 ms).
-const DIRECT_FROM: usize = 2048;
+pub const DIRECT_WRITE_MIN_SOCKETS: usize = 2048;
 
 /// Batches a lane holds before a delivery waits for it (bounded, so a
 /// lane that falls behind slows the bus reader instead of growing).
@@ -42,9 +43,18 @@ enum Job {
 pub(super) struct Writers {
     /// Empty on a one-worker runtime: frames are written in place.
     lanes: OnceLock<Vec<mpsc::Sender<Job>>>,
+    /// Deliveries to this many sockets or more are written directly (0 = none).
+    direct_from: usize,
 }
 
 impl Writers {
+    pub(super) fn new(direct_from: usize) -> Self {
+        Self {
+            lanes: OnceLock::new(),
+            direct_from,
+        }
+    }
+
     /// Started on first use, inside the runtime that delivers.
     fn lanes(&self) -> &[mpsc::Sender<Job>] {
         self.lanes.get_or_init(|| {
@@ -68,7 +78,7 @@ impl Writers {
         if frames.is_empty() {
             return;
         }
-        let now = frames.len() >= DIRECT_FROM;
+        let now = self.direct_from > 0 && frames.len() >= self.direct_from;
         let lanes = self.lanes();
         if lanes.is_empty() {
             return offer_all(frames, now, false).await;
