@@ -1,10 +1,9 @@
 //! Write-through delivery (issue 21): an idle socket's task lends its
-//! writer to the connection's [`Direct`] slot, and whoever delivers an
-//! event (the bus subscriber, for nearly every event) writes the frame to
-//! the socket itself, without waking the task. Perf of a 10,000-member
-//! fan-out put the per-frame task wake-up, its queue and its `select!` at
-//! about a third of a server's CPU; the plain floor without them
-//! (`scale floor --raw`) spends 30-40 % less than with them.
+//! writer to the connection's [`Direct`] slot, and the instance's writer
+//! lanes (`hub::delivery`, for a delivery to many sockets) write the frame
+//! to the socket themselves, without waking the task. Per frame, the task's
+//! wake-up, its queue and its `select!` cost about as much as the write;
+//! the plain floor without them (`scale floor --raw`) spends 30-40 % less.
 //!
 //! The task takes its writer back whenever it has anything to do with it:
 //! queued frames, a gap to fill from the store, a ping, a close. Order
