@@ -190,7 +190,10 @@ pub trait CountErrors {
 
 impl<T> CountErrors for redis::RedisResult<T> {
     fn counted(self, path: &'static str) -> Self {
-        if self.is_err() {
+        // NOSCRIPT is expected after a restart, a failover or on a fresh
+        // cluster node: every EVALSHA caller loads the script and retries,
+        // and a failed retry is counted then.
+        if matches!(&self, Err(e) if e.kind() != redis::ErrorKind::NoScriptError) {
             crate::infra::metrics::redis_error(path);
         }
         self

@@ -77,6 +77,20 @@ impl Child {
         assert!(ct.starts_with("text/plain"), "{ct}");
         res.text().await.unwrap()
     }
+
+    /// Scrapes until `done` holds (5 s at most), returning the last scrape:
+    /// a socket's counters move just after its frame reached the client.
+    async fn scrape_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let mut text = self.scrape().await;
+        for _ in 0..50 {
+            if done(&text) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            text = self.scrape().await;
+        }
+        text
+    }
 }
 
 /// The samples of `text`: (name, labels, value).
@@ -180,7 +194,9 @@ async fn metrics_count_a_scripted_workload() {
         let e = ws.expect_event("message.new").await;
         seqs.push(e["meta"]["seq"].as_str().expect("meta.seq").to_string());
     }
-    let mid = server.scrape().await;
+    let mid = server
+        .scrape_until(|t| metric(t, "ws_events_delivered_total", &[]) >= 3.0)
+        .await;
     assert_eq!(metric(&mid, "ws_open_sockets", &[]), 1.0);
     // Every live frame was offered to the socket once and delivered; a
     // delivery to so few sockets goes through the socket's task (only large
@@ -240,14 +256,9 @@ async fn metrics_count_a_scripted_workload() {
     drop(reset);
 
     // The sockets' ends are counted once the server noticed them.
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = server.scrape().await;
-        if metric(&text, "ws_open_sockets", &[]) == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = server
+        .scrape_until(|t| metric(t, "ws_open_sockets", &[]) == 0.0)
+        .await;
     let http = |route: &str, method: &str, status: &str| {
         metric(
             &text,
@@ -329,7 +340,11 @@ async fn metrics_count_a_scripted_workload() {
     // connection where the wait is counted; nobody is waiting any more.
     assert!(metric(&text, "db_pool_acquire_seconds_count", &[]) >= 11.0);
     assert_eq!(metric(&text, "db_pool_waiters", &[]), 0.0);
-    assert_eq!(metric(&text, "redis_command_errors_total", &[]), 0.0);
+    assert_eq!(
+        metric(&text, "redis_command_errors_total", &[]),
+        0.0,
+        "{text}"
+    );
 }
 
 /// Presence and typing handle their Redis failures themselves (log and
